@@ -1,0 +1,1 @@
+"""``ebm-ood benchmark``: every registered method × dataset × seed → metrics tables (Markdown + JSON)."""

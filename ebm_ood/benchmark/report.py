@@ -1,0 +1,22 @@
+"""The benchmark's Markdown report: one table per dataset and suite, and wall times per method."""
+from __future__ import annotations
+
+from ebm_ood.benchmark.tables import METRIC_LABELS, elflein_table, heat_table, timing_table
+
+
+def render_markdown(results: dict, timings: dict, groups: dict, specs, args, total_seconds: float) -> str:
+    suites = {s.name: s.suites for s in specs}
+    seeds = ",".join(map(str, args.seeds))
+    preset = "quick" if args.quick else "full" if args.full else "default"
+    parts = [f"# ebm-ood benchmark (preset {preset}, seeds {seeds})", ""]
+    for dataset, per_method in results.items():
+        ell = {m: r for m, r in per_method.items() if "elflein" in suites.get(m, ())}
+        heat = {m: r for m, r in per_method.items() if "heat" in suites.get(m, ())}
+        if ell:
+            parts += [f"## {dataset}: {METRIC_LABELS[args.metric]} (%) — Elflein Table 1 style", "",
+                      elflein_table(ell, groups[dataset], args.metric), ""]
+        if heat:
+            parts += [f"## {dataset}: FPR95 ↓ / AUROC ↑ (%) — HEAT Table 1 style (near = natural, far = non-natural)", "",
+                      heat_table(heat, groups[dataset]), ""]
+    parts += ["## Wall time per method", "", timing_table(timings), "", f"Total: {total_seconds:.1f} s"]
+    return "\n".join(parts)

@@ -1,0 +1,158 @@
+"""Command line: ``ebm-ood benchmark | bench NAME | experiment NAME | datasets``.
+
+* ``ebm-ood benchmark`` — train every registered method on the embedded datasets and print the
+  paper-style tables (``--help`` for flags).
+* ``ebm-ood bench sampler|detectors`` — speed benchmarks, ours vs the plain-PyTorch way, with ratios.
+* ``ebm-ood experiment NAME`` — the papers' ablations and figures.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+
+# name -> module exposing add_arguments(parser) and run(args) -> int
+BENCHES = {
+    "sampler": "ebm_ood.bench.sampler",
+    "detectors": "ebm_ood.bench.detectors",
+}
+EXPERIMENTS: dict[str, str] = {}
+
+DEFAULT_DATASETS = ("tabular", "digits")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"3"`` → [0, 1, 2]; ``"0,5,7"`` → [0, 5, 7]."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            n = int(text)
+            if n < 1:
+                raise ValueError
+            seeds = list(range(n))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds: expected a count (e.g. 3) or a comma list (e.g. 0,1,2), got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds: expected at least one seed")
+    return seeds
+
+
+def check_out_dir(path: str) -> str:
+    """Create ``path`` and prove it is writable before any training starts."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".write-test")
+        with open(probe, "w") as fh:
+            fh.write("ok")
+        os.remove(probe)
+    except OSError as err:
+        raise SystemExit(f"error: --out {path!r} is not a writable folder ({err.strerror or err})")
+    return path
+
+
+def write_atomic(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", choices=("elflein", "heat", "all"), default="all", help="which paper's methods (default: all)")
+    p.add_argument("--dataset", action="append", help=f"dataset name, repeatable (default: {', '.join(DEFAULT_DATASETS)})")
+    p.add_argument("--methods", help="comma-separated method names (default: every method of the suite)")
+    p.add_argument("--seeds", type=parse_seeds, default=[0], help="number of seeds or a comma list (default: 1)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="tiny settings for tests (< 1 minute)")
+    size.add_argument("--full", action="store_true", help="the papers' hyperparameters (hours on a CPU)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
+    p.add_argument("--out", default="results", help="folder for results.json and results.md (default: results)")
+    p.add_argument("--json", action="store_true", help="print the JSON instead of Markdown")
+    p.add_argument("--metric", choices=("aupr_in", "aupr_out", "auroc", "fpr95"), default="aupr_in",
+                   help="metric of the Elflein-style table (default aupr_in, ID positive as in the paper's text; "
+                        "aupr_out = OOD positive as in the authors' code)")
+
+
+def run_benchmark_command(args) -> int:
+    from ebm_ood.benchmark.registry import methods_for
+    from ebm_ood.benchmark.report import render_markdown
+    from ebm_ood.benchmark.runner import run_benchmark
+    from ebm_ood.data.registry import dataset_names, get_dataset
+    from ebm_ood.validation import resolve_device
+
+    datasets = args.dataset or list(DEFAULT_DATASETS)
+    valid = dataset_names()
+    unknown = [d for d in datasets if d not in valid]
+    if unknown:
+        raise SystemExit(f"error: unknown dataset {', '.join(unknown)}; valid names: {', '.join(valid)}")
+    try:
+        specs = methods_for(args.suite, [m.strip() for m in args.methods.split(",")] if args.methods else None)
+        device = str(resolve_device(args.device))
+    except ValueError as err:
+        raise SystemExit(f"error: {err}")
+    out = check_out_dir(args.out)
+    preset = "quick" if args.quick else "full" if args.full else "default"
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    results, timings = run_benchmark(datasets, specs, args.seeds, preset=preset, device=device, log=log)
+    groups = {d: {k: v.group for k, v in get_dataset(d).ood.items()} for d in datasets}
+    md = render_markdown(results, timings, groups, specs, args, time.perf_counter() - t0)
+    text = json.dumps(results, indent=2, sort_keys=True)
+    write_atomic(os.path.join(out, "results.json"), text + "\n")
+    write_atomic(os.path.join(out, "results.md"), md + "\n")
+    print(text if args.json else md)
+    print(f"wrote {os.path.join(out, 'results.json')} and {os.path.join(out, 'results.md')}", file=sys.stderr)
+    return 0
+
+
+def _dispatch(table: dict[str, str], kind: str, argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: ebm-ood {kind} {{{','.join(table)}}} [options]")
+        return 0 if argv else 2
+    name = argv[0]
+    if name not in table:
+        print(f"error: unknown {kind} {name!r}; valid: {', '.join(table)}", file=sys.stderr)
+        return 2
+    mod = importlib.import_module(table[name])
+    p = argparse.ArgumentParser(prog=f"ebm-ood {kind} {name}", description=(mod.__doc__ or "").strip().splitlines()[0])
+    mod.add_arguments(p)
+    return int(mod.run(p.parse_args(argv[1:])) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="ebm-ood", description=__doc__.strip().splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    bp = sub.add_parser("benchmark", help="train and evaluate every method; print paper-style tables")
+    add_benchmark_arguments(bp)
+    sub.add_parser("bench", help=f"speed benchmarks: {', '.join(BENCHES)}", add_help=False)
+    sub.add_parser("experiment", help=f"the papers' experiments: {', '.join(EXPERIMENTS) or 'none'}", add_help=False)
+    sub.add_parser("datasets", help="list datasets and their OOD sets")
+    if argv and argv[0] in ("bench", "experiment"):
+        return _dispatch(BENCHES if argv[0] == "bench" else EXPERIMENTS, argv[0], argv[1:])
+    args = parser.parse_args(argv)
+    if args.command == "benchmark":
+        return run_benchmark_command(args)
+    if args.command == "datasets":
+        from ebm_ood.data.registry import dataset_names, get_dataset
+
+        for name in dataset_names():
+            try:
+                d = get_dataset(name)
+            except Exception as err:  # a real dataset not prepared yet
+                print(f"{name}: not available ({err})")
+                continue
+            sets = ", ".join(f"{k} ({v.group})" for k, v in d.ood.items())
+            print(f"{name}: {d.kind} {d.input_shape}, {d.num_classes} ID classes, train/val/test "
+                  f"{len(d.x_train)}/{len(d.x_val)}/{len(d.x_test)}; OOD: {sets}")
+        return 0
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""The papers' real datasets, read from files made by ``python data_scripts/prepare.py NAME``.
+
+``get_dataset("segment", seed=0, data_root=None)`` etc. Data root: ``data_root``, else ``$EBM_OOD_DATA``,
+else ``~/.cache/ebm_ood`` (``ebm_ood/data/store.py``). A dataset that is not prepared raises
+:class:`DatasetNotPreparedError` with the command to run.
+
+* Tabular (Elflein Sec. 4): ``segment`` (18 features; class *sky* held out) and ``sensorless`` (48 features;
+  classes 10 and 11 held out). The held-out classes form the natural OOD set ``held-out``; the rest is split
+  80/10/10, stratified, with ``split_seed`` (fixed, 0 by default, so every training seed sees the same split),
+  then min-max scaled with the ID-training statistics (OOD data with the same statistics).
+* Images: pixels mapped from [0, 255] to [-1, 1]; the official test split is the ID test set and
+  ``val_fraction`` of the official training split (stratified, ``split_seed``) the validation set. Natural OOD
+  sets are the test splits of the paired datasets (``PAIRINGS``) that are prepared; missing ones are listed
+  in ``meta["missing_ood"]`` with their prepare commands and a warning (an error with ``require_all_ood``).
+* Non-natural sets (Elflein App. D), built on the fly from ``seed``, as many as ID test samples:
+  ``noise`` (half N(0, 1), half U(-1, 1)), ``constant`` (one U(-1, 1) value per sample), and for images
+  ``oodomain``: the paper's OODomain set (KMNIST for FMNIST, SVHN for CIFAR) **without** normalisation,
+  i.e. in [0, 255]; where that set is not prepared, the ID test images unnormalised
+  (``meta["oodomain_source"]`` says which).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from ebm_ood.data.embedded import minmax_fit, stratified_split
+from ebm_ood.data.nonnatural import constant_set, noise_set
+from ebm_ood.data.registry import NATURAL, NON_NATURAL, OODDataset, OODSet, register_dataset
+from ebm_ood.data.store import dataset_dir, is_prepared, load_split
+
+
+class DatasetNotPreparedError(FileNotFoundError):
+    """A dataset (or one of its splits) has not been prepared in the data root."""
+
+
+@dataclass(frozen=True)
+class Pairing:
+    ood: tuple[str, ...]  # natural OOD sets: names of prepared datasets, in the paper's order
+    oodomain: str | None = None  # the set used unnormalised as OODomain (Elflein App. D)
+
+
+PAIRINGS = {
+    # Elflein et al. 2021
+    "fmnist": Pairing(("kmnist", "mnist", "notmnist"), oodomain="kmnist"),
+    "cifar10": Pairing(("cifar100", "celeba", "lsun", "svhn", "textures", "tinyimagenet", "places"), oodomain="svhn"),
+    # Lafon et al. 2023 (HEAT): CIFAR-100 -> CIFAR-10, TinyImageNet, LSUN, Places, Textures, SVHN
+    "cifar100": Pairing(("cifar10", "tinyimagenet", "lsun", "places", "textures", "svhn"), oodomain="svhn"),
+    # not in the papers; offered for teaching
+    "mnist": Pairing(("fmnist", "kmnist", "notmnist")),
+    "kmnist": Pairing(("mnist", "fmnist", "notmnist")),
+    "svhn": Pairing(("cifar10", "cifar100", "textures")),
+}
+TABULAR = ("segment", "sensorless")
+
+
+def prepare_command(name: str) -> str:
+    return f"python data_scripts/prepare.py {name}"
+
+
+def _load(name: str, split: str, root) -> tuple[np.ndarray, np.ndarray, dict]:
+    if not is_prepared(name, root):
+        raise DatasetNotPreparedError(
+            f"dataset {name!r} is not prepared in {dataset_dir(name, root)}. Run: {prepare_command(name)} "
+            "(with --data-root DIR, or $EBM_OOD_DATA set, to the same data root used here)")
+    path = dataset_dir(name, root) / f"{split}.npz"
+    if not path.is_file():
+        raise DatasetNotPreparedError(f"{path}: split {split!r} of {name!r} is missing; "
+                                      f"run: {prepare_command(name)} --force")
+    return load_split(path)
+
+
+def to_unit_range(x: np.ndarray) -> np.ndarray:
+    """Pixels [0, 255] -> [-1, 1], float32."""
+    return (x.astype(np.float32) / 127.5 - 1.0).astype(np.float32)
+
+
+def load_tabular(name: str, seed: int = 0, data_root=None, split_seed: int = 0) -> OODDataset:
+    x, y, meta = _load(name, "all", data_root)
+    classes = list(meta["class_names"])
+    held = [classes.index(c) for c in meta["ood_classes"]]
+    is_ood = np.isin(y, held)
+    id_classes = [c for c in range(len(classes)) if c not in held]
+    relabel = np.full(len(classes), -1, dtype=np.int64)
+    relabel[id_classes] = np.arange(len(id_classes))
+    x_tr, y_tr, x_va, y_va, x_te, y_te = stratified_split(x[~is_ood], relabel[y[~is_ood]], (0.8, 0.1, 0.1), split_seed)
+    lo, rg = minmax_fit(x_tr)
+    sc = lambda v: ((v - lo) / rg).astype(np.float32)  # noqa: E731
+    rng = np.random.default_rng(seed + 3000)
+    n, shape = len(x_te), x.shape[1:]
+    ood = {
+        "held-out": OODSet(sc(x[is_ood]), NATURAL),
+        "noise": OODSet(noise_set(n, shape, rng), NON_NATURAL),
+        "constant": OODSet(constant_set(n, shape, rng), NON_NATURAL),
+    }
+    return OODDataset(
+        name=name, kind="tabular", x_train=sc(x_tr), y_train=y_tr, x_val=sc(x_va), y_val=y_va, x_test=sc(x_te),
+        y_test=y_te, ood=ood, num_classes=len(id_classes),
+        meta={"source": str(dataset_dir(name, data_root)), "id_classes": [classes[c] for c in id_classes],
+              "held_out_classes": list(meta["ood_classes"]), "split_seed": split_seed, "split": [0.8, 0.1, 0.1],
+              "scaling": "min-max with ID-training statistics"},
+    )
+
+
+def load_image(name: str, seed: int = 0, data_root=None, split_seed: int = 0, val_fraction: float = 0.1,
+               require_all_ood: bool = False) -> OODDataset:
+    x_all, y_all, meta = _load(name, "train", data_root)
+    x_test_raw, y_test, _ = _load(name, "test", data_root)
+    x_tr, x_va, y_tr, y_va = train_test_split(x_all, y_all, test_size=val_fraction, stratify=y_all,
+                                              random_state=split_seed)
+    shape, pairing = tuple(x_tr.shape[1:]), PAIRINGS[name]
+    ood, missing = {}, {}
+    for other in pairing.ood:
+        if not is_prepared(other, data_root):
+            missing[other] = prepare_command(other)
+            continue
+        ood[other] = OODSet(to_unit_range(_checked_test(other, shape, name, data_root)), NATURAL)
+    if missing:
+        msg = f"{name}: OOD sets not prepared (skipped): " + "; ".join(missing.values())
+        if require_all_ood:
+            raise DatasetNotPreparedError(msg)
+        warnings.warn(msg, stacklevel=2)
+    rng = np.random.default_rng(seed + 3000)
+    n = len(x_test_raw)
+    ood["noise"] = OODSet(noise_set(n, shape, rng), NON_NATURAL)
+    ood["constant"] = OODSet(constant_set(n, shape, rng), NON_NATURAL)
+    src = pairing.oodomain if pairing.oodomain and is_prepared(pairing.oodomain, data_root) else name
+    raw = x_test_raw if src == name else _checked_test(src, shape, name, data_root)
+    ood["oodomain"] = OODSet(raw.astype(np.float32), NON_NATURAL)  # [0, 255]: deliberately not normalised
+    return OODDataset(
+        name=name, kind="image", x_train=to_unit_range(x_tr), y_train=y_tr, x_val=to_unit_range(x_va), y_val=y_va,
+        x_test=to_unit_range(x_test_raw), y_test=y_test, ood=ood, num_classes=int(y_all.max()) + 1,
+        meta={"source": str(dataset_dir(name, data_root)), "class_names": meta.get("class_names", []),
+              "pixel_range": [-1, 1], "split_seed": split_seed, "val_fraction": val_fraction,
+              "missing_ood": missing, "oodomain_source": src},
+    )
+
+
+def _checked_test(other: str, shape: tuple, name: str, root) -> np.ndarray:
+    x, _, _ = _load(other, "test", root)
+    if tuple(x.shape[1:]) != shape:
+        raise ValueError(f"{other}: prepared images have shape {tuple(x.shape[1:])} but {name} needs {shape}; "
+                         f"run: {prepare_command(other)} --force --size {shape[-1]}")
+    return x
+
+
+for _name in TABULAR:
+    register_dataset(_name, partial(load_tabular, _name))
+for _name in PAIRINGS:
+    register_dataset(_name, partial(load_image, _name))

@@ -1,0 +1,103 @@
+"""The one detector API every method shares (scikit-learn style).
+
+``fit(x, y=None) -> self`` learns from in-distribution data only; ``score(x) -> np.ndarray (N,)`` returns
+one energy-like score per sample, **higher = more OOD**. Learned attributes end in ``_``. Inputs may be
+numpy arrays or torch tensors; scoring is batched and runs on ``self.device``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ebm_ood.errors import NotFittedError
+from ebm_ood.validation import check_array, check_labels, resolve_device
+
+
+class Detector:
+    """Base class. Subclasses implement ``_fit(x, y)`` and ``_score(x)`` on validated numpy arrays.
+
+    ``input_shape`` (without the batch dimension) is recorded at fit time and checked at score time.
+    """
+
+    name = "detector"
+    needs_labels = False
+
+    def __init__(self, device=None, batch_size: int = 512):
+        self.device = resolve_device(device)
+        self.batch_size = int(batch_size)
+
+    # ----------------------------------------------------------------------------- public API
+    def fit(self, x, y=None, validation=None):
+        """Learn from ID data. ``validation`` = ``(x_val, y_val)`` (or ``x_val``) is ID validation data
+        for model selection; methods that need it and get none hold out 10 % of ``x`` themselves."""
+        x = check_array(x, "x", ndim=(2, 3, 4))
+        if y is None and self.needs_labels:
+            raise ValueError(f"{self.name}: fit needs class labels y (got y=None)")
+        if y is not None:
+            y = check_labels(y, "y", x.shape[0])
+            if self.needs_labels and len(np.unique(y)) < 2:
+                raise ValueError(f"{self.name}: y must contain at least 2 classes, got only class {int(y[0])}")
+        self.input_shape_ = tuple(x.shape[1:])
+        if y is not None:
+            self.num_classes_ = int(y.max()) + 1
+        self.validation_ = self._check_validation(validation, y is not None)
+        self._fit(x, y)
+        self.fitted_ = True
+        return self
+
+    def _check_validation(self, validation, with_labels: bool):
+        if validation is None:
+            return None
+        x_val, y_val = validation if isinstance(validation, (tuple, list)) else (validation, None)
+        x_val = check_array(x_val, "validation x", shape=self.input_shape_)
+        if y_val is not None and with_labels:
+            y_val = check_labels(y_val, "validation y", x_val.shape[0], getattr(self, "num_classes_", None))
+        else:
+            y_val = None
+        return x_val, y_val
+
+    def split_validation(self, x: np.ndarray, y: np.ndarray | None, seed: int = 0, fraction: float = 0.1):
+        """``(x_train, y_train, x_val, y_val)``: the given validation data, else a held-out ``fraction``."""
+        if self.validation_ is not None:
+            return x, y, self.validation_[0], self.validation_[1]
+        n = x.shape[0]
+        n_val = max(1, int(round(fraction * n))) if n > 1 else 0
+        perm = np.random.default_rng(seed).permutation(n)
+        va, tr = perm[:n_val], perm[n_val:]
+        if len(tr) == 0:
+            tr = perm
+        sel = lambda a, i: None if a is None else a[i]
+        return x[tr], sel(y, tr), x[va], sel(y, va)
+
+    def score(self, x) -> np.ndarray:
+        self.check_fitted()
+        x = check_array(x, "x", ndim=len(self.input_shape_) + 1, allow_empty=True)
+        if tuple(x.shape[1:]) != self.input_shape_:
+            raise ValueError(f"x: expected samples of shape {self.input_shape_} (as in fit), got {tuple(x.shape[1:])}")
+        if x.shape[0] == 0:
+            return np.zeros(0, dtype=np.float64)
+        out = np.asarray(self._score(x), dtype=np.float64).reshape(-1)
+        if out.shape[0] != x.shape[0]:
+            raise RuntimeError(f"{self.name}: produced {out.shape[0]} scores for {x.shape[0]} samples")
+        return out
+
+    def check_fitted(self) -> None:
+        if not getattr(self, "fitted_", False):
+            raise NotFittedError(f"{self.name} is not fitted yet: call fit(x, y) before score(x)")
+
+    # ----------------------------------------------------------------------------- helpers
+    def _fit(self, x: np.ndarray, y: np.ndarray | None) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _score(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def batches(self, x: np.ndarray):
+        """Yield float32 tensors on ``self.device`` of at most ``batch_size`` samples."""
+        for i in range(0, x.shape[0], self.batch_size):
+            yield torch.as_tensor(np.ascontiguousarray(x[i : i + self.batch_size]), dtype=torch.float32, device=self.device)
+
+    @torch.no_grad()
+    def map_batches(self, fn, x: np.ndarray) -> np.ndarray:
+        """Apply ``fn: Tensor (B, ...) -> Tensor (B,)`` batch by batch and concatenate as numpy float64."""
+        return np.concatenate([fn(b).detach().double().cpu().numpy() for b in self.batches(x)])

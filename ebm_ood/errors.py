@@ -1,0 +1,26 @@
+"""The project's own exception types (each also a standard one, so ``except ValueError`` still works)."""
+
+
+class NotFittedError(RuntimeError):
+    """A detector was asked to score before ``fit`` was called."""
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or exploding energies.
+
+    Attributes: ``method`` (name), ``step`` (0-based optimisation step), ``last_finite`` (dict of the last
+    finite logged values).
+    """
+
+    def __init__(self, method: str, step: int, reason: str, last_finite: dict | None = None):
+        self.method, self.step, self.reason = method, step, reason
+        self.last_finite = dict(last_finite or {})
+        vals = ", ".join(f"{k}={v:.4g}" for k, v in self.last_finite.items()) or "none"
+        super().__init__(
+            f"{method} diverged at step {step}: {reason}. Last finite values: {vals}. "
+            "The model was restored to its last good weights; try a smaller learning rate or step size."
+        )
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, or not one of ours."""

@@ -1,0 +1,103 @@
+"""Baseline CE: a classifier trained with cross-entropy; its OOD score is an energy read from its logits.
+
+Scores (higher = more OOD):
+* ``"energy"`` (default; Elflein's CE baseline, Liu et al. 2020): ``E(x) = -T·logsumexp(f(x)/T)`` (Elflein Eq. 3)
+* ``"msp"``: ``-max_y p(y|x)`` (Hendrycks & Gimpel 2017)
+* ``"maxlogit"``: ``-max_y f(x)[y]``
+
+Training (Elflein App. B): Adam, lr 1e-3, weight decay 5e-4, model selection by ID validation accuracy
+(never by OOD data).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ebm_ood.detectors.base import Detector
+from ebm_ood.energy import energy_from_logits, max_softmax
+from ebm_ood.nn import build_network
+from ebm_ood.training import TrainConfig, to_tensor, train
+
+SCORES = ("energy", "msp", "maxlogit")
+
+
+@dataclass
+class CEConfig:
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, batch_size=64, lr=1e-3, weight_decay=5e-4, eval_every=100, patience=5))
+    widen: int = 2  # WRN widening factor (images); the tabular MLP has width 100
+    bottleneck: float | None = None  # 1x1-conv bottleneck factor (images)
+    score: str = "energy"
+    temperature: float = 1.0
+
+
+def ce_config(preset: str = "default", kind: str = "image") -> CEConfig:
+    """Configurations: ``quick`` (tests), ``default`` (benchmark budget), ``full`` (paper scale)."""
+    if preset == "quick":
+        return CEConfig(train=TrainConfig(steps=60, batch_size=64, lr=1e-3, weight_decay=5e-4, eval_every=20), widen=1)
+    if preset == "full":
+        return CEConfig(train=TrainConfig(steps=20000, batch_size=128 if kind == "image" else 64, lr=1e-3, weight_decay=5e-4, eval_every=500, patience=10))
+    if preset == "default":
+        return CEConfig()
+    raise ValueError(f"preset: expected 'quick', 'default' or 'full', got {preset!r}")
+
+
+def classification_accuracy(net, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    net.eval()
+    with torch.no_grad():
+        correct = sum(int((net(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum()) for i in range(0, len(x), batch_size))
+    return correct / max(len(x), 1)
+
+
+class CEClassifier(Detector):
+    """Cross-entropy classifier detector. After ``fit``: ``net_`` (the trained network), ``history_``."""
+
+    name = "CE"
+    needs_labels = True
+
+    def __init__(self, config: CEConfig | None = None, device=None, seed: int = 0, net=None, **overrides):
+        super().__init__(device)
+        self.config = replace(config or CEConfig(), **overrides)
+        if self.config.score not in SCORES:
+            raise ValueError(f"score: expected one of {SCORES}, got {self.config.score!r}")
+        self.seed, self.net = seed, net
+
+    def _fit(self, x, y):
+        torch.manual_seed(self.seed)
+        x_tr, y_tr, x_va, y_va = self.split_validation(x, y, self.seed)
+        if y_va is None:
+            raise ValueError("validation: CE needs labelled validation data (x_val, y_val)")
+        net = self.net or build_network(self.input_shape_, self.num_classes_, widen=self.config.widen, bottleneck=self.config.bottleneck)
+        self.net_ = net.to(self.device)
+        xt, yt = to_tensor(x_tr, self.device), to_tensor(y_tr, self.device, torch.long)
+        xv, yv = to_tensor(x_va, self.device), to_tensor(y_va, self.device, torch.long)
+
+        def step(xb, yb, _):
+            loss = F.cross_entropy(self.net_(xb), yb)
+            return loss, {"ce": loss.item()}
+
+        cfg = replace(self.config.train, seed=self.seed)
+        self.history_ = train({"net": self.net_}, step, xt, yt, cfg, name="CE",
+                              validate=lambda: classification_accuracy(self.net_, xv, yv))
+        self.val_accuracy_ = self.history_.best_value
+
+    def logits(self, x) -> np.ndarray:
+        """(N, C) logits of the trained classifier."""
+        self.check_fitted()
+        self.net_.eval()
+        with torch.no_grad():
+            return np.concatenate([self.net_(b).cpu().numpy() for b in self.batches(np.asarray(x, dtype=np.float32))])
+
+    def _score(self, x):
+        self.net_.eval()
+        kind, T = self.config.score, self.config.temperature
+        if kind == "energy":
+            fn = lambda b: energy_from_logits(self.net_(b), T)
+        elif kind == "msp":
+            fn = lambda b: -max_softmax(self.net_(b))
+        else:
+            fn = lambda b: -self.net_(b).amax(dim=1)
+        return self.map_batches(fn, x)
+

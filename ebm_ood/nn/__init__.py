@@ -1,0 +1,17 @@
+"""Networks: the tabular MLP, a small WideResNet-style conv net, and pooled penultimate features."""
+from ebm_ood.nn.features import pooled_features
+from ebm_ood.nn.mlp import MLP
+from ebm_ood.nn.wrn import SmallWRN, bottleneck_channels
+
+__all__ = ["MLP", "SmallWRN", "bottleneck_channels", "pooled_features", "build_network"]
+
+
+def build_network(input_shape: tuple[int, ...], out_dim: int, *, widen: int = 2, bottleneck: float | None = None,
+                  mlp_width: int = 100, depth: int = 5):
+    """The paper's architecture for an input shape: a 5-layer MLP (width ``mlp_width``) for (D,), the
+    SmallWRN (widening factor ``widen``, optional 1x1 ``bottleneck``) for (C, H, W)."""
+    if len(input_shape) == 1:
+        return MLP(input_shape[0], out_dim, width=mlp_width, depth=depth)
+    if len(input_shape) == 3:
+        return SmallWRN(input_shape[0], out_dim, width=widen, bottleneck=bottleneck)
+    raise ValueError(f"input_shape: expected (D,) or (C, H, W), got {input_shape}")

@@ -1,0 +1,103 @@
+"""Input checks shared by every public function: one clear error naming the argument, what was expected
+and what came. Nothing here changes the caller's data."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+_FLOAT_KINDS = "f"
+
+
+def to_numpy(x) -> np.ndarray:
+    """A read-only view as numpy (torch tensors are detached and moved to CPU)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _describe_nonfinite(arr: np.ndarray) -> str:
+    bad = ~np.isfinite(arr)
+    count = int(bad.sum())
+    first = int(np.flatnonzero(bad.reshape(-1))[0])
+    first_idx = np.unravel_index(first, arr.shape)
+    return f"{count} non-finite value(s) (NaN/Inf), first at index {tuple(int(i) for i in first_idx)}"
+
+
+def check_array(
+    x,
+    name: str,
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    shape: tuple | None = None,
+    allow_empty: bool = False,
+    finite: bool = True,
+    float_only: bool = True,
+) -> np.ndarray:
+    """Validate an array-like of numbers and return it as numpy (no copy when possible).
+
+    ``shape`` may contain ``None`` for free dimensions and is matched against the trailing dimensions
+    after the batch dimension when its length is ``x.ndim - 1``.
+    """
+    if x is None:
+        raise TypeError(f"{name}: expected an array or tensor, got None")
+    if isinstance(x, (str, bytes, dict, set)):
+        raise TypeError(f"{name}: expected an array or tensor of numbers, got {type(x).__name__}")
+    arr = to_numpy(x)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    if float_only and arr.dtype.kind != "f":
+        raise TypeError(
+            f"{name}: expected floating point values (float32/float64), got dtype {arr.dtype}; "
+            "convert integer images with x.astype('float32') and scale them as the dataset does"
+        )
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            raise ValueError(f"{name}: expected {' or '.join(map(str, allowed))} dimensions, got shape {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {arr.shape}")
+    if shape is not None:
+        tail = arr.shape[1:] if len(shape) == arr.ndim - 1 else arr.shape
+        if len(tail) != len(shape) or any(s is not None and s != t for s, t in zip(shape, tail)):
+            raise ValueError(f"{name}: expected shape (N, {', '.join('*' if s is None else str(s) for s in shape)}), got {arr.shape}")
+    if finite and arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        raise ValueError(f"{name}: expected finite values, got {_describe_nonfinite(arr)}")
+    return arr
+
+
+def check_labels(y, name: str, n: int, num_classes: int | None = None) -> np.ndarray:
+    """Validate integer class labels of length ``n`` in ``[0, num_classes)``."""
+    arr = to_numpy(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of class labels, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
+            raise TypeError(f"{name}: expected integer class labels, got non-integer values of dtype {arr.dtype}")
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer class labels, got dtype {arr.dtype}")
+    if arr.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} labels (one per sample), got {arr.shape[0]}")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{name}: labels must be >= 0, got {int(arr.min())} at index {int(np.argmin(arr))}")
+    if num_classes is not None and arr.size and arr.max() >= num_classes:
+        raise ValueError(
+            f"{name}: labels must be < num_classes={num_classes}, got {int(arr.max())} at index {int(np.argmax(arr))}"
+        )
+    return arr.astype(np.int64, copy=False)
+
+
+def check_positive(value, name: str, *, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if not (isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value) and ok):
+        raise ValueError(f"{name}: expected a {'non-negative' if allow_zero else 'positive'} finite number, got {value!r}")
+
+
+def resolve_device(device=None) -> torch.device:
+    """``None``/"auto" → CUDA when available, else CPU. Asking for CUDA without it is a clear error."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: asked for {device!r} but CUDA is not available on this machine; use 'cpu'")
+    return dev

@@ -1,0 +1,49 @@
+"""Networks: architecture facts, bottleneck channel arithmetic, pooled features vs direct computation."""
+import pytest
+import torch
+
+from ebm_ood.nn import MLP, SmallWRN, bottleneck_channels, build_network, pooled_features
+
+
+def test_mlp_is_five_linear_layers_of_width_100():
+    net = MLP(18, 6)
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 5 and all(l.out_features == 100 for l in linears[:-1]) and linears[-1].out_features == 6
+
+
+def test_wrn_has_no_normalisation_and_is_size_agnostic():
+    net = SmallWRN(1, 8)
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.LayerNorm)) for m in net.modules())
+    for hw in (8, 28):
+        assert net(torch.randn(2, 1, hw, hw)).shape == (2, 8)
+    # no batch dependence: a sample's output does not change with its batch mates
+    x = torch.randn(4, 1, 8, 8)
+    assert torch.allclose(net(x)[:1], net(x[:1]), atol=1e-6)
+
+
+def test_bottleneck_channels():
+    assert bottleneck_channels(128, 0.2) == 26 and bottleneck_channels(32, 0.05) == 2 and bottleneck_channels(8, 0.01) == 1
+    net = SmallWRN(1, 8, width=2, bottleneck=0.2)
+    necks = [m for m in net.necks]
+    assert [n.out_channels for n in necks] == [bottleneck_channels(c, 0.2) for c in (32, 64, 128)]
+    assert net.head.in_features == bottleneck_channels(128, 0.2)
+    with pytest.raises(ValueError, match="bottleneck"):
+        bottleneck_channels(8, 0.0)
+
+
+def test_pooled_features_match_direct_computation():
+    net = SmallWRN(1, 8)
+    x = torch.randn(3, 1, 8, 8)
+    z, s = pooled_features(net, x)
+    fmap = net.feature_map(x)
+    assert torch.allclose(z, fmap.mean(dim=(2, 3)), atol=1e-6)
+    manual_std = ((fmap - fmap.mean(dim=(2, 3), keepdim=True)) ** 2).mean(dim=(2, 3)).sqrt()
+    assert torch.allclose(s, manual_std, atol=1e-5)
+    assert torch.allclose(net.head(z), net(x), atol=1e-5)
+
+
+def test_build_network_picks_architecture():
+    assert isinstance(build_network((18,), 3), MLP)
+    assert isinstance(build_network((1, 8, 8), 3), SmallWRN)
+    with pytest.raises(ValueError, match="input_shape"):
+        build_network((2, 3), 3)
