@@ -8,8 +8,29 @@ Python package; the fused SGLD op in ``csrc/`` is then compiled just in time on 
 import os
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py as _build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+CSRC = ("philox.h", "sgld_update.h", "sgld_cpu.cpp", "sgld_cuda.cu")
+# No FMA contraction (-ffp-contract=off / --fmad=false): the kernels round exactly like the PyTorch twin.
+# -fno-math-errno lets sqrtf vectorise. Keep in sync with ebm_ood/sampling/ops.py (JIT build).
+CXX_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp"]
+NVCC_FLAGS = ["-O3", "--fmad=false"]
+
+
+class build_py(_build_py):
+    """Also ship csrc/ inside the package (ebm_ood/csrc) so a non-editable install can JIT-compile it."""
+
+    def run(self):
+        super().run()
+        dest = os.path.join(self.build_lib, "ebm_ood", "csrc")
+        os.makedirs(dest, exist_ok=True)
+        for name in CSRC:
+            src = os.path.join(HERE, "csrc", name)
+            if os.path.exists(src):
+                self.copy_file(src, os.path.join(dest, name))
 
 
 def _extension_kwargs():
@@ -23,18 +44,23 @@ def _extension_kwargs():
     import torch
 
     sources = [os.path.join("csrc", "sgld_cpu.cpp")]
-    extra = {"cxx": ["-O3", "-fopenmp"] if os.name != "nt" else ["/O2"]}
+    extra = {"cxx": list(CXX_FLAGS) if os.name != "nt" else ["/O2"]}
     ext_cls = cpp_extension.CppExtension
     if torch.cuda.is_available() or os.environ.get("EBM_OOD_BUILD_CUDA"):
         if cpp_extension.CUDA_HOME is not None:
             sources.append(os.path.join("csrc", "sgld_cuda.cu"))
-            extra["nvcc"] = ["-O3"]
+            extra["cxx"].append("-DEBM_OOD_WITH_CUDA")
+            extra["nvcc"] = list(NVCC_FLAGS)
             ext_cls = cpp_extension.CUDAExtension
     if not all(os.path.exists(os.path.join(HERE, s)) for s in sources):
         return {}
-    ext = ext_cls("ebm_ood._C", sources, include_dirs=[os.path.join(HERE, "csrc")], extra_compile_args=extra)
+    ext = ext_cls("ebm_ood._C", sources, include_dirs=[os.path.join(HERE, "csrc")], extra_compile_args=extra,
+                  extra_link_args=["-fopenmp"] if os.name != "nt" else [])
     return {"ext_modules": [ext], "cmdclass": {"build_ext": cpp_extension.BuildExtension}}
 
+
+_EXT = _extension_kwargs()
+_CMDCLASS = {"build_py": build_py, **_EXT.pop("cmdclass", {})}
 
 setup(
     name="ebm_ood",
@@ -48,5 +74,6 @@ setup(
         "plots": ["matplotlib"],
     },
     entry_points={"console_scripts": ["ebm-ood=ebm_ood.cli:main"]},
-    **_extension_kwargs(),
+    cmdclass=_CMDCLASS,
+    **_EXT,
 )

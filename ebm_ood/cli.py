@@ -19,7 +19,16 @@ BENCHES = {
     "sampler": "ebm_ood.bench.sampler",
     "detectors": "ebm_ood.bench.detectors",
 }
-EXPERIMENTS: dict[str, str] = {}
+EXPERIMENTS: dict[str, str] = {
+    # Elflein et al. 2021, §4.2–4.3 and App. A
+    "supervision": "ebm_ood.experiments.supervision",
+    "gamma-sweep": "ebm_ood.experiments.gamma_sweep",
+    "density-vs-norm": "ebm_ood.experiments.density_vs_norm",
+    "embeddings": "ebm_ood.experiments.embeddings",
+    "bottleneck": "ebm_ood.experiments.bottleneck",
+    "smoothness": "ebm_ood.experiments.smoothness",
+    "samples": "ebm_ood.experiments.samples",
+}
 
 DEFAULT_DATASETS = ("tabular", "digits")
 

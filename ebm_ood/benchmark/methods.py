@@ -19,3 +19,132 @@ def shared_classifier(ctx: RunContext) -> CEClassifier:
 
 register_method(MethodSpec("CE", build_ce, suites=("elflein",), uses_labels=True,
                            description="cross-entropy classifier, energy score (Elflein baseline)"))
+
+
+# --- CD: persistent contrastive divergence (Elflein §3) ----------------------------------------------
+from ebm_ood.methods.contrastive_divergence import CDDetector, cd_config  # noqa: E402
+
+
+def build_cd(ctx: RunContext) -> CDDetector:
+    """Unsupervised CD (γ = 0); the supervised CD-S (``gamma``) is the supervision experiment's, not a row here."""
+    return CDDetector(cd_config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
+
+
+register_method(MethodSpec("CD", build_cd, suites=("elflein",), uses_labels=False,
+                           description="EBM by persistent contrastive divergence, SGLD + replay buffer, energy score"))
+
+
+# --- SSM: sliced score matching, SSM-VR (Elflein §3) ----------------------------------------------
+from ebm_ood.methods.score_matching import SSMDetector, ssm_config  # noqa: E402
+
+
+def build_ssm(ctx: RunContext) -> SSMDetector:
+    """Unsupervised SSM-VR (γ = 0); SSM-S (``gamma``) belongs to the supervision experiment."""
+    return SSMDetector(ssm_config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
+
+
+register_method(MethodSpec("SSM", build_ssm, suites=("elflein",), uses_labels=False,
+                           description="EBM by sliced score matching (SSM-VR, Rademacher projections), energy score"))
+
+
+# --- VERA: generator-based EBM training (Elflein §3) -----------------------------------------------
+from ebm_ood.methods.vera import VERADetector, vera_config  # noqa: E402
+
+
+def build_vera(ctx: RunContext) -> VERADetector:
+    """Unsupervised VERA (γ = 0); VERA-S (``gamma``) belongs to the supervision experiment."""
+    return VERADetector(vera_config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
+
+
+register_method(MethodSpec("VERA", build_vera, suites=("elflein",), uses_labels=False,
+                           description="EBM trained against a generator with an entropy-gradient estimator, energy score"))
+
+
+# --- NF: normalizing-flow baseline (Elflein): radial flow (tabular), Glow (images) -----------------
+from ebm_ood.methods.flows import NormalizingFlowDetector, flow_config  # noqa: E402
+
+
+def build_nf(ctx: RunContext) -> NormalizingFlowDetector:
+    return NormalizingFlowDetector(flow_config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
+
+
+register_method(MethodSpec("NF", build_nf, suites=("elflein",), uses_labels=False,
+                           description="normalizing flow, -log p(x): 20 radial layers (tabular) / Glow (images)"))
+
+
+# --- Post-hoc baselines (HEAT Table 4), all on the shared CE classifier ------------------------------
+def shared_backbone(ctx: RunContext):
+    """The shared CE classifier as a feature extractor (one feature cache for every HEAT-suite method)."""
+    from ebm_ood.features import Backbone
+
+    return ctx.shared("backbone", lambda: Backbone(shared_classifier(ctx).net_, device=ctx.device))
+
+
+def _posthoc(make, which: str = "z"):
+    """``build(ctx)``: ``make(backbone)`` → a feature-space detector, wrapped to take raw inputs."""
+    def build(ctx: RunContext):
+        from ebm_ood.features import FeatureSpaceDetector
+
+        backbone = shared_backbone(ctx)
+        return FeatureSpaceDetector(backbone, make(backbone), which=which)
+    return build
+
+
+def build_odin(ctx: RunContext):
+    from ebm_ood.detectors.odin import ODIN
+
+    return ODIN(shared_classifier(ctx).net_, device=ctx.device)
+
+
+def _register_posthoc_baselines() -> None:
+    from ebm_ood.detectors import DICE, KNN, MSP, ViM, MaxLogit, Mahalanobis, ReAct, SSDPlus
+
+    specs = [
+        ("MSP", _posthoc(lambda bb: MSP(), "logits"), False, "-max softmax (Hendrycks & Gimpel 2017)"),
+        ("MaxLogit", _posthoc(lambda bb: MaxLogit(), "logits"), False, "-max logit (Hendrycks et al. 2022)"),
+        ("ODIN", build_odin, False, "temperature 1000 + input perturbation 0.0014 (Liang et al. 2018)"),
+        ("Mahalanobis", _posthoc(lambda bb: Mahalanobis()), True, "min class Mahalanobis distance, tied covariance (Lee et al. 2018)"),
+        ("SSD+", _posthoc(lambda bb: SSDPlus()), True, "Mahalanobis on L2-normalised features (Sehwag et al. 2021)"),
+        ("KNN", _posthoc(lambda bb: KNN(k=50)), False, "50th-neighbour distance, L2-normalised features (Sun et al. 2022)"),
+        ("ViM", _posthoc(lambda bb: ViM.from_backbone(bb)), False, "virtual-logit matching (Wang et al. 2022)"),
+        ("DICE", _posthoc(lambda bb: DICE.from_backbone(bb)), False, "energy of the 90 %-sparsified head (Sun & Li 2022)"),
+        ("ReAct", _posthoc(lambda bb: ReAct.from_backbone(bb)), False, "energy on features clipped at the 90th percentile (Sun et al. 2021)"),
+    ]
+    for name, build, labels, desc in specs:
+        register_method(MethodSpec(name, build, suites=("heat",), uses_labels=labels, description=desc))
+
+
+_register_posthoc_baselines()
+
+
+# --- HEAT (Lafon et al. 2023): the priors alone, their hybrids, and the composition -----------------
+def heat_part(ctx: RunContext, prior: str, residual: bool = True):
+    """The prior ("EL", "GMM", "GMM-std") or its hybrid on the shared backbone, one instance per context
+    (so the "HEAT" composition reuses the hybrids the HEAT-<prior> rows fitted)."""
+    from ebm_ood.heat.build import make_heat_detector
+
+    key = f"heat:{'HEAT-' if residual else ''}{prior}"
+    return ctx.shared(key, lambda: make_heat_detector(shared_backbone(ctx), prior, residual, ctx.preset, ctx.seed))
+
+
+def heat_composition(ctx: RunContext, beta: float = 0.0):
+    """HEAT = Eq. 7 over HEAT-EL, HEAT-GMM, HEAT-GMM-std (already fitted parts are reused)."""
+    from ebm_ood.heat.build import PRIORS, make_composition
+
+    return make_composition({f"HEAT-{p}": heat_part(ctx, p) for p in PRIORS}, beta=beta, refit=False)
+
+
+def _register_heat() -> None:
+    from ebm_ood.heat.build import PRIORS
+
+    for p in PRIORS:
+        register_method(MethodSpec(p, lambda ctx, p=p: heat_part(ctx, p, residual=False), suites=("heat",),
+                                   uses_labels=True, description=f"HEAT prior {p} alone"))
+    for p in PRIORS:
+        register_method(MethodSpec(f"HEAT-{p}", lambda ctx, p=p: heat_part(ctx, p), suites=("heat",),
+                                   uses_labels=True, description=f"hybrid EBM on the {p} prior (HEAT Eq. 2)"))
+    register_method(MethodSpec("HEAT", heat_composition, suites=("heat",), uses_labels=True,
+                               description="composition of the three hybrids, beta = 0 (HEAT Eq. 7)"))
+
+
+_register_heat()

@@ -1,0 +1,175 @@
+"""Scoring time of every post-hoc detector and of HEAT's parts per 10k samples of 512-d features (HEAT Table 12 analog).
+
+Run: ``ebm-ood bench detectors`` or ``python -m ebm_ood.bench.detectors [--repeats 7] [--json]``.
+
+Data: synthetic class clusters, ``z = ReLU(μ_y + ε)`` with 10 classes, 20k training and 10k test
+features of dimension 512 (float32, as a backbone returns them), and a nearest-mean linear head
+(W, b). Every detector (and HEAT part) is fitted once on the training features; the timed call is one
+``score`` of the 10k test features, starting from the features (MSP / MaxLogit include the head's
+matmul; ODIN perturbs the head's input, i.e. its cost here is head forward + backward + forward, not
+the backbone's as in the paper). Reported: the median over ``--repeats`` runs after one warm-up, and
+the ratio to MSP (the cheapest score: one matmul and a softmax). HEAT's parts come from :mod:`ebm_ood.heat` when it is
+importable; otherwise they are skipped with a note.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from ebm_ood.detectors import DICE, KNN, MSP, ODIN, MaxLogit, Mahalanobis, ReAct, SSDPlus, ViM
+
+
+@dataclass
+class BenchConfig:
+    n_train: int = 20000  # training features the detectors are fitted on
+    n_test: int = 10000  # features scored per timed call
+    dim: int = 512  # feature dimension D
+    classes: int = 10  # C
+    repeats: int = 5  # timed calls per detector (median reported)
+    seed: int = 0
+
+
+def synthetic_features(cfg: BenchConfig):
+    """``(z_train (N, D), y_train (N,), z_test (M, D), W (C, D), b (C,))``, float32 features."""
+    rng = np.random.default_rng(cfg.seed)
+    means = np.maximum(rng.normal(size=(cfg.classes, cfg.dim)), 0) * 2
+
+    def draw(n):
+        y = rng.integers(0, cfg.classes, n)
+        return np.maximum(means[y] + rng.normal(size=(n, cfg.dim)), 0).astype(np.float32), y
+
+    z_train, y_train = draw(cfg.n_train)
+    z_test, _ = draw(cfg.n_test)
+    w = means / np.linalg.norm(means, axis=1, keepdims=True)
+    return z_train, y_train, z_test, w, -0.5 * (w * w).sum(axis=1)
+
+
+def time_call(fn, repeats: int) -> tuple[float, float]:
+    """Median (wall, process CPU) time of ``fn()`` in seconds over ``repeats`` calls, after one warm-up.
+
+    CPU time sums all threads of this process; unlike wall time it is not inflated by other processes
+    competing for the cores, so it is the steadier number on a shared machine."""
+    fn()
+    wall, cpu = [], []
+    for _ in range(max(1, repeats)):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return float(np.median(wall)), float(np.median(cpu))
+
+
+def detector_timers(z_train, y_train, z_test, w, b) -> dict:
+    """name → a zero-argument call that scores ``z_test`` with a fitted detector."""
+    to_logits = lambda z: z @ w.T.astype(np.float32) + b.astype(np.float32)  # noqa: E731
+    head = torch.nn.Linear(w.shape[1], w.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(w)), head.bias.copy_(torch.as_tensor(b))
+    timers = {}
+    for name, det in [("MSP", MSP()), ("MaxLogit", MaxLogit())]:
+        det.fit(to_logits(z_train))
+        timers[name] = lambda det=det: det.score(to_logits(z_test))
+    odin = ODIN(head, device="cpu", batch_size=len(z_test)).fit(z_train[:10])
+    timers["ODIN (head only)"] = lambda: odin.score(z_test)
+    fitted = [
+        ("Mahalanobis", Mahalanobis(), True), ("SSD+", SSDPlus(), True), ("KNN", KNN(k=50), False),
+        ("ViM", ViM(w, b), False), ("DICE", DICE(w, b), False), ("ReAct", ReAct(w, b), False),
+    ]
+    for name, det, labels in fitted:
+        det.fit(z_train, y_train if labels else None)
+        timers[name] = lambda det=det: det.score(z_test)
+    return timers
+
+
+def heat_timers(z_train, y_train, z_test, w, b) -> tuple[dict, list[str]]:
+    """HEAT's parts (prior energies, the residual MLP forward, the composition), when importable."""
+    try:
+        from ebm_ood.bench import heat_parts
+    except ImportError as err:
+        return {}, [f"HEAT parts skipped: {err}"]
+    try:
+        return heat_parts.timers(z_train, y_train, z_test, w, b), []
+    except (ImportError, AttributeError) as err:
+        return {}, [f"HEAT parts skipped: ebm_ood.heat does not provide them yet ({err})"]
+
+
+def run_bench(cfg: BenchConfig, log=None) -> dict:
+    """``{"config", "torch_threads", "rows": [{"name", "seconds", "ms_per_10k", "cpu_ms_per_10k",
+    "ratio_to_msp", "cpu_ratio_to_msp"}], "notes": [...]}``."""
+    z_train, y_train, z_test, w, b = synthetic_features(cfg)
+    timers = detector_timers(z_train, y_train, z_test, w, b)
+    extra, notes = heat_timers(z_train, y_train, z_test, w, b)
+    timers.update(extra)
+    rows = []
+    for name, fn in timers.items():
+        sec, cpu = time_call(fn, cfg.repeats)
+        per_10k = 1e3 * 1e4 / cfg.n_test
+        rows.append({"name": name, "seconds": sec, "ms_per_10k": sec * per_10k, "cpu_ms_per_10k": cpu * per_10k})
+        if log:
+            log(f"{name}: {rows[-1]['ms_per_10k']:.2f} ms per 10k")
+    base = next(r for r in rows if r["name"] == "MSP")
+    for r in rows:
+        r["ratio_to_msp"] = r["seconds"] / base["seconds"]
+        r["cpu_ratio_to_msp"] = r["cpu_ms_per_10k"] / max(base["cpu_ms_per_10k"], 1e-12)
+    return {"config": asdict(cfg), "torch_threads": torch.get_num_threads(), "rows": rows, "notes": notes}
+
+
+def render_markdown(result: dict) -> str:
+    c = result["config"]
+    lines = [
+        f"Scoring time per 10k samples of {c['dim']}-d features ({c['classes']} classes, {c['n_train']} training "
+        f"features; median of {c['repeats']}; torch threads: {result['torch_threads']})",
+        "",
+        "| detector | wall ms per 10k | × MSP | CPU ms per 10k | × MSP |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {r['name']} | {r['ms_per_10k']:.2f} | {r['ratio_to_msp']:.1f} | {r['cpu_ms_per_10k']:.2f} | "
+              f"{r['cpu_ratio_to_msp']:.1f} |" for r in result["rows"]]
+    lines += [""] + [f"Note: {n}" for n in result["notes"]] if result["notes"] else []
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = BenchConfig()
+    p.add_argument("--n-train", type=int, default=d.n_train, help=f"training features (default {d.n_train})")
+    p.add_argument("--n-test", type=int, default=d.n_test, help=f"features per timed call (default {d.n_test})")
+    p.add_argument("--dim", type=int, default=d.dim, help=f"feature dimension (default {d.dim})")
+    p.add_argument("--classes", type=int, default=d.classes, help=f"number of classes (default {d.classes})")
+    p.add_argument("--repeats", type=int, default=d.repeats, help=f"timed calls per detector (default {d.repeats})")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=0,
+                   help="threads for torch and for numpy/sklearn's BLAS and OpenMP pools (default 0: leave them); use 1 on a busy shared machine, "
+                        "where OpenMP threads waiting for each other inflate small kernels by orders of magnitude")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+
+
+def run(args) -> int:
+    for name in ("n_train", "n_test", "dim", "classes", "repeats"):
+        if getattr(args, name) < (2 if name in ("classes", "n_train") else 1):
+            print(f"error: --{name.replace('_', '-')} must be a positive count, got {getattr(args, name)}", file=sys.stderr)
+            return 2
+    if args.threads < 0:
+        print(f"error: --threads must be >= 0, got {args.threads}", file=sys.stderr)
+        return 2
+    if args.threads:
+        from threadpoolctl import threadpool_limits  # numpy / scipy / sklearn BLAS and OpenMP pools
+
+        torch.set_num_threads(args.threads)
+        threadpool_limits(limits=args.threads)
+    cfg = BenchConfig(n_train=args.n_train, n_test=args.n_test, dim=args.dim, classes=args.classes,
+                      repeats=args.repeats, seed=args.seed)
+    result = run_bench(cfg, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(result, indent=2) if args.json else render_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
+    add_arguments(parser)
+    raise SystemExit(run(parser.parse_args()))

@@ -1,0 +1,39 @@
+"""DICE, directed sparsification (Sun & Li 2022). Features z (N, D), head W (C, D), b (C,).
+
+Contribution of weight (c, d) on ID data: ``V = W ⊙ z̄`` with ``z̄ = mean_train z`` (broadcast over rows).
+Keep the weights whose contribution exceeds the p-th percentile of all C·D entries:
+``M = [V > percentile_p(V)]``, ``W̃ = W ⊙ M``. Score: the energy of the sparsified head,
+``s(z) = -logsumexp(W̃ z + b)`` (higher = more OOD). p = 90 by default (sparsity 0.9).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ebm_ood.detectors.linear_head import HeadDetector, energy_score, logits_of
+
+
+def dice_mask(weight: np.ndarray, mean_feature: np.ndarray, percentile: float) -> np.ndarray:
+    """``M = [W ⊙ z̄ > percentile_p(W ⊙ z̄)]``: (C, D), (D,) → boolean (C, D)."""
+    contrib = weight * mean_feature[None, :]
+    return contrib > np.percentile(contrib, percentile)
+
+
+class DICE(HeadDetector):
+    """After fit: ``mask_`` (C, D) boolean, ``sparse_weight_`` W̃ (C, D)."""
+
+    name = "DICE"
+
+    def __init__(self, weight, bias, percentile: float = 90.0, device=None, batch_size: int = 4096):
+        super().__init__(weight, bias, device, batch_size)
+        if not 0 <= percentile < 100:
+            raise ValueError(f"percentile: expected a number in [0, 100), got {percentile!r}")
+        self.percentile = float(percentile)
+
+    def _fit(self, x, y):
+        self.check_features(x)
+        self.mask_ = dice_mask(self.weight, np.asarray(x, dtype=np.float64).mean(axis=0), self.percentile)
+        self.sparse_weight_ = self.weight * self.mask_
+
+    def _score(self, x):
+        self.check_features(x)
+        return energy_score(logits_of(x, self.sparse_weight_, self.bias))

@@ -1,0 +1,41 @@
+"""Scores read directly from a classifier's logits (input: logits (N, C); higher = more OOD).
+
+* MSP (Hendrycks & Gimpel 2017): ``s(x) = -max_y softmax(f(x))[y]``
+* MaxLogit (Hendrycks et al. 2022): ``s(x) = -max_y f(x)[y]``
+
+The energy score ``-logsumexp f(x)`` (EL) is HEAT's EL prior and lives in :mod:`ebm_ood.heat`.
+Use them on raw inputs through ``FeatureSpaceDetector(backbone, MSP(), which="logits")``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ebm_ood.detectors.base import Detector
+from ebm_ood.energy import max_softmax
+
+
+class _LogitDetector(Detector):
+    """Nothing to learn: ``fit`` only records the number of logits C (so a wrong C is caught at score)."""
+
+    def _fit(self, x, y):
+        if x.ndim != 2:
+            raise ValueError(f"x: expected logits of shape (N, C), got {x.shape}")
+
+
+class MSP(_LogitDetector):
+    """Maximum softmax probability, negated: ``-max_y p(y|x)`` (Hendrycks & Gimpel 2017; Elflein Eq. 2)."""
+
+    name = "MSP"
+
+    def _score(self, x):
+        return -max_softmax(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
+
+
+class MaxLogit(_LogitDetector):
+    """Maximum logit, negated: ``-max_y f(x)[y]`` (Hendrycks et al. 2022, "Scaling OOD detection")."""
+
+    name = "MaxLogit"
+
+    def _score(self, x):
+        return -np.asarray(x, dtype=np.float64).max(axis=1)

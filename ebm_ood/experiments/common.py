@@ -1,0 +1,276 @@
+"""What every Elflein experiment (§4.2–4.3, App. A, Experiments 2–6) shares.
+
+* the EBM methods by table name (CD, SSM, VERA) and their configs: the benchmark's preset
+  (``cd_config(preset, kind)`` …) with experiment overrides such as ``gamma`` or ``bottleneck``;
+* the seeds loop, built on the benchmark runner (:func:`~ebm_ood.benchmark.runner.run_one`,
+  :func:`~ebm_ood.benchmark.runner.aggregate`): one :class:`RunContext` per seed, so the CE classifier
+  of the ``-E`` methods is trained once per (dataset, seed);
+* the "% improvement in AUC-PR" of Tables 2–4 (:func:`percent_improvement`, :func:`group_improvement`);
+* writing results: Markdown + JSON atomically, a PNG only when matplotlib imports (else the data and a
+  hint: ``pip install -e ".[plots]"``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, fields, replace
+from typing import Callable
+
+import numpy as np
+
+from ebm_ood.benchmark.registry import MethodSpec, RunContext
+from ebm_ood.benchmark.runner import aggregate, run_one
+from ebm_ood.cli import check_out_dir, parse_seeds, write_atomic
+from ebm_ood.data.registry import NATURAL, NON_NATURAL, OODDataset, get_dataset
+from ebm_ood.training import seed_everything
+
+# table name -> (module, detector class, config preset function); each config has a ``gamma`` field
+EBM_METHODS = {
+    "CD": ("ebm_ood.methods.contrastive_divergence", "CDDetector", "cd_config"),
+    "SSM": ("ebm_ood.methods.score_matching", "SSMDetector", "ssm_config"),
+    "VERA": ("ebm_ood.methods.vera", "VERADetector", "vera_config"),
+}
+QUICK_STEPS = 30  # --quick: the methods' "quick" preset, at most this many training steps
+# --quick also shrinks what the methods' quick presets leave at full size (fields a method lacks are skipped)
+QUICK_OVERRIDES = {"CD": {"conditional_sgld_steps": 5}, "SSM": {"val_projections": 1}, "VERA": {"n_importance": 5}}
+METRIC = "aupr_in"  # the paper's AUC-PR (ID positive, as in its text)
+
+
+@dataclass
+class Settings:
+    """What every experiment is run on and with."""
+
+    dataset: str = "digits"  # registered dataset name (``ebm-ood datasets``)
+    methods: tuple[str, ...] = ("CD", "SSM", "VERA")  # EBM methods (keys of EBM_METHODS)
+    seeds: tuple[int, ...] = (0,)  # one model per seed; tables average over seeds
+    preset: str = "default"  # the methods' preset: "quick" | "default" | "full"
+    steps: int | None = None  # override every EBM's training steps (None: the preset's)
+    device: str = "cpu"
+
+
+# ------------------------------------------------------------------------------------------- flags
+def add_common_arguments(p: argparse.ArgumentParser, name: str, methods: tuple[str, ...] = ("CD", "SSM", "VERA"),
+                         dataset: str = "digits") -> None:
+    """``--dataset --methods --seeds --quick/--full --steps --device --out`` (out: results/experiments/<name>)."""
+    p.add_argument("--dataset", default=dataset, help=f"dataset name (default: {dataset})")
+    p.add_argument("--methods", default=",".join(methods), help=f"comma-separated EBM methods of {', '.join(EBM_METHODS)} "
+                   f"(default: {','.join(methods)})")
+    p.add_argument("--seeds", type=parse_seeds, default=[0], help="number of seeds or a comma list (default: 1)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help=f"tiny settings (seconds): quick presets, <= {QUICK_STEPS} steps")
+    size.add_argument("--full", action="store_true", help="the paper's hyperparameters (hours on a CPU)")
+    p.add_argument("--steps", type=int, default=None, help="override every EBM's training steps")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--out", default=os.path.join("results", "experiments", name), help="output folder")
+
+
+def settings_from_args(args, image_only: bool = False) -> Settings:
+    """Validate the common flags (before any training) and return :class:`Settings`."""
+    methods = tuple(m.strip().upper() for m in args.methods.split(",") if m.strip())
+    unknown = [m for m in methods if m not in EBM_METHODS]
+    if unknown or not methods:
+        raise SystemExit(f"error: --methods: unknown {', '.join(unknown) or '(none)'}; valid: {', '.join(EBM_METHODS)}")
+    try:
+        d = get_dataset(args.dataset)
+    except ValueError as err:
+        raise SystemExit(f"error: --dataset: {err}")
+    if image_only and d.kind != "image":
+        raise SystemExit(f"error: --dataset {args.dataset!r} is {d.kind}; this experiment needs an image dataset")
+    if args.steps is not None and args.steps < 1:
+        raise SystemExit(f"error: --steps: expected a positive integer, got {args.steps}")
+    check_out_dir(args.out)
+    preset = "quick" if args.quick else "full" if args.full else "default"
+    steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else None)
+    return Settings(args.dataset, methods, tuple(args.seeds), preset, steps, args.device)
+
+
+# ------------------------------------------------------------------------------------------- methods
+def _method(name: str):
+    if name not in EBM_METHODS:
+        raise ValueError(f"method: unknown {name!r}; valid: {', '.join(EBM_METHODS)}")
+    mod, cls, cfg = EBM_METHODS[name]
+    m = importlib.import_module(mod)
+    return getattr(m, cls), getattr(m, cfg)
+
+
+def supports(method: str, option: str) -> bool:
+    """Whether ``method``'s config has the field ``option`` (e.g. ``"gamma"``, ``"bottleneck"``)."""
+    _, make = _method(method)
+    return option in {f.name for f in fields(make("quick", "image"))}
+
+
+def method_config(method: str, settings: Settings, kind: str, **overrides):
+    """``method``'s config for ``settings.preset`` and ``kind`` ("image" | "tabular") — the benchmark's —
+    with the progress bar off, ``settings.steps`` applied, :data:`QUICK_OVERRIDES` for the quick preset,
+    and ``overrides`` (config fields) set."""
+    _, make = _method(method)
+    cfg = make(settings.preset, kind)
+    known = {f.name for f in fields(cfg)}
+    missing = [k for k in overrides if k not in known]
+    if missing:
+        raise ValueError(f"{method}: its config has no field {', '.join(missing)} (needed by this experiment)")
+    train = replace(cfg.train, progress=False)
+    if settings.preset == "quick":
+        overrides = {**{k: v for k, v in QUICK_OVERRIDES.get(method, {}).items() if k in known}, **overrides}
+    if settings.steps is not None:
+        train = replace(train, steps=settings.steps, eval_every=min(train.eval_every, settings.steps),
+                        warmup=min(train.warmup, settings.steps // 4))
+    return replace(cfg, train=train, **overrides)
+
+
+def ebm_spec(label: str, method: str, settings: Settings, kind: str | None = None, **overrides) -> MethodSpec:
+    """A :class:`MethodSpec` named ``label`` that builds ``method`` with config ``overrides`` for the
+    dataset's kind (or ``kind``); labels are passed to ``fit`` iff ``gamma > 0``."""
+    cls, _ = _method(method)
+
+    def build(ctx: RunContext):
+        return cls(method_config(method, settings, kind or ctx.dataset.kind, **overrides), device=ctx.device, seed=ctx.seed)
+
+    return MethodSpec(label, build, uses_labels=overrides.get("gamma", 0) > 0, description=f"{method} {overrides}")
+
+
+def method_class(method: str):
+    """The detector class of ``method`` (e.g. ``CDDetector`` for "CD")."""
+    return _method(method)[0]
+
+
+def run_cells(settings: Settings, specs: list[MethodSpec], log=None) -> dict:
+    """Every spec on every seed (the benchmark runner's ``run_one``), aggregated over seeds:
+    ``{label: {ood_set: {metric: mean, metric_std: std}}}`` or ``{label: {"error": reason}}``."""
+    log = log or log_stderr
+    d = get_dataset(settings.dataset)
+    cells: dict[str, list] = {s.name: [] for s in specs}
+    for seed in settings.seeds:
+        ctx = RunContext(dataset=d, seed=seed, preset=settings.preset, device=settings.device)
+        for spec in specs:
+            cell = run_one(spec, ctx)
+            cells[spec.name].append(cell)
+            log(f"[{settings.dataset} seed={seed}] {spec.name}: {cell.seconds:.1f} s ({cell.error or 'ok'})")
+    return {k: aggregate(v) for k, v in cells.items()}
+
+
+def fit_detector(spec: MethodSpec, ctx: RunContext):
+    """Seed, build and fit one spec on ``ctx.dataset`` exactly as the runner does; returns the detector."""
+    seed_everything(ctx.seed)
+    d = ctx.dataset
+    det = spec.build(ctx)
+    return det.fit(d.x_train, d.y_train if spec.uses_labels else None,
+                   validation=(d.x_val, d.y_val if spec.uses_labels else None))
+
+
+def groups_of(d: OODDataset) -> dict[str, str]:
+    """``{ood_set: group}`` for the natural and non-natural sets only (the smoothness sets are Exp. 5's)."""
+    return {k: v.group for k, v in d.ood.items() if v.group in (NATURAL, NON_NATURAL)}
+
+
+# ------------------------------------------------------------------------------------------- arithmetic
+def percent_improvement(new: float, base: float) -> float:
+    """``100 · (new - base) / base`` (Elflein Tables 2–4; e.g. Segment CD → CD-S, natural AUC-PR
+    98.18 → 100.0 is +1.85 %)."""
+    if base == 0:
+        return math.nan
+    return 100.0 * (new - base) / base
+
+
+def group_improvement(new: dict, base: dict, names: list[str], metric: str = METRIC) -> float:
+    """Mean over the OOD sets ``names`` of the per-set % improvement of ``metric`` (Elflein Tables 2–4).
+
+    ``new``, ``base``: ``{ood_set: {metric: value}}``. The mean of per-set improvements (not the
+    improvement of the mean) reproduces the paper: Segment CD vs CD-S non-natural (Tables 6 → 2):
+    96.13 → 94.57 and 95.43 → 98.68 give (-1.62 + 3.41) / 2 = 0.89. NaN when a side failed or ``names``
+    is empty."""
+    if not names or "error" in new or "error" in base:
+        return math.nan
+    return float(np.mean([percent_improvement(new[n][metric], base[n][metric]) for n in names]))
+
+
+def improvement_by_group(new: dict, base: dict, groups: dict[str, str], metric: str = METRIC) -> dict[str, float]:
+    """``{"natural": %, "non-natural": %}`` (one row of Elflein Table 2/3/4)."""
+    return {g: group_improvement(new, base, [n for n, gg in groups.items() if gg == g], metric)
+            for g in (NATURAL, NON_NATURAL)}
+
+
+def fmt(v: float, digits: int = 2) -> str:
+    """A table number; NaN → "–"."""
+    return "–" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def improvement_table(rows: dict[str, dict[str, float]], dataset: str) -> str:
+    """Markdown: ``| Model | ID dataset | Natural | Non-natural |`` from ``{model: {group: %}}``."""
+    lines = ["| Model | ID dataset | Natural (%) | Non-natural (%) |", "|---|---|---|---|"]
+    for m, r in rows.items():
+        lines.append(f"| {m} | {dataset} | {fmt(r[NATURAL])} | {fmt(r[NON_NATURAL])} |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- output
+def log_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    return obj
+
+
+def write_results(out: str, name: str, markdown: str, data: dict) -> tuple[str, str]:
+    """Write ``<out>/<name>.md`` and ``<out>/<name>.json`` atomically (NaN → null); returns both paths."""
+    os.makedirs(out, exist_ok=True)
+    md, js = os.path.join(out, f"{name}.md"), os.path.join(out, f"{name}.json")
+    write_atomic(js, json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
+    write_atomic(md, markdown.rstrip() + "\n")
+    return md, js
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def save_figure(draw: Callable, path: str) -> str | None:
+    """``draw(plt) -> figure``; saved as PNG at ``path`` (atomically) when matplotlib imports. Without it,
+    print how to get the figure and return None (the data is in the JSON next to it)."""
+    if not have_matplotlib():
+        log_stderr(f"matplotlib is not installed: wrote the data only; for {os.path.basename(path)} run "
+             f"`pip install -e \".[plots]\"` and rerun")
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = draw(plt)
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def finish(out: str, name: str, markdown: str, data: dict, draw: Callable | None = None) -> int:
+    """Write the table/JSON (and the figure), print the Markdown, say where things went. Returns 0."""
+    md, js = write_results(out, name, markdown, data)
+    written = [md, js]
+    if draw is not None:
+        png = save_figure(draw, os.path.join(out, f"{name}.png"))
+        if png:
+            written.append(png)
+    print(markdown)
+    log_stderr("wrote " + ", ".join(written))
+    return 0

@@ -1,0 +1,44 @@
+"""HEAT detectors on raw inputs: a backbone's features → prior / hybrid / composition, by table name.
+
+``make_heat_detector(backbone, "GMM-std", residual=True)`` is "HEAT-GMM-std" of HEAT Table 1: a
+:class:`~ebm_ood.heat.hybrid.HEATDetector` with the right prior on the right features (``z`` for EL and
+GMM, std-pooled ``z_std`` for GMM-std), wrapped in :class:`~ebm_ood.features.FeatureSpaceDetector`.
+"""
+from __future__ import annotations
+
+from ebm_ood.features import Backbone, FeatureSpaceDetector
+from ebm_ood.heat.compose import CompositionDetector
+from ebm_ood.heat.hybrid import HEATDetector, heat_config
+from ebm_ood.heat.priors import ELPrior, GMMPrior, NoPrior
+
+PRIORS = ("EL", "GMM", "GMM-std")          # HEAT's three priors (Table 1)
+_WHICH = {"EL": "z", "GMM": "z", "GMM-std": "z_std", "EBM": "z"}
+
+
+def make_prior(backbone: Backbone, prior: str, form: str = "paper"):
+    """A fresh prior module: "EL" (the backbone's head), "GMM", "GMM-std" (paper/code ``form``), or
+    "EBM" (no prior: the plain-EBM baseline of HEAT Table 2 / Fig. 4)."""
+    if prior == "EL":
+        w, b = backbone.weight_bias()
+        return ELPrior(w, b, init="gaussian" if form == "paper" else "relu-normal")
+    if prior in ("GMM", "GMM-std"):
+        return GMMPrior(form=form)
+    if prior == "EBM":
+        return NoPrior()
+    raise ValueError(f"prior: expected one of {PRIORS + ('EBM',)}, got {prior!r}")
+
+
+def make_heat_detector(backbone: Backbone, prior: str, residual: bool = True, preset: str = "default",
+                       seed: int = 0, form: str = "paper", **overrides) -> FeatureSpaceDetector:
+    """Prior alone (``residual=False``: "EL", "GMM", "GMM-std") or its hybrid ("HEAT-<prior>"), on raw
+    inputs. ``overrides`` are :class:`~ebm_ood.heat.hybrid.HEATConfig` fields (e.g. ``lam``)."""
+    p = make_prior(backbone, prior, form)
+    name = f"HEAT-{prior}" if residual else prior
+    det = HEATDetector(p, heat_config(preset, **overrides), residual=residual, device=backbone.device,
+                       seed=seed, name=name)
+    return FeatureSpaceDetector(backbone, det, which=_WHICH[prior], name=name)
+
+
+def make_composition(parts: dict, beta: float = 0.0, reduce: str = "mean", refit: bool = True) -> CompositionDetector:
+    """HEAT (Eq. 7) over ``parts`` = {name: detector}; β = 0 as in the paper's tables."""
+    return CompositionDetector(parts, beta=beta, reduce=reduce, refit=refit, name="HEAT")

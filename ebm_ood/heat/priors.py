@@ -1,0 +1,204 @@
+"""HEAT's prior density estimators written as energies ``E_q(z) = -log q(z)`` (+ const), and the
+prior samplers that start SGLD (Alg. 1: ``z'_0 ~ q``).
+
+Every prior is a small ``nn.Module`` with only buffers (nothing is trained by gradient):
+``fit(z, y)`` on numpy features (N, D), ``forward(z)`` (N, D) -> (N,) differentiable in ``z`` (used inside
+SGLD), ``sample(n, generator)`` -> (n, D).
+
+* :class:`ELPrior` — energy-logits (Liu et al. 2020; HEAT §3.2): ``E(z) = -τ · logsumexp(fc(z) / τ)``
+  with the backbone's linear head ``fc(z) = W z + b``.
+* :class:`GMMPrior` — class-conditional Gaussians with one shared covariance (HEAT §3.2). Paper form
+  ``E(z) = -logsumexp_c -½ (z - μ_c)ᵀ Σ⁻¹ (z - μ_c)``. The authors' code (``form="code"``) L2-normalises
+  ``z`` first and uses the full ``-log q(z) / T_G`` with class-frequency weights, ``T_G = 1e3``.
+* Every prior energy is divided by a temperature ``T`` (HEAT App. B: ``T_G``); by default ("auto") the
+  std of the raw energy on ID training features, so the residual ``E_θ`` (kept O(1/λ) by Eq. 5) can
+  matter whatever the feature scale. ``temperature=1`` is the verbatim formula.
+  GMM-std is the same prior fitted on std-pooled features (the detector picks the features).
+* :class:`NoPrior` — ``E_q = 0``: the "fully data-driven EBM" baseline of HEAT Table 2 / Fig. 4; it
+  keeps a Gaussian proposal to start SGLD.
+
+Samplers. GMM: ``c ~ π``, ``z = μ_c + L ε`` (Cholesky, ``L Lᵀ = Σ``). EL has no closed-form sampler:
+by default (``init="gaussian"``) we start from the class-Gaussian fitted on the same features, then
+ReLU (features are post-ReLU); ``init="relu-normal"`` is the authors' code, ``ReLU(N(0, I))``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ebm_ood.class_gaussian import ClassGaussian, ClassGaussianStats, fit_class_gaussian
+from ebm_ood.energy import energy_from_logits
+from ebm_ood.validation import check_array, check_labels, check_positive
+
+_GAUSSIAN_FIELDS = ("means", "cov", "chol", "whiten", "precision", "counts", "log_weights", "logdet")
+
+
+class _GaussianBuffers(nn.Module):
+    """Base of the priors: a fitted :class:`ClassGaussian` held as buffers (moves with ``.to(device)``,
+    saved in state_dict), and the energy temperature: ``forward(z) = raw_energy(z) / T``.
+
+    ``T = "auto"`` sets ``T`` at fit time to the standard deviation of ``raw_energy`` on the training
+    features, so that the prior's ID energies spread over O(1) whatever the feature scale. HEAT App. B
+    divides the GMM energy by ``T_G = 1e3`` for the same reason (its features are L2-normalised 512-d
+    vectors); a fixed number reproduces that, ``T = 1`` gives the formulas verbatim.
+    """
+
+    def _init_temperature(self, temperature) -> None:
+        if temperature != "auto":
+            check_positive(temperature, "temperature")
+        self.temperature = temperature
+        self.register_buffer("t_", torch.tensor(1.0 if temperature == "auto" else float(temperature), dtype=torch.float64))
+
+    @torch.no_grad()
+    def _fit_temperature(self, z: np.ndarray) -> None:
+        if self.temperature == "auto":
+            e = torch.cat([self.raw_energy(torch.as_tensor(z[i:i + 4096], dtype=torch.float32, device=self.t_.device))
+                           for i in range(0, len(z), 4096)]).double()
+            self.t_.fill_(max(float(e.std(unbiased=False)), 1e-12))  # population std
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``E_q(z) = raw_energy(z) / T``: (N, D) -> (N,), differentiable in z."""
+        return self.raw_energy(z) / self.t_.to(z.dtype)
+
+    def set_gaussian(self, g: ClassGaussian) -> None:
+        for k in _GAUSSIAN_FIELDS:
+            self.register_buffer("g_" + k, getattr(g, k).clone())
+
+    @property
+    def gaussian(self) -> ClassGaussian:
+        if not hasattr(self, "g_means"):
+            raise RuntimeError(f"{type(self).__name__}: call fit(z, y) first")
+        return ClassGaussian(**{k: getattr(self, "g_" + k) for k in _GAUSSIAN_FIELDS})
+
+    def _fit_gaussian(self, z: np.ndarray, y, batch_size: int | None, reg: float) -> None:
+        z = check_array(z, "z", ndim=2)
+        y = np.zeros(len(z), np.int64) if y is None else check_labels(y, "y", len(z))
+        self.set_gaussian(fit_class_gaussian(z, y, batch_size=batch_size, reg=reg))
+
+
+class ELPrior(_GaussianBuffers):
+    """Energy-logits prior (Liu et al. 2020; HEAT §3.2): raw energy ``-τ · logsumexp_c (W z + b)_c / τ``
+    with the backbone's linear head, divided by the energy temperature ``T`` (see the base class).
+
+    weight (C, D), bias (C,): the head. logit_temperature: τ (Liu et al.: 1). init: "gaussian" (default,
+    ours) or "relu-normal" (authors' code) — how ``sample`` draws SGLD starting points.
+    """
+
+    name = "EL"
+
+    def __init__(self, weight, bias, logit_temperature: float = 1.0, temperature="auto", init: str = "gaussian",
+                 reg: float = 1e-6):
+        super().__init__()
+        check_positive(logit_temperature, "logit_temperature")
+        if init not in ("gaussian", "relu-normal"):
+            raise ValueError(f"init: expected 'gaussian' or 'relu-normal', got {init!r}")
+        w = torch.as_tensor(np.asarray(weight), dtype=torch.float32)
+        b = torch.as_tensor(np.asarray(bias), dtype=torch.float32)
+        if w.ndim != 2 or b.shape != (w.shape[0],):
+            raise ValueError(f"weight, bias: expected (C, D) and (C,), got {tuple(w.shape)}, {tuple(b.shape)}")
+        self.register_buffer("weight", w)
+        self.register_buffer("bias", b)
+        self.logit_temperature, self.init, self.reg = float(logit_temperature), init, float(reg)
+        self._init_temperature(temperature)
+
+    def fit(self, z, y=None, batch_size: int | None = None) -> "ELPrior":
+        """The energy is the classifier's; only the SGLD proposal and ``T`` are fitted."""
+        z = check_array(z, "z", ndim=2, shape=(self.weight.shape[1],))
+        self._fit_gaussian(z, y, batch_size, self.reg)
+        self._fit_temperature(z)
+        return self
+
+    def raw_energy(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (N,)."""
+        logits = F.linear(z, self.weight.to(z.dtype), self.bias.to(z.dtype))  # (N, C) = fc(z)
+        return energy_from_logits(logits, self.logit_temperature)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, D) starting points for SGLD."""
+        if self.init == "relu-normal":
+            eps = torch.randn(int(n), self.weight.shape[1], generator=generator)
+            return F.relu(eps).to(self.weight.device)
+        z, _ = self.gaussian.sample(n, generator)
+        return F.relu(z)
+
+
+class GMMPrior(_GaussianBuffers):
+    """Class-conditional Gaussian prior with shared covariance (HEAT §3.2; Lee et al. 2018).
+
+    form="paper" (default): raw energy ``-logsumexp_c(-½ d²_c(z))``, ``d²_c`` the squared Mahalanobis
+      distance to the class mean ``μ_c``; energy temperature ``T`` "auto" by default (base class).
+    form="code" (authors' code): ``z ← z / ‖z‖`` first, raw energy the full ``-log q(z)``,
+      ``q = Σ_c π_c N(μ_c, Σ)`` with class-frequency weights; ``T = T_G = 1e3`` by default.
+    Σ is the ML covariance of class-centred features plus ``reg · I`` (code: 1e-12), fitted in one
+    streaming pass (:class:`~ebm_ood.class_gaussian.ClassGaussianStats`).
+    """
+
+    name = "GMM"
+
+    def __init__(self, form: str = "paper", temperature=None, reg: float = 1e-6):
+        super().__init__()
+        if form not in ("paper", "code"):
+            raise ValueError(f"form: expected 'paper' or 'code', got {form!r}")
+        check_positive(reg, "reg", allow_zero=True)
+        self.form, self.reg = form, float(reg)
+        self.normalize = form == "code"
+        self._init_temperature(("auto" if form == "paper" else 1e3) if temperature is None else temperature)
+
+    def _prepare(self, z):
+        return F.normalize(z, dim=-1) if self.normalize else z
+
+    def fit(self, z, y=None, batch_size: int | None = None) -> "GMMPrior":
+        """z (N, D) numpy features, y (N,) labels (None: one Gaussian); streamed in ``batch_size`` chunks."""
+        z = check_array(z, "z", ndim=2)
+        zf = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12) if self.normalize else z
+        self._fit_gaussian(zf, y, batch_size, self.reg)
+        self._fit_temperature(z)
+        return self
+
+    def fit_stats(self, stats: ClassGaussianStats, z_sample=None) -> "GMMPrior":
+        """Fit from streamed statistics (features already L2-normalised for ``form="code"``);
+        ``z_sample`` (a subset of the features) sets an "auto" temperature."""
+        self.set_gaussian(stats.finalize(self.reg))
+        if z_sample is not None:
+            self._fit_temperature(check_array(z_sample, "z_sample", ndim=2))
+        return self
+
+    def raw_energy(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (N,), differentiable in z."""
+        g, zp = self.gaussian, self._prepare(z)
+        if self.form == "paper":   # -logsumexp_c(-½ d²_c)
+            return -torch.logsumexp(-0.5 * g.mahalanobis(zp), dim=1)
+        return -g.log_density(zp)  # -log q(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``c ~ π``, ``z'_0 = μ_c + L ε`` (Alg. 1). (n, D) float32."""
+        z, _ = self.gaussian.sample(n, generator)
+        return z
+
+
+class NoPrior(_GaussianBuffers):
+    """``E_q(z) = 0``: a plain EBM (HEAT Table 2 / Fig. 4 baseline). SGLD starts from one Gaussian
+    fitted on the features (class labels ignored)."""
+
+    name = "EBM"
+
+    def __init__(self, reg: float = 1e-6):
+        super().__init__()
+        self.reg = float(reg)
+        self._init_temperature(1.0)
+
+    def fit(self, z, y=None, batch_size: int | None = None) -> "NoPrior":
+        self._fit_gaussian(z, None, batch_size, self.reg)
+        return self
+
+    def raw_energy(self, z: torch.Tensor) -> torch.Tensor:
+        return z.sum(dim=1) * 0.0
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z, _ = self.gaussian.sample(n, generator)
+        return z

@@ -1,0 +1,178 @@
+"""The fused SGLD update ``x <- clamp(x - step_size * grad + noise_std * n)`` and where it comes from.
+
+This is the only module that knows whether the compiled op (``csrc/``, registered as
+``torch.ops.ebm_ood.sgld_step_``) or its pure-PyTorch twin is in use:
+
+1. ``ebm_ood._C`` built ahead of time by ``setup.py`` (``pip install --no-build-isolation -e .``);
+2. otherwise a just-in-time build of ``csrc/`` with ``torch.utils.cpp_extension.load`` (ninja), cached under
+   ``$EBM_OOD_EXTENSIONS_DIR`` (default ``~/.cache/ebm_ood/torch_extensions``); the first compile prints
+   one line;
+3. otherwise (no compiler, build error) the twin below, with a one-line warning.
+``EBM_OOD_FORCE_TWIN=1`` forces the twin.
+
+The noise ``n`` is Philox4x32-10 + Box–Muller (``philox.py`` documents the stream), a pure function of
+``(seed, offset, element index)``: the C++ kernel, the CUDA kernel and the twin give the same numbers.
+The op has **no autograd formula**: it is an in-place sampler update on detached tensors (the SGLD loop
+takes gradients with respect to ``x`` *before* calling it), so calling it on a tensor that requires grad
+is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from ebm_ood.sampling import philox
+
+_STATE: dict = {"backend": None}
+_SOURCES = ("philox.h", "sgld_update.h", "sgld_cpu.cpp")
+
+
+def _csrc_dir() -> Path | None:
+    """``csrc/`` of a repository checkout (editable install), else the copy shipped in the package."""
+    here = Path(__file__).resolve().parent.parent            # ebm_ood/
+    for cand in (here.parent / "csrc", here / "csrc"):
+        if all((cand / s).is_file() for s in _SOURCES):
+            return cand
+    return None
+
+
+CXX_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp"]   # no FMA contraction: twin-exact
+NVCC_FLAGS = ["-O3", "--fmad=false"]
+
+
+def _jit_build() -> None:
+    """Compile ``csrc/`` with ninja (once per source/flags/torch/python version) and load it.
+
+    The CUDA kernel is added when torch has a usable CUDA device and toolkit.
+    """
+    from torch.utils import cpp_extension
+
+    src = _csrc_dir()
+    if src is None:
+        raise RuntimeError("the csrc/ sources were not found next to the package")
+    sources, cflags = [src / "sgld_cpu.cpp"], list(CXX_FLAGS)
+    if torch.cuda.is_available() and cpp_extension.CUDA_HOME is not None and (src / "sgld_cuda.cu").is_file():
+        sources.append(src / "sgld_cuda.cu")
+        cflags.append("-DEBM_OOD_WITH_CUDA")
+    digest = hashlib.sha1()
+    for f in (*sources, src / "philox.h", src / "sgld_update.h"):
+        digest.update(f.read_bytes())
+    digest.update(f"{torch.__version__}-{sys.version_info[:2]}-{cflags}-{NVCC_FLAGS}".encode())
+    name = f"ebm_ood_sgld_{digest.hexdigest()[:12]}"
+    root = Path(os.environ.get("EBM_OOD_EXTENSIONS_DIR", Path.home() / ".cache" / "ebm_ood" / "torch_extensions"))
+    build_dir = root / name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    if not (build_dir / f"{name}.so").exists():
+        print(f"ebm_ood: compiling the fused SGLD op (first use only, ~30 s) into {build_dir}", file=sys.stderr)
+    cpp_extension.load(
+        name=name,
+        sources=[str(s) for s in sources],
+        extra_include_paths=[str(src)],
+        extra_cflags=cflags,
+        extra_cuda_cflags=NVCC_FLAGS,
+        extra_ldflags=["-fopenmp"],
+        build_directory=str(build_dir),
+        is_python_module=False,
+        verbose=False,
+    )
+
+
+def _load() -> str:
+    if _STATE["backend"] is not None:
+        return _STATE["backend"]
+    backend = "twin"
+    if os.environ.get("EBM_OOD_FORCE_TWIN", "") not in ("", "0"):
+        _STATE["backend"] = backend
+        return backend
+    try:
+        import ebm_ood._C  # noqa: F401  (registers torch.ops.ebm_ood.sgld_step_)
+
+        backend = "extension"
+    except ImportError:
+        try:
+            _jit_build()
+            backend = "extension"
+        except Exception as err:  # no compiler, no ninja, build error: fall back, say so once
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            warnings.warn(f"ebm_ood: fused SGLD op unavailable ({first}); using the pure-PyTorch twin", stacklevel=3)
+    if backend == "extension" and not hasattr(torch.ops.ebm_ood, "sgld_step_"):
+        backend = "twin"
+    _STATE["backend"] = backend
+    return backend
+
+
+def backend() -> str:
+    """``"extension"`` when the compiled op is in use, else ``"twin"`` (loads/compiles on first call)."""
+    return _load()
+
+
+def _check(x: torch.Tensor, grad: torch.Tensor, clamp_min: float, clamp_max: float) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if not isinstance(grad, torch.Tensor):
+        raise TypeError(f"grad: expected a torch.Tensor, got {type(grad).__name__}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"x: expected float32 or float64, got {x.dtype}")
+    if grad.shape != x.shape or grad.dtype != x.dtype or grad.device != x.device:
+        raise ValueError(
+            f"grad: expected shape {tuple(x.shape)}, dtype {x.dtype}, device {x.device} like x; "
+            f"got {tuple(grad.shape)}, {grad.dtype}, {grad.device}"
+        )
+    if not x.is_contiguous():
+        raise ValueError("x: the in-place update needs a contiguous tensor (call .contiguous() first)")
+    if x.requires_grad:
+        raise ValueError("x: the SGLD op has no autograd; pass a detached tensor (x.detach())")
+    if clamp_min > clamp_max:
+        raise ValueError(f"clamp_min: must be <= clamp_max, got {clamp_min} > {clamp_max}")
+
+
+def draw_seed(generator: torch.Generator | None = None) -> int:
+    """A fresh 63-bit Philox key from torch's (CPU) generator, so ``torch.manual_seed`` fixes the noise."""
+    return int(torch.randint(0, 2**63 - 1, (), generator=generator, dtype=torch.int64))
+
+
+def sgld_step_twin_(x, grad, step_size, noise_std, clamp_min, clamp_max, seed, offset) -> torch.Tensor:
+    """Pure-PyTorch reference of ``torch.ops.ebm_ood.sgld_step_`` (same noise, same rounding order).
+
+    ``x <- clamp(x - step_size * grad + noise_std * n, clamp_min, clamp_max)``, ``n = philox.normal(...)``,
+    with the decoupled SGLD form of the Elflein/JEM code; the Langevin form (HEAT Eq. 4) is the special
+    case ``step_size = η/2, noise_std = sqrt(η)``. x, grad: same shape (any), float32/float64, contiguous.
+    """
+    n = philox.normal(x.numel(), seed, offset, device=x.device).view(x.shape).to(x.dtype)
+    v = x - grad * step_size
+    v = v + n * noise_std
+    x.copy_(torch.clamp(v, clamp_min, clamp_max))
+    return x
+
+
+def sgld_step_(x, grad, step_size, noise_std, clamp_min=-math.inf, clamp_max=math.inf, generator=None,
+               *, seed=None, offset=0, check=True) -> torch.Tensor:
+    """In place: ``x <- clamp(x - step_size * grad + noise_std * n)``, ``n ~ N(0, I)`` (one fused pass).
+
+    x, grad: (N, *shape) float32/float64 on one device; x contiguous and not requiring grad.
+    seed/offset select the Philox stream; by default ``seed`` is drawn from ``generator`` (torch's default
+    generator when None), so ``torch.manual_seed`` makes the update reproducible. A chain keeps one seed
+    and passes ``offset = t`` at step t: counters never repeat, so no noise is reused within the chain.
+    ``check=False`` skips the Python-side input checks (the sampler checks its first step only; the C++ op
+    still checks). Returns x.
+    """
+    clamp_min, clamp_max = float(clamp_min), float(clamp_max)
+    if check:
+        _check(x, grad, clamp_min, clamp_max)
+    if not grad.is_contiguous():
+        grad = grad.contiguous()
+    if seed is None:
+        seed = draw_seed(generator)
+    seed = int(seed) & 0x7FFFFFFFFFFFFFFF
+    offset = int(offset) & 0x7FFFFFFFFFFFFFFF
+    if (_STATE["backend"] or _load()) == "extension":
+        torch.ops.ebm_ood.sgld_step_.default(x, grad, float(step_size), float(noise_std), clamp_min, clamp_max,
+                                             seed, offset)
+        return x
+    return sgld_step_twin_(x, grad, float(step_size), float(noise_std), clamp_min, clamp_max, seed, offset)

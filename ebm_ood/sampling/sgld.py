@@ -1,0 +1,144 @@
+"""Stochastic gradient Langevin dynamics (SGLD): draw approximate samples of ``p(x) ∝ exp(-E(x))``.
+
+Two forms of one update (``form=``):
+
+* ``"langevin"`` (HEAT Eq. 4 / Eq. 12, Welling & Teh 2011): ``z <- z - (η/2) ∇_z E(z) + sqrt(η) w``,
+  ``w ~ N(0, I)``, ``η = step_size``. For small η the chain's stationary law is ``exp(-E)/Z`` itself.
+* ``"decoupled"`` (JEM / Elflein code, App. B; HEAT code): ``x <- x - α ∇_x E(x) + σ w`` with α
+  (``step_size``) and σ (``noise_std``) chosen separately (Elflein: α = 1, σ = 0.01). With σ² ≠ 2α this
+  samples ``exp(-E/T)`` at temperature ``T = σ²/(2α)`` (here 5e-5: nearly a noisy gradient descent),
+  which is what short-run contrastive divergence uses in practice.
+
+Step and noise follow a schedule over the chain's steps ``t = 0..T-1`` (``schedule=``): constant,
+linear from start to end (HEAT paper), or the HEAT code's ``(start - end)(1 - t/T)^2 + end``.
+The update itself is ``ebm_ood.sampling.ops.sgld_step_`` (the fused op or its twin).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ebm_ood.sampling import ops
+
+_FORMS = ("decoupled", "langevin")
+_SCHEDULES = ("constant", "linear", "poly")
+
+
+def schedule_value(start: float, end: float | None, t: int, n_steps: int, schedule: str = "constant") -> float:
+    """The step-size/noise value at step ``t`` of ``n_steps``.
+
+    constant: ``start``; linear: ``start + (end - start) t / (T - 1)`` (both ends reached, HEAT paper);
+    poly: ``(start - end)(1 - t/T)^2 + end`` (HEAT code's within-chain decay).
+    """
+    if schedule not in _SCHEDULES:
+        raise ValueError(f"schedule: expected one of {_SCHEDULES}, got {schedule!r}")
+    if schedule == "constant" or end is None:
+        return float(start)
+    if schedule == "linear":
+        return float(start) if n_steps <= 1 else start + (end - start) * t / (n_steps - 1)
+    return (start - end) * (1.0 - t / n_steps) ** 2 + end
+
+
+def class_conditional_energy(logits_fn: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor):
+    """``E(x, y) = -f(x)[y]`` (Elflein Eq. 1), for class-conditional SGLD in supervised CD.
+
+    logits_fn: (N, *shape) -> (N, C) logits f(x); y: (N,) int64 class per sample. Returns x -> (N,).
+    """
+    y = torch.as_tensor(y, dtype=torch.int64)
+
+    def energy(x: torch.Tensor) -> torch.Tensor:
+        logits = logits_fn(x)                                           # (N, C)
+        return -logits.gather(1, y.to(logits.device)[:, None]).squeeze(1)  # (N,)
+
+    return energy
+
+
+def project_relu_l2(z: torch.Tensor) -> torch.Tensor:
+    """HEAT code's projection after each SGLD step on features: ReLU, then L2-normalise rows. (N, D) -> (N, D)."""
+    return F.normalize(F.relu(z), dim=-1)
+
+
+def _freeze(module: torch.nn.Module | None, eval_mode: bool):
+    if module is None:
+        return None
+    saved = ([(m, m.training) for m in module.modules()], [(p, p.requires_grad) for p in module.parameters()])
+    for p in module.parameters():
+        p.requires_grad_(False)
+    if eval_mode:
+        module.eval()
+    return saved
+
+
+def _restore(saved) -> None:
+    if saved is None:
+        return
+    modes, flags = saved
+    for m, training in modes:
+        m.training = training           # per module: children may have had different modes
+    for p, flag in flags:
+        p.requires_grad_(flag)
+
+
+def sgld(energy, x0, *, n_steps, step_size=1.0, noise_std=0.01, form="decoupled", step_end=None, noise_end=None,
+         schedule="constant", clamp=None, project=None, module=None, eval_mode=True, return_chain=False,
+         generator=None):
+    """Run ``n_steps`` of SGLD from ``x0`` on ``energy`` (HEAT Eq. 4/12; Elflein App. B code form).
+
+    energy: callable (N, *shape) -> (N,) energies E(x). x0: (N, *shape) float tensor (not modified).
+    form: "langevin" (η = step_size scheduled to step_end; noise_std/noise_end ignored, noise sqrt(η)) or
+      "decoupled" (α = step_size -> step_end, σ = noise_std -> noise_end).
+    schedule: "constant" | "linear" | "poly" (see ``schedule_value``).
+    clamp: None or (lo, hi) applied after each update (images: (-1, 1)).
+    project: None or callable (N, *shape) -> (N, *shape) applied after each step (HEAT: ``project_relu_l2``).
+    module: nn.Module behind ``energy``; during sampling its parameters get ``requires_grad=False`` (no
+      ``.grad`` accumulates, no parameter-gradient work) and, with ``eval_mode``, it is in eval mode
+      (Elflein code); both are restored afterwards, also on error.
+    return_chain: also return the list ``[x_0, x_1, ..., x_T]`` (detached clones; for plots).
+    generator: torch.Generator for the noise seed (default: torch's global generator).
+    Returns x_T (N, *shape), detached; or (x_T, chain).
+    """
+    if form not in _FORMS:
+        raise ValueError(f"form: expected one of {_FORMS}, got {form!r}")
+    if schedule not in _SCHEDULES:
+        raise ValueError(f"schedule: expected one of {_SCHEDULES}, got {schedule!r}")
+    if not isinstance(x0, torch.Tensor) or not x0.is_floating_point():
+        raise TypeError(f"x0: expected a floating-point torch.Tensor, got {type(x0).__name__}")
+    if int(n_steps) != n_steps or n_steps < 0:
+        raise ValueError(f"n_steps: expected a non-negative integer, got {n_steps!r}")
+    if schedule != "constant" and step_end is None:
+        raise ValueError(f"step_end: required with schedule={schedule!r}")
+    if step_size < 0 or noise_std < 0:
+        raise ValueError(f"step_size, noise_std: must be >= 0, got {step_size}, {noise_std}")
+    lo, hi = (-math.inf, math.inf) if clamp is None else (float(clamp[0]), float(clamp[1]))
+    if lo > hi:
+        raise ValueError(f"clamp: expected (lo, hi) with lo <= hi, got {clamp}")
+
+    seed = ops.draw_seed(generator)      # one Philox key per chain; offset = t never repeats within it
+    x = x0.detach().clone().contiguous()
+    chain = [x.clone()] if return_chain else None
+    saved = _freeze(module, eval_mode)
+    try:
+        for t in range(int(n_steps)):
+            a = schedule_value(step_size, step_end, t, n_steps, schedule)
+            if form == "langevin":       # HEAT Eq. 4: z <- z - η/2 ∇E + sqrt(η) w
+                a, s = a / 2.0, math.sqrt(a)
+            else:                        # Elflein code: x <- x - α ∇E + σ w
+                s = schedule_value(noise_std, noise_end, t, n_steps, schedule)
+            with torch.enable_grad():
+                x.requires_grad_(True)
+                e = energy(x)
+                if e.shape != (x.shape[0],):
+                    raise ValueError(f"energy: expected shape ({x.shape[0]},) from energy(x), got {tuple(e.shape)}")
+                (g,) = torch.autograd.grad(e.sum(), x)
+            x = x.detach()
+            ops.sgld_step_(x, g, a, s, lo, hi, seed=seed, offset=t, check=t == 0)
+            if project is not None:
+                x = project(x).detach().contiguous()
+            if chain is not None:
+                chain.append(x.clone())
+    finally:
+        _restore(saved)
+    return (x, chain) if return_chain else x

@@ -1,0 +1,51 @@
+"""``ebm-ood bench detectors``: the timing harness and its report on a tiny configuration."""
+import argparse
+import json
+
+import numpy as np
+
+from ebm_ood.bench import detectors as bench
+
+DETECTORS = ["MSP", "MaxLogit", "ODIN (head only)", "Mahalanobis", "SSD+", "KNN", "ViM", "DICE", "ReAct"]
+
+
+def test_time_call_warms_up_then_repeats():
+    calls = []
+    wall, cpu = bench.time_call(lambda: calls.append(1), repeats=4)
+    assert len(calls) == 5 and wall >= 0 and cpu >= 0
+
+
+def test_synthetic_features_are_reproducible_and_shaped():
+    cfg = bench.BenchConfig(n_train=50, n_test=20, dim=8, classes=3)
+    a, b = bench.synthetic_features(cfg), bench.synthetic_features(cfg)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    z_train, y_train, z_test, w, bias = a
+    assert z_train.shape == (50, 8) and z_test.shape == (20, 8) and w.shape == (3, 8) and bias.shape == (3,)
+    assert z_train.dtype == np.float32 and z_train.min() >= 0 and set(np.unique(y_train)) <= {0, 1, 2}
+
+
+def test_run_bench_reports_every_detector_with_ratios():
+    cfg = bench.BenchConfig(n_train=120, n_test=50, dim=16, classes=3, repeats=1)
+    result = bench.run_bench(cfg)
+    names = [r["name"] for r in result["rows"]]
+    assert names[: len(DETECTORS)] == DETECTORS
+    msp = result["rows"][0]
+    assert msp["ratio_to_msp"] == 1.0
+    for r in result["rows"]:
+        assert np.isclose(r["ms_per_10k"], r["seconds"] * 1e7 / cfg.n_test)
+        assert np.isclose(r["ratio_to_msp"], r["seconds"] / msp["seconds"])
+    heat_rows = [n for n in names if n.startswith("HEAT")]
+    assert heat_rows or any("HEAT parts skipped" in n for n in result["notes"])  # timed, or said why not
+    md = bench.render_markdown(result)
+    assert all(f"| {n} |" in md for n in names)
+
+
+def test_cli_entry_point_json_and_bad_arguments(capsys):
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    assert bench.run(p.parse_args("--n-train 60 --n-test 20 --dim 8 --classes 3 --repeats 1 --json".split())) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in out["rows"]} >= set(DETECTORS)
+    assert bench.run(p.parse_args(["--repeats", "0"])) == 2
+    assert "--repeats" in capsys.readouterr().err

@@ -1,0 +1,75 @@
+"""The benchmark runner: aggregation arithmetic, failed cells, determinism, tables."""
+import json
+
+import numpy as np
+import pytest
+
+from ebm_ood.benchmark.registry import MethodSpec, RunContext, methods_for
+from ebm_ood.benchmark.runner import CellResult, aggregate, run_benchmark
+from ebm_ood.benchmark.tables import elflein_table, heat_table
+from ebm_ood.cli import main
+from ebm_ood.detectors.base import Detector
+from ebm_ood.errors import DivergenceError
+
+
+class _Diverges(Detector):
+    name = "boom"
+
+    def _fit(self, x, y):
+        raise DivergenceError("boom", 7, "non-finite loss (main = nan)", {"loss_main": 1.5})
+
+
+class _Norm(Detector):
+    """Score = squared distance to the training mean (a tiny real detector)."""
+    name = "norm"
+
+    def _fit(self, x, y):
+        self.mu_ = x.reshape(len(x), -1).mean(0)
+
+    def _score(self, x):
+        return ((x.reshape(len(x), -1) - self.mu_) ** 2).sum(1)
+
+
+def test_aggregate_mean_and_std():
+    cells = [CellResult(metrics={"a": {"auroc": v, "aupr_in": v, "aupr_out": v, "fpr95": 1 - v}}) for v in (0.2, 0.4, 0.9)]
+    row = aggregate(cells)["a"]
+    assert row["auroc"] == pytest.approx(np.mean([0.2, 0.4, 0.9]))
+    assert row["auroc_std"] == pytest.approx(np.std([0.2, 0.4, 0.9]))
+    assert aggregate([cells[0], CellResult(error="DivergenceError: x")]) == {"error": "DivergenceError: x"}
+
+
+def test_failed_method_becomes_a_cell_and_the_run_goes_on():
+    specs = [MethodSpec("Boom", lambda ctx: _Diverges()), MethodSpec("Norm", lambda ctx: _Norm())]
+    res, times = run_benchmark(["tabular"], specs, [0], log=lambda m: None)
+    assert res["tabular"]["Boom"]["error"].startswith("DivergenceError: boom diverged at step 7")
+    assert 0.0 <= res["tabular"]["Norm"]["noise"]["auroc"] <= 1.0
+    # constant OOD far from the [0, 1] data: the distance detector must find it easily
+    assert res["tabular"]["Norm"]["constant"]["auroc"] > 0.9
+    groups = {"held-out": "natural", "noise": "non-natural", "constant": "non-natural"}
+    table = elflein_table(res["tabular"], groups)
+    assert "failed: DivergenceError" in table and "| Norm |" in table
+    assert "| Norm |" in heat_table(res["tabular"], groups)
+
+
+def test_quick_benchmark_is_bit_identical_for_one_seed(tmp_path):
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        main(["benchmark", "--quick", "--dataset", "tabular", "--out", str(out)])
+        outs.append((out / "results.json").read_bytes())
+    assert outs[0] == outs[1]
+    main(["benchmark", "--quick", "--dataset", "tabular", "--seeds", "1,2", "--out", str(tmp_path / "other")])
+    other = json.loads((tmp_path / "other" / "results.json").read_text())
+    first = json.loads(outs[0])
+    some_method = next(iter(first["tabular"]))
+    if "error" not in first["tabular"][some_method]:
+        assert other["tabular"][some_method] != first["tabular"][some_method]
+
+
+def test_suites_select_methods():
+    names_heat = {m.name for m in methods_for("heat")}
+    names_ell = {m.name for m in methods_for("elflein")}
+    assert "CE" in names_ell and "CE" not in names_heat
+    assert {m.name for m in methods_for("all")} == names_heat | names_ell
+    with pytest.raises(ValueError, match="suite"):
+        methods_for("nope")

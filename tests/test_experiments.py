@@ -1,0 +1,194 @@
+"""The Elflein experiments (issue 7): % improvement arithmetic, γ = 0 is the unsupervised model, the
+bottleneck architecture, and every command's --quick run writes well-formed tables/figures/JSON."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ebm_ood.cli import EXPERIMENTS, main
+from ebm_ood.data.registry import get_dataset
+from ebm_ood.experiments import common
+from ebm_ood.experiments.common import (EBM_METHODS, Settings, group_improvement, improvement_by_group,
+                                        method_config, percent_improvement)
+from ebm_ood.nn import SmallWRN
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a busy 2-core machine two threads run these tiny nets ~10x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------------- % improvement
+def test_percent_improvement_reproduces_elflein_table2_from_tables_5_and_6():
+    # Segment, CD -> CD-S (Elflein Tables 5/6 AUC-PR; Table 2 prints 1.85 and 0.89)
+    assert round(percent_improvement(100.0, 98.18), 2) == 1.85
+    new = {"constant": {"aupr_in": 94.57}, "noise": {"aupr_in": 98.68}}
+    base = {"constant": {"aupr_in": 96.13}, "noise": {"aupr_in": 95.43}}
+    by_hand = ((94.57 - 96.13) / 96.13 + (98.68 - 95.43) / 95.43) / 2 * 100
+    assert group_improvement(new, base, ["constant", "noise"]) == pytest.approx(by_hand, rel=1e-12)
+    assert round(by_hand, 2) == 0.89
+    # the mean of per-set improvements, not the improvement of the mean (which gives 0.88 here)
+    assert round(100 * (np.mean([94.57, 98.68]) / np.mean([96.13, 95.43]) - 1), 2) == 0.88
+
+
+def test_improvement_by_group_and_edge_cases():
+    base = {"a": {"aupr_in": 0.5}, "b": {"aupr_in": 0.8}, "c": {"aupr_in": 0.4}}
+    new = {"a": {"aupr_in": 0.75}, "b": {"aupr_in": 0.6}, "c": {"aupr_in": 0.5}}
+    groups = {"a": "natural", "b": "non-natural", "c": "non-natural"}
+    r = improvement_by_group(new, base, groups)
+    assert r["natural"] == pytest.approx(50.0)
+    assert r["non-natural"] == pytest.approx((-25.0 + 25.0) / 2)
+    assert math.isnan(group_improvement({"error": "diverged"}, base, ["a"]))
+    assert math.isnan(group_improvement(new, base, []))
+    assert math.isnan(percent_improvement(0.3, 0.0))
+
+
+# ----------------------------------------------------------------------------------- γ = 0 == unsupervised
+@pytest.mark.parametrize("method", sorted(EBM_METHODS))
+def test_gamma_zero_is_exactly_the_unsupervised_model(method):
+    """Same seed: the γ = 0 model fitted *with* labels scores exactly like the unsupervised model fitted
+    without them; a γ > 0 model (the control) does not."""
+    d = get_dataset("digits")
+    x, y, xv, yv = d.x_train[:128], d.y_train[:128], d.x_val[:32], d.y_val[:32]
+    s = Settings(preset="quick", steps=3)
+    cls, _ = common._method(method)
+
+    tiny = {"CD": {"sgld_steps": 2, "conditional_sgld_steps": 2}, "VERA": {"n_importance": 2}}.get(method, {})
+
+    def fit(gamma, labels):
+        det = cls(method_config(method, s, "image", gamma=gamma, **tiny), seed=7)
+        return det.fit(x, y if labels else None, validation=(xv, yv if labels else None)).score(d.x_test[:50])
+
+    unsup = fit(0.0, labels=False)
+    assert np.array_equal(fit(0.0, labels=True), unsup)
+    assert not np.allclose(fit(1.0, labels=True), unsup)
+
+
+# ----------------------------------------------------------------------------------- bottleneck architecture
+def _convs(net):
+    return [(n, m.in_channels, m.out_channels, m.kernel_size) for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def test_bottleneck_factor_one_has_the_unbottlenecked_function_class():
+    """Factor 1.0 = the same convs plus identity-sized 1x1 necks; with identity necks it computes exactly
+    the network without bottleneck (so it can represent every such function)."""
+    torch.manual_seed(0)
+    plain, full = SmallWRN(1, 3, width=2), SmallWRN(1, 3, width=2, bottleneck=1.0)
+    necks = [c for c in _convs(full) if c[0].startswith("necks.")]
+    assert [(i, o, k) for _, i, o, k in necks] == [(32, 32, (1, 1)), (64, 64, (1, 1)), (128, 128, (1, 1))]
+    assert [c for c in _convs(full) if not c[0].startswith("necks.")] == _convs(plain)
+    sd = full.state_dict()
+    sd.update(plain.state_dict())
+    for i, (_, c, _, _) in enumerate(necks):
+        sd[f"necks.{i}.weight"] = torch.eye(c)[:, :, None, None]
+        sd[f"necks.{i}.bias"] = torch.zeros(c)
+    full.load_state_dict(sd)
+    x = torch.randn(5, 1, 8, 8)
+    assert torch.allclose(full(x), plain(x), atol=1e-5)
+
+
+def test_bottleneck_factor_02_reduces_channels_as_specified():
+    net = SmallWRN(1, 1, width=2, bottleneck=0.2)
+    necks = [(i, o) for n, i, o, _ in _convs(net) if n.startswith("necks.")]
+    assert necks == [(32, 6), (64, 13), (128, 26)]  # round(0.2 * 32) = 6, round(12.8) = 13, round(25.6) = 26
+    assert net.blocks[1].conv1.in_channels == 6 and net.blocks[2].conv1.in_channels == 13
+    assert net.head.in_features == 26
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 1)
+
+
+# ----------------------------------------------------------------------------------- embeddings scaling
+def test_minmax_scaled_features_match_an_independent_scaling():
+    from ebm_ood.detectors.knn import KNN
+    from ebm_ood.experiments.embeddings import MinMaxScaled
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(3.0, [1.0, 5.0, 0.1], size=(200, 3)).astype(np.float32)
+    zq = rng.normal(3.0, 2.0, size=(20, 3)).astype(np.float32)
+    det = MinMaxScaled(KNN(k=3, normalize=False)).fit(z)
+    lo, hi = z.min(axis=0), z.max(axis=0)
+    ref = KNN(k=3, normalize=False).fit((z - lo) / (hi - lo))
+    np.testing.assert_allclose(det.score(zq), ref.score((zq - lo) / (hi - lo)), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------- the commands
+QUICK = {
+    "supervision": [],
+    "gamma-sweep": ["--gammas", "1"],
+    "density-vs-norm": ["--gammas", "0,1", "--alphas", "1,4", "--n-inputs", "20"],
+    "embeddings": [],
+    "bottleneck": ["--factors", "0.2"],
+    "smoothness": [],
+    "samples": ["--steps-sgld", "3", "--n-images", "4"],
+}
+FILES = {"supervision": "supervision", "gamma-sweep": "gamma_sweep", "density-vs-norm": "density_vs_norm",
+         "embeddings": "embeddings", "bottleneck": "bottleneck", "smoothness": "smoothness", "samples": "samples"}
+FIGURES = {"gamma-sweep", "density-vs-norm", "smoothness", "samples"}
+
+
+def _check_table_json(data, labels):
+    groups = data["groups"]
+    assert set(groups.values()) == {"natural", "non-natural"}
+    for lab in labels:
+        row = data["results"][lab]
+        assert "error" not in row, row
+        for o in groups:
+            assert 0.0 <= row[o]["aupr_in"] <= 1.0
+    for r in data["improvement"].values():
+        assert set(r) == {"natural", "non-natural"} and all(math.isfinite(v) for v in r.values())
+
+
+@pytest.mark.parametrize("name", list(QUICK))
+def test_quick_command_writes_well_formed_outputs(name, tmp_path):
+    assert name in EXPERIMENTS
+    out = tmp_path / name
+    assert main(["experiment", name, "--quick", "--steps", "3", "--methods", "SSM", "--out", str(out)] + QUICK[name]) == 0
+    base = FILES[name]
+    data = json.loads((out / f"{base}.json").read_text())
+    md = (out / f"{base}.md").read_text()
+    assert data["experiment"] == base and data["preset"] == "quick" and data["steps"] == 3
+    assert md.startswith("# Elflein") and "|---|" in md and "SSM" in md
+    if name in ("supervision", "embeddings"):
+        suffix = "-S" if name == "supervision" else "-E"
+        _check_table_json(data, ["SSM", f"SSM{suffix}"])
+    elif name == "bottleneck":
+        _check_table_json(data, ["SSM bn=none", "SSM bn=0.2"])
+        assert "Table 7" in md and "Table 4" in md
+    elif name == "gamma-sweep":
+        assert set(data["aupr"]["SSM"]) == {"0", "1"}
+        assert all(0 <= v <= 1 for row in data["aupr"]["SSM"].values() for v in row.values())
+    elif name == "density-vs-norm":
+        curves = data["curves"]["SSM"]
+        assert set(curves) == {"0", "1"} and all(len(c) == 2 and c[0] == 0.0 for c in curves.values())
+        assert data["norms"][1] == pytest.approx(4 * data["norms"][0], rel=1e-5)
+    elif name == "smoothness":
+        assert set(data["summary"]["SSM"]) == {"unsupervised", "supervised", "bottleneck 0.2"}
+        for row in data["summary"]["SSM"].values():
+            assert set(row) == {"smooth-1", "smooth-2", "smooth-4"} and all(0 <= v["auroc"] <= 1 for v in row.values())
+    elif name == "samples":
+        imgs = np.asarray(data["images"]["SSM"]["supervised"])
+        assert imgs.shape == (4, 1, 8, 8) and imgs.min() >= -1 and imgs.max() <= 1
+        assert sorted(data["labels"]) == [0, 1, 2, 3]
+    if name in FIGURES and common.have_matplotlib():
+        assert (out / f"{base}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_matplotlib_the_data_is_written_and_the_hint_printed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(common, "have_matplotlib", lambda: False)
+    assert common.save_figure(lambda plt: None, str(tmp_path / "f.png")) is None
+    assert not (tmp_path / "f.png").exists()
+    assert 'pip install -e ".[plots]"' in capsys.readouterr().err
+
+
+def test_bad_flags_fail_before_training(tmp_path):
+    with pytest.raises(SystemExit, match="unknown XYZ"):
+        main(["experiment", "supervision", "--methods", "XYZ", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="needs an image dataset"):
+        main(["experiment", "bottleneck", "--dataset", "tabular", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--gammas"):
+        main(["experiment", "gamma-sweep", "--gammas", "0,1", "--out", str(tmp_path)])

@@ -1,0 +1,47 @@
+"""HEAT detectors on raw inputs (build.py), the benchmark registration and the low-data subsets."""
+import numpy as np
+import torch
+from scipy.special import logsumexp
+
+from ebm_ood.features import Backbone
+from ebm_ood.heat.build import make_heat_detector
+from ebm_ood.heat.priors import GMMPrior
+from ebm_ood.nn import build_network
+
+
+def _backbone_and_data(seed=0):
+    torch.manual_seed(seed)
+    net = build_network((1, 8, 8), 3, widen=1)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size=(90, 1, 8, 8)).astype(np.float32)
+    y = np.arange(90) % 3
+    return Backbone(net), x, y
+
+
+def test_prior_detectors_on_raw_inputs_use_the_right_features():
+    bb, x, y = _backbone_and_data()
+    f = bb.extract(x)
+    gmm_std = make_heat_detector(bb, "GMM-std", residual=False).fit(x, y)
+    ref = GMMPrior().fit(f.z_std, y)
+    np.testing.assert_allclose(gmm_std.score(x[:10]), ref(torch.as_tensor(f.z_std[:10])).double().numpy(), rtol=1e-5)
+    el = make_heat_detector(bb, "EL", residual=False).fit(x, y)
+    raw = -logsumexp(f.logits.astype(np.float64), axis=1)
+    np.testing.assert_allclose(el.score(x) * raw.std(), raw, rtol=1e-4, atol=1e-4)   # "auto" T = std on train
+    assert el.name == "EL" and make_heat_detector(bb, "GMM").name == "HEAT-GMM"
+
+
+def test_heat_methods_are_registered_in_the_heat_suite():
+    from ebm_ood.benchmark.registry import methods_for
+
+    names = [m.name for m in methods_for("heat")]
+    for n in ("EL", "GMM", "GMM-std", "HEAT-EL", "HEAT-GMM", "HEAT-GMM-std", "HEAT"):
+        assert n in names
+
+
+def test_stratified_subset_keeps_every_class_and_the_fraction():
+    from ebm_ood.experiments.heat_lowdata import stratified_subset
+
+    y = np.repeat(np.arange(4), [50, 30, 10, 3])
+    idx = stratified_subset(y, 0.2, seed=0)
+    np.testing.assert_array_equal(np.bincount(y[idx]), [10, 6, 2, 2])
+    assert len(np.unique(idx)) == len(idx)
