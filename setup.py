@@ -6,6 +6,7 @@ Python package; the fused SGLD op in ``csrc/`` is then compiled just in time on 
 (``pip install --no-build-isolation -e .``) the op is compiled ahead of time here instead.
 """
 import os
+import runpy
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py as _build_py
@@ -14,10 +15,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 CSRC = ("philox.h", "sgld_update.h", "sgld_cpu.cpp", "sgld_cuda.cu")
-# No FMA contraction (-ffp-contract=off / --fmad=false): the kernels round exactly like the PyTorch twin.
-# -fno-math-errno lets sqrtf vectorise. Keep in sync with ebm_ood/sampling/ops.py (JIT build).
-CXX_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp"]
-NVCC_FLAGS = ["-O3", "--fmad=false"]
+# One list of compiler flags for both builds (read without importing torch or the package).
+_FLAGS = runpy.run_path(os.path.join(HERE, "ebm_ood", "sampling", "build_flags.py"))
+CXX_FLAGS, NVCC_FLAGS, LD_FLAGS = _FLAGS["CXX_FLAGS"], _FLAGS["NVCC_FLAGS"], _FLAGS["LD_FLAGS"]
 
 
 class build_py(_build_py):
@@ -55,7 +55,7 @@ def _extension_kwargs():
     if not all(os.path.exists(os.path.join(HERE, s)) for s in sources):
         return {}
     ext = ext_cls("ebm_ood._C", sources, include_dirs=[os.path.join(HERE, "csrc")], extra_compile_args=extra,
-                  extra_link_args=["-fopenmp"] if os.name != "nt" else [])
+                  extra_link_args=list(LD_FLAGS) if os.name != "nt" else [])
     return {"ext_modules": [ext], "cmdclass": {"build_ext": cpp_extension.BuildExtension}}
 
 

@@ -33,6 +33,8 @@ namespace {
 
 constexpr int64_t kTile = 1024;              // elements per tile (a multiple of 4: whole Philox blocks)
 constexpr int64_t kTileBlocks = kTile / 4;
+// Below 64 tiles (64k elements) one thread is faster: waking a thread pool costs more than the work.
+constexpr int64_t kGrainTiles = 64;
 
 struct Params {
   uint32_t k0, k1, o0, o1;                   // Philox key (seed) and counter high words (offset)
@@ -94,7 +96,7 @@ EBM_MULTIVERSION void tile_f64(double* x, const double* g, int64_t start, int64_
 template <typename T, void (*Tile)(T*, const T*, int64_t, int64_t, const Params&)>
 void run_tiles(T* x, const T* g, int64_t numel, const Params& p) {
   const int64_t n_tiles = (numel + kTile - 1) / kTile;
-  at::parallel_for(0, n_tiles, /*grain_size=*/16, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n_tiles, /*grain_size=*/kGrainTiles, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t start = t * kTile;
       Tile(x, g, start, std::min(kTile, numel - start), p);

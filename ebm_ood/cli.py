@@ -28,6 +28,10 @@ EXPERIMENTS: dict[str, str] = {
     "bottleneck": "ebm_ood.experiments.bottleneck",
     "smoothness": "ebm_ood.experiments.smoothness",
     "samples": "ebm_ood.experiments.samples",
+    # Lafon et al. 2023 (HEAT), Fig. 3 and Table 4
+    "heat-lambda": "ebm_ood.experiments.heat_lambda",
+    "heat-beta": "ebm_ood.experiments.heat_beta",
+    "heat-lowdata": "ebm_ood.experiments.heat_lowdata",
 }
 
 DEFAULT_DATASETS = ("tabular", "digits")
@@ -70,6 +74,21 @@ def write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the embedded datasets' tensors are small, so one thread is "
+                        "fastest; raise it for real data)")
+
+
+def apply_threads(n: int) -> None:
+    """Set torch's intra-op thread count from ``--threads`` (before any training)."""
+    import torch
+
+    if n < 1:
+        raise SystemExit(f"error: --threads: expected a positive integer, got {n}")
+    torch.set_num_threads(n)
+
+
 def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", choices=("elflein", "heat", "all"), default="all", help="which paper's methods (default: all)")
     p.add_argument("--dataset", action="append", help=f"dataset name, repeatable (default: {', '.join(DEFAULT_DATASETS)})")
@@ -79,6 +98,7 @@ def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
     size.add_argument("--quick", action="store_true", help="tiny settings for tests (< 1 minute)")
     size.add_argument("--full", action="store_true", help="the papers' hyperparameters (hours on a CPU)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
+    add_threads_argument(p)
     p.add_argument("--out", default="results", help="folder for results.json and results.md (default: results)")
     p.add_argument("--json", action="store_true", help="print the JSON instead of Markdown")
     p.add_argument("--metric", choices=("aupr_in", "aupr_out", "auroc", "fpr95"), default="aupr_in",
@@ -104,6 +124,7 @@ def run_benchmark_command(args) -> int:
     except ValueError as err:
         raise SystemExit(f"error: {err}")
     out = check_out_dir(args.out)
+    apply_threads(args.threads)
     preset = "quick" if args.quick else "full" if args.full else "default"
     log = (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()

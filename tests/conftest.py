@@ -3,6 +3,7 @@ import os
 
 os.environ.setdefault("EBM_OOD_FAST", "1")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -14,3 +15,14 @@ torch.set_num_threads(1)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def mixture_2d():
+    """``make(n, seed) -> (x (n, 2) float32, y (n,), modes (3, 2))``: three Gaussian modes, std 0.3."""
+    def make(n: int = 1200, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        modes = np.array([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
+        y = rng.integers(0, 3, n)
+        return (modes[y] + 0.3 * rng.standard_normal((n, 2))).astype(np.float32), y, modes.astype(np.float32)
+    return make

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from ebm_ood.benchmark.registry import MethodSpec, RunContext, methods_for
+from ebm_ood.benchmark.registry import MethodSpec, methods_for
 from ebm_ood.benchmark.runner import CellResult, aggregate, run_benchmark
 from ebm_ood.benchmark.tables import elflein_table, heat_table
 from ebm_ood.cli import main

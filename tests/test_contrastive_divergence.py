@@ -23,15 +23,6 @@ from ebm_ood.methods.contrastive_divergence import (
 from ebm_ood.nn import MLP
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one intra-op thread is fastest and immune to a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _tiny_energy(k=3, d=4, seed=0):
     torch.manual_seed(seed)
     return JEMEnergy(MLP(d, k, width=8, depth=3)).double()

@@ -7,21 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from ebm_ood import plotting
 from ebm_ood.cli import EXPERIMENTS, main
 from ebm_ood.data.registry import get_dataset
 from ebm_ood.experiments import common
 from ebm_ood.experiments.common import (EBM_METHODS, Settings, group_improvement, improvement_by_group,
                                         method_config, percent_improvement)
 from ebm_ood.nn import SmallWRN
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy 2-core machine two threads run these tiny nets ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ----------------------------------------------------------------------------------- % improvement
@@ -174,12 +166,12 @@ def test_quick_command_writes_well_formed_outputs(name, tmp_path):
         imgs = np.asarray(data["images"]["SSM"]["supervised"])
         assert imgs.shape == (4, 1, 8, 8) and imgs.min() >= -1 and imgs.max() <= 1
         assert sorted(data["labels"]) == [0, 1, 2, 3]
-    if name in FIGURES and common.have_matplotlib():
+    if name in FIGURES and plotting.pyplot() is not None:
         assert (out / f"{base}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_without_matplotlib_the_data_is_written_and_the_hint_printed(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(common, "have_matplotlib", lambda: False)
+    monkeypatch.setattr(plotting, "pyplot", lambda: None)
     assert common.save_figure(lambda plt: None, str(tmp_path / "f.png")) is None
     assert not (tmp_path / "f.png").exists()
     assert 'pip install -e ".[plots]"' in capsys.readouterr().err

@@ -18,15 +18,6 @@ from ebm_ood.metrics import auroc
 SHAPES = [(1, 2, 2), (4, 2, 2)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: a second intra-op thread only adds hand-offs (and stalls badly on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _perturb(module, scale=0.3, seed=0):
     """Move every parameter off its (often identity) initialisation so the test is not trivial."""
     g = torch.Generator().manual_seed(seed)

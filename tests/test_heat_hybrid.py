@@ -12,15 +12,6 @@ from ebm_ood.heat.priors import GMMPrior
 from ebm_ood.training import TrainConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread hand-off costs on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _gauss_prior(seed=0, n=200, d=3):
     z = np.random.default_rng(seed).normal(size=(n, d)) + 2.0
     return GMMPrior().fit(z), z

@@ -12,15 +12,6 @@ from ebm_ood.methods.flows.radial import RadialLayer, radial_inverse, radial_par
 from ebm_ood.metrics import auroc
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: a second intra-op thread only adds hand-offs (and stalls badly on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _random_layer(d, seed, beta_raw=None):
     torch.manual_seed(seed)
     layer = RadialLayer(d).double()

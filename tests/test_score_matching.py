@@ -14,15 +14,6 @@ from ebm_ood.methods.score_matching import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids spinning on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def smooth_energy(seed=0, d=3):
     """A small smooth non-quadratic energy with O(1) curvature, in float64: (N, d) -> (N,)."""
     torch.manual_seed(seed)
@@ -127,27 +118,20 @@ def test_ssm_vr_recovers_gaussian_precision():
     np.testing.assert_allclose(mu.detach().numpy(), x.mean(0), atol=0.02)
 
 
-def mixture_2d(n=1200, seed=0):
-    rng = np.random.default_rng(seed)
-    modes = np.array([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
-    y = rng.integers(0, 3, n)
-    return (modes[y] + 0.3 * rng.standard_normal((n, 2))).astype(np.float32), y, modes.astype(np.float32)
-
-
 def quick(steps=None, **kw):
     cfg = ssm_config("quick", "tabular")
     train = replace(cfg.train, progress=False, **({"steps": steps} if steps else {}))
     return replace(cfg, train=train, **kw)
 
 
-def test_ssm_learns_modes_of_2d_mixture():
+def test_ssm_learns_modes_of_2d_mixture(mixture_2d):
     x, _, modes = mixture_2d()
     det = SSMDetector(quick(steps=150)).fit(x)
     far = np.array([[6.0, 6.0], [-6.0, 5.0], [0.0, -6.0], [7.0, -7.0]], np.float32)
     assert det.score(modes).max() < det.score(far).min()
 
 
-def test_gamma_zero_is_unsupervised_and_gamma_uses_labels():
+def test_gamma_zero_is_unsupervised_and_gamma_uses_labels(mixture_2d):
     x, y, _ = mixture_2d(400, seed=1)
     a = SSMDetector(quick(num_outputs=3), seed=2).fit(x).score(x[:50])
     b = SSMDetector(quick(num_outputs=3, gamma=0.0), seed=2).fit(x, y).score(x[:50])

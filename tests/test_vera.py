@@ -19,15 +19,6 @@ from ebm_ood.methods.vera import (
 D, K, SIGMA = 3, 2, 0.3  # data dim, latent dim, generator noise
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids spinning on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def linear_generator(seed=0):
     torch.manual_seed(seed)
     lin = nn.Linear(K, D).double()
@@ -183,19 +174,12 @@ def test_generators_shapes_and_sigma_clamp():
         Generator(g, 16, sigma_init=0.5, sigma_min=0.01, sigma_max=0.3)
 
 
-def mixture_2d(n=1200, seed=0):
-    rng = np.random.default_rng(seed)
-    modes = np.array([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
-    y = rng.integers(0, 3, n)
-    return (modes[y] + 0.3 * rng.standard_normal((n, 2))).astype(np.float32), y, modes.astype(np.float32)
-
-
 def quick(steps=None, **kw):
     cfg = vera_config("quick", "tabular")
     return replace(cfg, train=replace(cfg.train, progress=False, **({"steps": steps} if steps else {})), **kw)
 
 
-def test_vera_learns_modes_of_2d_mixture():
+def test_vera_learns_modes_of_2d_mixture(mixture_2d):
     """Toy setting: λ = 1 (the maximum-likelihood weight) and σ starting at 0.1 so that the generator
     explores; a ring of points at radius 6 gets higher energy than every mode."""
     x, _, modes = mixture_2d()
@@ -208,7 +192,7 @@ def test_vera_learns_modes_of_2d_mixture():
     assert det.sample(7).shape == (7, 2)
 
 
-def test_gamma_zero_is_unsupervised_and_gamma_uses_labels():
+def test_gamma_zero_is_unsupervised_and_gamma_uses_labels(mixture_2d):
     x, y, _ = mixture_2d(300, seed=1)
     a = VERADetector(quick(steps=30, num_outputs=3), seed=2).fit(x).score(x[:50])
     b = VERADetector(quick(steps=30, num_outputs=3, gamma=0.0), seed=2).fit(x, y).score(x[:50])

@@ -28,35 +28,14 @@
 
 # %%
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ebm_ood.sampling import ReplayBuffer, ops, sgld
+from ebm_ood.tutorial import FAST, save_figure, setup
 
-FAST = os.environ.get("EBM_OOD_FAST") == "1"     # the test suite's quick mode
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()   # notebooks have no __file__
-FIGURES = Path(os.environ.get("EBM_OOD_FIGURES", HERE / "figures"))
-try:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except ImportError:                               # figures are optional; every check still runs
-    plt = None
-
-torch.manual_seed(0)
-torch.set_num_threads(1)   # tensors here are tiny (N x 2): thread hand-offs would cost more than the work
-
-
-def save_figure(fig, name: str) -> None:
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    path = FIGURES / name
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    print(f"figure saved to {path}")
+plt = setup(seed=0)   # tensors here are tiny (N x 2): thread hand-offs would cost more than the work
 
 
 # %% [markdown]

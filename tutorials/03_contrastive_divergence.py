@@ -25,9 +25,7 @@
 #    reading its energies as an OOD detector.
 
 # %%
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,28 +36,9 @@ from ebm_ood.methods.contrastive_divergence import (
 )
 from ebm_ood.metrics import aupr_in, auroc
 from ebm_ood.nn import MLP
+from ebm_ood.tutorial import FAST, save_figure, setup
 
-FAST = os.environ.get("EBM_OOD_FAST") == "1"     # the test suite's quick mode
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()   # notebooks have no __file__
-FIGURES = Path(os.environ.get("EBM_OOD_FIGURES", HERE / "figures"))
-try:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except ImportError:                               # figures are optional; every check still runs
-    plt = None
-
-torch.manual_seed(0)
-torch.set_num_threads(min(2, torch.get_num_threads()))
-
-
-def save_figure(fig, name: str) -> None:
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    path = FIGURES / name
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    print(f"figure saved to {path}")
+plt = setup(seed=0)  # seed 0; one thread (fastest on small tensors); pyplot or None
 
 
 # %% [markdown]

@@ -28,9 +28,7 @@
 # 4. Training `ebm_ood.methods.score_matching.SSMDetector` on 2-D data and reading its energy contours.
 
 # %%
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,26 +37,9 @@ from torch import nn
 from ebm_ood.methods.score_matching import (
     SmoothLeakyReLU, SSMDetector, exact_score_matching_loss, sliced_score_matching_loss, ssm_config,
 )
+from ebm_ood.tutorial import FAST, save_figure, setup
 
-FAST = os.environ.get("EBM_OOD_FAST") == "1"
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-FIGURES = Path(os.environ.get("EBM_OOD_FIGURES", HERE / "figures"))
-try:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except ImportError:  # figures are optional; every check still runs
-    plt = None
-
-torch.manual_seed(0)
-torch.set_num_threads(1)  # tiny tensors: thread hand-offs would cost more than the work
-
-
-def save_figure(fig, name: str) -> None:
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURES / name, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+plt = setup(seed=0)   # tiny tensors: thread hand-offs would cost more than the work
 
 
 # %% [markdown]

@@ -31,8 +31,6 @@
 
 # %%
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,27 +41,9 @@ from ebm_ood.data import get_dataset
 from ebm_ood.methods.ce import CEClassifier, ce_config
 from ebm_ood.methods.flows import NormalizingFlowDetector, flow_config
 from ebm_ood.metrics import aupr_in, auroc
+from ebm_ood.tutorial import FAST, save_figure, setup
 
-FAST = os.environ.get("EBM_OOD_FAST") == "1"     # the test suite's quick mode
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()   # notebooks have no __file__
-FIGURES = Path(os.environ.get("EBM_OOD_FIGURES", HERE / "figures"))
-try:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except ImportError:                               # figures are optional; every check still runs
-    plt = None
-
-torch.manual_seed(0)
-torch.set_num_threads(1)   # small tensors (8x8 images, batches of 64): thread hand-offs cost more than the work
-
-
-def save_figure(fig, name: str) -> None:
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURES / name, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    print("saved", FIGURES / name)
+plt = setup(seed=0)   # small tensors (8x8 images, batches of 64): thread hand-offs cost more than the work
 
 
 def with_steps(cfg, steps: int):

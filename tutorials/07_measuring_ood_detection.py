@@ -27,32 +27,14 @@
 # 3. How to check our numbers against `sklearn.metrics` and against a brute-force computation.
 
 # %%
-import os
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from ebm_ood.metrics import all_metrics, aupr, aupr_in, aupr_out, auroc, fpr_at_tpr
+from ebm_ood.tutorial import FAST, save_figure, setup
 
-FAST = os.environ.get("EBM_OOD_FAST") == "1"     # the test suite's quick mode
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()   # notebooks have no __file__
-FIGURES = Path(os.environ.get("EBM_OOD_FIGURES", HERE / "figures"))
-try:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except ImportError:                               # figures are optional; every check still runs
-    plt = None
-
-
-def save_figure(fig, name: str) -> None:
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    path = FIGURES / name
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    print(f"figure saved to {path}")
+plt = setup(seed=0)  # seed 0; one thread (fastest on small tensors); pyplot or None
 
 
 # %% [markdown]

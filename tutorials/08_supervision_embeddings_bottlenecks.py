@@ -32,18 +32,16 @@
 import os
 
 import numpy as np
-import torch
 
 from ebm_ood.data.registry import get_dataset
 from ebm_ood.experiments import (bottleneck, density_vs_norm, embeddings, gamma_sweep, samples,
                                  smoothness)
 from ebm_ood.experiments.common import (Settings, improvement_by_group, improvement_table,
                                         percent_improvement, save_figure)
+from ebm_ood.tutorial import FAST, figures_dir, setup
 
-FAST = os.environ.get("EBM_OOD_FAST") == "1"
-FIGURES = os.environ.get("EBM_OOD_FIGURES", os.path.join("tutorials", "figures"))
-os.makedirs(FIGURES, exist_ok=True)
-torch.set_num_threads(1)  # tiny networks: one thread is fastest, and reproducible
+setup(seed=0)  # tiny networks: one thread is fastest, and reproducible
+FIGURES = str(figures_dir())
 
 SETTINGS = Settings(dataset="digits", methods=("SSM",), seeds=(0,), preset="quick", steps=10 if FAST else 120)
 DATA = get_dataset("digits")

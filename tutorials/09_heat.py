@@ -25,9 +25,7 @@
 
 # %%
 import math
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,27 +38,9 @@ from ebm_ood.heat.priors import ELPrior, GMMPrior
 from ebm_ood.methods.ce import CEClassifier, ce_config
 from ebm_ood.metrics import auroc, fpr_at_tpr
 from ebm_ood.training import TrainConfig
+from ebm_ood.tutorial import FAST, save_figure, setup
 
-FAST = os.environ.get("EBM_OOD_FAST") == "1"
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-FIGURES = Path(os.environ.get("EBM_OOD_FIGURES", HERE / "figures"))
-try:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except ImportError:
-    plt = None
-
-torch.manual_seed(0)
-torch.set_num_threads(1)   # small tensors: thread hand-offs would cost more than the work
-
-
-def save_figure(fig, name: str) -> None:
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURES / name, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    print(f"saved {FIGURES / name}")
+plt = setup(seed=0)   # small tensors: thread hand-offs would cost more than the work
 
 
 # %% [markdown]

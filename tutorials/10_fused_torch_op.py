@@ -40,28 +40,11 @@ import numpy as np
 import torch
 
 from ebm_ood.sampling import ops, philox
+from ebm_ood.tutorial import FAST, save_figure, setup
 
-FAST = os.environ.get("EBM_OOD_FAST") == "1"     # the test suite's quick mode
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()   # notebooks have no __file__
-FIGURES = Path(os.environ.get("EBM_OOD_FIGURES", HERE / "figures"))
+plt = setup(seed=0, threads=min(2, torch.get_num_threads()))  # two threads: the op parallelises, compare it
+
 CSRC = Path(ops.__file__).resolve().parents[2] / "csrc"                             # the repository's csrc/
-try:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except ImportError:                               # figures are optional; every check still runs
-    plt = None
-
-torch.set_num_threads(min(2, torch.get_num_threads()))
-
-
-def save_figure(fig, name: str) -> None:
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    path = FIGURES / name
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    print(f"figure saved to {path}")
 
 
 def show_source(name: str, pattern: str, lines: int) -> None:

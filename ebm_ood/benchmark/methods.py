@@ -21,55 +21,32 @@ register_method(MethodSpec("CE", build_ce, suites=("elflein",), uses_labels=True
                            description="cross-entropy classifier, energy score (Elflein baseline)"))
 
 
-# --- CD: persistent contrastive divergence (Elflein §3) ----------------------------------------------
-from ebm_ood.methods.contrastive_divergence import CDDetector, cd_config  # noqa: E402
+# --- Elflein's generative models: CD, SSM, VERA (§3) and the NF baseline ---------------------------
+# Each is unsupervised here (γ = 0); the supervised -S variants belong to the supervision experiment.
+def _generative(module: str, detector: str, config: str):
+    """``build(ctx)`` for ``module.detector(module.config(preset, kind))`` (imported on first use)."""
+    def build(ctx: RunContext):
+        import importlib
+
+        mod = importlib.import_module(module)
+        cfg = getattr(mod, config)(ctx.preset, ctx.dataset.kind)
+        return getattr(mod, detector)(cfg, device=ctx.device, seed=ctx.seed)
+    return build
 
 
-def build_cd(ctx: RunContext) -> CDDetector:
-    """Unsupervised CD (γ = 0); the supervised CD-S (``gamma``) is the supervision experiment's, not a row here."""
-    return CDDetector(cd_config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
-
-
-register_method(MethodSpec("CD", build_cd, suites=("elflein",), uses_labels=False,
-                           description="EBM by persistent contrastive divergence, SGLD + replay buffer, energy score"))
-
-
-# --- SSM: sliced score matching, SSM-VR (Elflein §3) ----------------------------------------------
-from ebm_ood.methods.score_matching import SSMDetector, ssm_config  # noqa: E402
-
-
-def build_ssm(ctx: RunContext) -> SSMDetector:
-    """Unsupervised SSM-VR (γ = 0); SSM-S (``gamma``) belongs to the supervision experiment."""
-    return SSMDetector(ssm_config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
-
-
-register_method(MethodSpec("SSM", build_ssm, suites=("elflein",), uses_labels=False,
-                           description="EBM by sliced score matching (SSM-VR, Rademacher projections), energy score"))
-
-
-# --- VERA: generator-based EBM training (Elflein §3) -----------------------------------------------
-from ebm_ood.methods.vera import VERADetector, vera_config  # noqa: E402
-
-
-def build_vera(ctx: RunContext) -> VERADetector:
-    """Unsupervised VERA (γ = 0); VERA-S (``gamma``) belongs to the supervision experiment."""
-    return VERADetector(vera_config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
-
-
-register_method(MethodSpec("VERA", build_vera, suites=("elflein",), uses_labels=False,
-                           description="EBM trained against a generator with an entropy-gradient estimator, energy score"))
-
-
-# --- NF: normalizing-flow baseline (Elflein): radial flow (tabular), Glow (images) -----------------
-from ebm_ood.methods.flows import NormalizingFlowDetector, flow_config  # noqa: E402
-
-
-def build_nf(ctx: RunContext) -> NormalizingFlowDetector:
-    return NormalizingFlowDetector(flow_config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
-
-
-register_method(MethodSpec("NF", build_nf, suites=("elflein",), uses_labels=False,
-                           description="normalizing flow, -log p(x): 20 radial layers (tabular) / Glow (images)"))
+_GENERATIVE = [
+    ("CD", "ebm_ood.methods.contrastive_divergence", "CDDetector", "cd_config",
+     "EBM by persistent contrastive divergence, SGLD + replay buffer, energy score"),
+    ("SSM", "ebm_ood.methods.score_matching", "SSMDetector", "ssm_config",
+     "EBM by sliced score matching (SSM-VR, Rademacher projections), energy score"),
+    ("VERA", "ebm_ood.methods.vera", "VERADetector", "vera_config",
+     "EBM trained against a generator with an entropy-gradient estimator, energy score"),
+    ("NF", "ebm_ood.methods.flows", "NormalizingFlowDetector", "flow_config",
+     "normalizing flow, -log p(x): 20 radial layers (tabular) / Glow (images)"),
+]
+for _name, _module, _detector, _config, _desc in _GENERATIVE:
+    register_method(MethodSpec(_name, _generative(_module, _detector, _config), suites=("elflein",),
+                               uses_labels=False, description=_desc))
 
 
 # --- Post-hoc baselines (HEAT Table 4), all on the shared CE classifier ------------------------------

@@ -33,15 +33,22 @@ def evaluate_detector(detector, dataset: OODDataset) -> dict[str, dict[str, floa
     return {name: all_metrics(s_id, detector.score(ood.x)) for name, ood in dataset.ood.items()}
 
 
-def run_one(spec: MethodSpec, ctx: RunContext) -> CellResult:
+def fit_spec(spec: MethodSpec, ctx: RunContext):
+    """Seed, build and fit one method on ``ctx.dataset``'s training split (labels only when the method
+    uses them); returns the fitted detector. The benchmark and every experiment fit through here."""
     seed_everything(ctx.seed)
-    t0 = time.perf_counter()
     d = ctx.dataset
+    labels = spec.uses_labels
+    det = spec.build(ctx)
+    return det.fit(d.x_train, d.y_train if labels else None, validation=(d.x_val, d.y_val if labels else None))
+
+
+def run_one(spec: MethodSpec, ctx: RunContext) -> CellResult:
+    """Fit and evaluate one (method, dataset, seed) cell; an exception becomes a failed cell."""
+    t0 = time.perf_counter()
     try:
-        det = spec.build(ctx)
-        det.fit(d.x_train, d.y_train if spec.uses_labels else None,
-                validation=(d.x_val, d.y_val) if spec.uses_labels else (d.x_val, None))
-        metrics = evaluate_detector(det, d)
+        det = fit_spec(spec, ctx)
+        metrics = evaluate_detector(det, ctx.dataset)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as err:  # recorded as a failed cell; the run goes on

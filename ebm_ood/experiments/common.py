@@ -22,11 +22,11 @@ from typing import Callable
 
 import numpy as np
 
+from ebm_ood import plotting
 from ebm_ood.benchmark.registry import MethodSpec, RunContext
 from ebm_ood.benchmark.runner import aggregate, run_one
-from ebm_ood.cli import check_out_dir, parse_seeds, write_atomic
+from ebm_ood.cli import add_threads_argument, apply_threads, check_out_dir, parse_seeds, write_atomic
 from ebm_ood.data.registry import NATURAL, NON_NATURAL, OODDataset, get_dataset
-from ebm_ood.training import seed_everything
 
 # table name -> (module, detector class, config preset function); each config has a ``gamma`` field
 EBM_METHODS = {
@@ -55,7 +55,7 @@ class Settings:
 # ------------------------------------------------------------------------------------------- flags
 def add_common_arguments(p: argparse.ArgumentParser, name: str, methods: tuple[str, ...] = ("CD", "SSM", "VERA"),
                          dataset: str = "digits") -> None:
-    """``--dataset --methods --seeds --quick/--full --steps --device --out`` (out: results/experiments/<name>)."""
+    """``--dataset --methods --seeds --quick/--full --steps --device --threads --out`` (out: results/experiments/<name>)."""
     p.add_argument("--dataset", default=dataset, help=f"dataset name (default: {dataset})")
     p.add_argument("--methods", default=",".join(methods), help=f"comma-separated EBM methods of {', '.join(EBM_METHODS)} "
                    f"(default: {','.join(methods)})")
@@ -65,6 +65,7 @@ def add_common_arguments(p: argparse.ArgumentParser, name: str, methods: tuple[s
     size.add_argument("--full", action="store_true", help="the paper's hyperparameters (hours on a CPU)")
     p.add_argument("--steps", type=int, default=None, help="override every EBM's training steps")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    add_threads_argument(p)
     p.add_argument("--out", default=os.path.join("results", "experiments", name), help="output folder")
 
 
@@ -83,6 +84,7 @@ def settings_from_args(args, image_only: bool = False) -> Settings:
     if args.steps is not None and args.steps < 1:
         raise SystemExit(f"error: --steps: expected a positive integer, got {args.steps}")
     check_out_dir(args.out)
+    apply_threads(args.threads)
     preset = "quick" if args.quick else "full" if args.full else "default"
     steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else None)
     return Settings(args.dataset, methods, tuple(args.seeds), preset, steps, args.device)
@@ -153,13 +155,17 @@ def run_cells(settings: Settings, specs: list[MethodSpec], log=None) -> dict:
     return {k: aggregate(v) for k, v in cells.items()}
 
 
-def fit_detector(spec: MethodSpec, ctx: RunContext):
-    """Seed, build and fit one spec on ``ctx.dataset`` exactly as the runner does; returns the detector."""
-    seed_everything(ctx.seed)
-    d = ctx.dataset
-    det = spec.build(ctx)
-    return det.fit(d.x_train, d.y_train if spec.uses_labels else None,
-                   validation=(d.x_val, d.y_val if spec.uses_labels else None))
+def run_variants(settings: Settings, variant: Callable[[str], MethodSpec], base: Callable[[str], MethodSpec] | None = None,
+                 log=None) -> tuple[dict, dict, dict]:
+    """For each method ``m`` of ``settings``: train ``base(m)`` (default: the plain EBM ``m``) and
+    ``variant(m)`` (its -S / -E / bottleneck form). Returns ``(results, groups, improvement)`` with
+    ``improvement[m] = {"natural": %, "non-natural": %}`` of the variant over the base (Elflein Tables 2–4)."""
+    base = base or (lambda m: ebm_spec(m, m, settings))
+    pairs = {m: (base(m), variant(m)) for m in settings.methods}
+    results = run_cells(settings, [spec for pair in pairs.values() for spec in pair], log)
+    groups = groups_of(get_dataset(settings.dataset))
+    improvement = {m: improvement_by_group(results[v.name], results[b.name], groups) for m, (b, v) in pairs.items()}
+    return results, groups, improvement
 
 
 def groups_of(d: OODDataset) -> dict[str, str]:
@@ -235,32 +241,15 @@ def write_results(out: str, name: str, markdown: str, data: dict) -> tuple[str, 
     return md, js
 
 
-def have_matplotlib() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def save_figure(draw: Callable, path: str) -> str | None:
     """``draw(plt) -> figure``; saved as PNG at ``path`` (atomically) when matplotlib imports. Without it,
     print how to get the figure and return None (the data is in the JSON next to it)."""
-    if not have_matplotlib():
+    plt = plotting.pyplot()
+    if plt is None:
         log_stderr(f"matplotlib is not installed: wrote the data only; for {os.path.basename(path)} run "
-             f"`pip install -e \".[plots]\"` and rerun")
+                   f"`pip install -e \".[plots]\"` and rerun")
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = draw(plt)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return plotting.save_figure(draw(plt), path)
 
 
 def finish(out: str, name: str, markdown: str, data: dict, draw: Callable | None = None) -> int:

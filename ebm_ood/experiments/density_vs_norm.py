@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ebm_ood.benchmark.registry import RunContext
+from ebm_ood.benchmark.runner import fit_spec
 from ebm_ood.data.registry import get_dataset
-from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fit_detector, fmt, log_stderr,
+from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, log_stderr,
                                         settings_from_args)
 
 NAME = "density_vs_norm"
@@ -55,7 +56,7 @@ def run_experiment(cfg: DensityConfig, log=None) -> dict:
         ctx = RunContext(dataset=d, seed=seed, preset=s.preset, device=s.device)
         for m in s.methods:
             for g in cfg.gammas:
-                det = fit_detector(ebm_spec(f"{m} γ={g:g}", m, s, gamma=g), ctx)
+                det = fit_spec(ebm_spec(f"{m} γ={g:g}", m, s, gamma=g), ctx)
                 per_seed[m][f"{g:g}"].append(log_density_curve(det, x, cfg.alphas).tolist())
                 if log:
                     log(f"[{s.dataset} seed={seed}] {m} γ={g:g}: fitted")

@@ -21,11 +21,9 @@ import numpy as np
 from ebm_ood.benchmark.registry import MethodSpec, RunContext
 from ebm_ood.benchmark.tables import elflein_table
 from ebm_ood.data.embedded import minmax_fit
-from ebm_ood.data.registry import get_dataset
 from ebm_ood.detectors.base import Detector
-from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, groups_of,
-                                        improvement_by_group, improvement_table, method_class, method_config,
-                                        run_cells, settings_from_args)
+from ebm_ood.experiments.common import (Settings, add_common_arguments, finish, improvement_table, method_class,
+                                        method_config, run_variants, settings_from_args)
 
 NAME = "embeddings"
 SCALES = ("minmax", "none")
@@ -77,12 +75,7 @@ def embedded_spec(label: str, method: str, settings: Settings, scale: str = "min
 def run_experiment(cfg: EmbeddingsConfig, log=None) -> dict:
     """Train M (inputs) and M-E (classifier features) per method; ``improvement`` = Table 3 rows."""
     s = cfg.settings
-    specs = []
-    for m in s.methods:
-        specs += [ebm_spec(m, m, s), embedded_spec(f"{m}-E", m, s, cfg.scale)]
-    results = run_cells(s, specs, log)
-    groups = groups_of(get_dataset(s.dataset))
-    improvement = {m: improvement_by_group(results[f"{m}-E"], results[m], groups) for m in s.methods}
+    results, groups, improvement = run_variants(s, lambda m: embedded_spec(f"{m}-E", m, s, cfg.scale), log=log)
     return {"experiment": NAME, "dataset": s.dataset, "preset": s.preset, "steps": s.steps, "seeds": list(s.seeds),
             "scale": cfg.scale, "groups": groups, "results": results, "improvement": improvement}
 

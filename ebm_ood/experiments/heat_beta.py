@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ebm_ood.benchmark.methods import heat_composition
 from ebm_ood.experiments.common import finish, log_stderr
 from ebm_ood.experiments.heat_common import (add_arguments as _add, context, evaluate_scores, mean_over_seeds,

@@ -9,19 +9,20 @@ import os
 import numpy as np
 
 from ebm_ood.benchmark.registry import RunContext
-from ebm_ood.cli import check_out_dir, parse_seeds
+from ebm_ood.cli import add_threads_argument, apply_threads, check_out_dir, parse_seeds
 from ebm_ood.data.registry import NATURAL, NON_NATURAL, get_dataset
 from ebm_ood.metrics import auroc, fpr_at_tpr
 from ebm_ood.training import seed_everything
 
 
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
-    """``--dataset --seeds --quick --device --out`` (out: results/<name>)."""
+    """``--dataset --seeds --quick --device --threads --out`` (out: results/<name>)."""
     p.add_argument("--dataset", default="digits", help="ID dataset (default: digits)")
     p.add_argument("--seeds", type=parse_seeds, default=[0], help="number of seeds or a comma list (default: 1)")
     p.add_argument("--quick", action="store_true", help="tiny settings (seconds): quick presets, fewer grid points")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    p.add_argument("--out", default=os.path.join("results", name), help=f"output folder (default: results/{name})")
+    add_threads_argument(p)
+    p.add_argument("--out", default=os.path.join("results", "experiments", name), help="output folder")
 
 
 def settings(args):
@@ -33,6 +34,7 @@ def settings(args):
     if d.kind != "image":
         raise SystemExit(f"error: --dataset {args.dataset!r} is {d.kind}; HEAT needs std-pooled conv features (an image dataset)")
     check_out_dir(args.out)
+    apply_threads(args.threads)
     return d, list(args.seeds), ("quick" if args.quick else "default")
 
 

@@ -20,9 +20,10 @@ import torch
 
 from ebm_ood.benchmark.methods import shared_classifier
 from ebm_ood.benchmark.registry import RunContext
+from ebm_ood.benchmark.runner import fit_spec
 from ebm_ood.data.registry import get_dataset
 from ebm_ood.energy import energy_from_logits
-from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fit_detector, fmt,
+from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt,
                                         log_stderr, settings_from_args)
 from ebm_ood.sampling import sgld
 
@@ -71,7 +72,7 @@ def run_experiment(cfg: SamplesConfig, log=None) -> dict:
         kept0 = float(np.mean(clf.logits(x0).argmax(1) == y0))
         for m in s.methods:
             for name, g in (("unsupervised", 0.0), ("supervised", cfg.gamma)):
-                det = fit_detector(ebm_spec(f"{m} {name}", m, s, gamma=g), ctx)
+                det = fit_spec(ebm_spec(f"{m} {name}", m, s, gamma=g), ctx)
                 xt = descend(det, x0, cfg)
                 if seed == s.seeds[0]:
                     images.setdefault(m, {})[name] = xt.tolist()

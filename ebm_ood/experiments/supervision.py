@@ -14,9 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ebm_ood.benchmark.tables import elflein_table
-from ebm_ood.data.registry import get_dataset
-from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, groups_of,
-                                        improvement_by_group, improvement_table, run_cells, settings_from_args)
+from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, improvement_table,
+                                        run_variants, settings_from_args)
 
 NAME = "supervision"
 
@@ -31,12 +30,8 @@ def run_experiment(cfg: SupervisionConfig, log=None) -> dict:
     """Train M and M-S for every method. Returns ``{"results": {label: {ood: metrics}}, "improvement":
     {method: {"natural": %, "non-natural": %}}, "groups": {ood: group}, ...}``."""
     s = cfg.settings
-    specs = []
-    for m in s.methods:
-        specs += [ebm_spec(m, m, s, gamma=0.0), ebm_spec(f"{m}-S", m, s, gamma=cfg.gamma)]
-    results = run_cells(s, specs, log)
-    groups = groups_of(get_dataset(s.dataset))
-    improvement = {m: improvement_by_group(results[f"{m}-S"], results[m], groups) for m in s.methods}
+    results, groups, improvement = run_variants(s, lambda m: ebm_spec(f"{m}-S", m, s, gamma=cfg.gamma),
+                                                base=lambda m: ebm_spec(m, m, s, gamma=0.0), log=log)
     return {"experiment": NAME, "dataset": s.dataset, "preset": s.preset, "steps": s.steps, "seeds": list(s.seeds),
             "gamma": cfg.gamma, "groups": groups, "results": results, "improvement": improvement}
 

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ebm_ood.detectors.base import Detector
+from ebm_ood.detectors.base import Detector, labels_for_gamma
 from ebm_ood.energy import energy_from_logits
 from ebm_ood.nn import build_network
 from ebm_ood.sampling import ReplayBuffer, class_conditional_energy, sgld
@@ -187,10 +187,7 @@ class CDDetector(Detector):
     def _fit(self, x, y):
         c = self.config
         supervised = c.gamma > 0
-        if supervised and y is None:
-            raise ValueError("y: CD with gamma > 0 (CD-S) needs class labels")
-        if not supervised:
-            y = None  # γ = 0: labels play no part, so the model is the unsupervised one bit for bit
+        y = labels_for_gamma("CD", c.gamma, y)
         seed_everything(self.seed)  # one seed: weights, buffer, SGLD noise, input noise
         x_tr, y_tr, x_va, y_va = self.split_validation(x, y, self.seed)
         n_logits = self.num_classes_ if supervised else 1

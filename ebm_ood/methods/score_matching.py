@@ -32,10 +32,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ebm_ood.detectors.base import Detector
+from ebm_ood.detectors.base import Detector, labels_for_gamma
 from ebm_ood.energy import energy_from_logits
 from ebm_ood.nn import MLP, build_network
 from ebm_ood.training import TrainConfig, to_tensor, train
+from ebm_ood.validation import check_positive
 
 PROJECTIONS = ("rademacher", "gaussian")
 ACTIVATIONS = ("smooth_leaky_relu", "leaky_relu")
@@ -184,16 +185,12 @@ class SSMDetector(Detector):
         self.config = replace(config or SSMConfig(), **overrides)
         if self.config.projection not in PROJECTIONS:
             raise ValueError(f"projection: expected one of {PROJECTIONS}, got {self.config.projection!r}")
-        if self.config.gamma < 0:
-            raise ValueError(f"gamma: expected >= 0, got {self.config.gamma}")
+        check_positive(self.config.gamma, "gamma", allow_zero=True)
         self.seed = seed
 
     def _fit(self, x, y):
         cfg = self.config
-        if cfg.gamma > 0 and y is None:
-            raise ValueError("y: SSM with gamma > 0 (supervised SSM-S) needs class labels")
-        if cfg.gamma == 0:
-            y = None  # exactly unsupervised
+        y = labels_for_gamma("SSM", cfg.gamma, y)
         torch.manual_seed(self.seed)
         x_tr, y_tr, x_va, _ = self.split_validation(x, y, self.seed)
         out = cfg.num_outputs or (self.num_classes_ if y is not None else 1)

@@ -32,10 +32,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ebm_ood.detectors.base import Detector
+from ebm_ood.detectors.base import Detector, labels_for_gamma
 from ebm_ood.energy import energy_from_logits
 from ebm_ood.nn import MLP, build_network
 from ebm_ood.training import TrainConfig, to_tensor, train
+from ebm_ood.validation import check_positive
 
 
 # ----------------------------------------------------------------------------- generators
@@ -218,18 +219,14 @@ class VERADetector(Detector):
     def __init__(self, config: VERAConfig | None = None, device=None, seed: int = 0, **overrides):
         super().__init__(device)
         self.config = replace(config or VERAConfig(), **overrides)
-        if self.config.gamma < 0:
-            raise ValueError(f"gamma: expected >= 0, got {self.config.gamma}")
+        check_positive(self.config.gamma, "gamma", allow_zero=True)
         if self.config.n_importance < 1:
             raise ValueError(f"n_importance: expected >= 1, got {self.config.n_importance}")
         self.seed = seed
 
     def _fit(self, x, y):
         cfg = self.config
-        if cfg.gamma > 0 and y is None:
-            raise ValueError("y: VERA with gamma > 0 (supervised VERA-S) needs class labels")
-        if cfg.gamma == 0:
-            y = None  # exactly unsupervised
+        y = labels_for_gamma("VERA", cfg.gamma, y)
         torch.manual_seed(self.seed)
         out = cfg.num_outputs or (self.num_classes_ if y is not None else 1)
         self.net_ = build_network(self.input_shape_, out, widen=cfg.widen, bottleneck=cfg.bottleneck).to(self.device)

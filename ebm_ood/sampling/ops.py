@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from ebm_ood.sampling import philox
+from ebm_ood.sampling.build_flags import CXX_FLAGS, LD_FLAGS, NVCC_FLAGS  # shared with setup.py
 
 _STATE: dict = {"backend": None}
 _SOURCES = ("philox.h", "sgld_update.h", "sgld_cpu.cpp")
@@ -42,8 +43,22 @@ def _csrc_dir() -> Path | None:
     return None
 
 
-CXX_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp"]   # no FMA contraction: twin-exact
-NVCC_FLAGS = ["-O3", "--fmad=false"]
+STALE_LOCK_SECONDS = 600.0
+
+
+def _remove_stale_lock(lock: Path) -> None:
+    """torch's JIT build waits forever on the ``lock`` file of a build that was killed midway (Ctrl-C
+    during the first compile). A lock older than any real compile (10 min) is such a leftover: remove it."""
+    import time
+
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > STALE_LOCK_SECONDS:
+        print(f"ebm_ood: removing a stale build lock {lock} ({age / 60:.0f} min old; an earlier build was "
+              "interrupted)", file=sys.stderr)
+        lock.unlink(missing_ok=True)
 
 
 def _jit_build() -> None:
@@ -68,6 +83,7 @@ def _jit_build() -> None:
     root = Path(os.environ.get("EBM_OOD_EXTENSIONS_DIR", Path.home() / ".cache" / "ebm_ood" / "torch_extensions"))
     build_dir = root / name
     build_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_lock(build_dir / "lock")
     if not (build_dir / f"{name}.so").exists():
         print(f"ebm_ood: compiling the fused SGLD op (first use only, ~30 s) into {build_dir}", file=sys.stderr)
     cpp_extension.load(
@@ -76,7 +92,7 @@ def _jit_build() -> None:
         extra_include_paths=[str(src)],
         extra_cflags=cflags,
         extra_cuda_cflags=NVCC_FLAGS,
-        extra_ldflags=["-fopenmp"],
+        extra_ldflags=LD_FLAGS,
         build_directory=str(build_dir),
         is_python_module=False,
         verbose=False,

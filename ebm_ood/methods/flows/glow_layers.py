@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ebm_ood.methods.flows.chain import chain_forward
+
 
 # ----------------------------------------------------------------------------------------- squeeze
 def squeeze(x: torch.Tensor) -> torch.Tensor:
@@ -175,11 +177,7 @@ class FlowStep(nn.Module):
         self.layers = nn.ModuleList([ActNorm(channels), InvConv1x1(channels, lu), AffineCoupling(channels, hidden)])
 
     def forward(self, x: torch.Tensor):
-        log_det = x.new_zeros(x.shape[0])
-        for layer in self.layers:
-            x, ld = layer(x)
-            log_det = log_det + ld
-        return x, log_det
+        return chain_forward(self.layers, x)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         for layer in reversed(self.layers):

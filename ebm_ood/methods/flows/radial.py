@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ebm_ood.methods.flows.chain import chain_forward
 from ebm_ood.methods.flows.gaussian import standard_normal_log_prob
 
 
@@ -107,11 +108,7 @@ class RadialFlow(nn.Module):
         self.layers = nn.ModuleList(RadialLayer(dim) for _ in range(n_layers))
 
     def forward(self, x: torch.Tensor):
-        log_det = x.new_zeros(x.shape[0])
-        for layer in self.layers:
-            x, ld = layer(x)
-            log_det = log_det + ld
-        return x, log_det
+        return chain_forward(self.layers, x)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """``log p(x)`` (N,) by the change of variables (see the module docstring)."""
