@@ -1,5 +1,6 @@
 """HEAT detectors on raw inputs (build.py), the benchmark registration and the low-data subsets."""
 import numpy as np
+import pytest
 import torch
 from scipy.special import logsumexp
 
@@ -45,3 +46,29 @@ def test_stratified_subset_keeps_every_class_and_the_fraction():
     idx = stratified_subset(y, 0.2, seed=0)
     np.testing.assert_array_equal(np.bincount(y[idx]), [10, 6, 2, 2])
     assert len(np.unique(idx)) == len(idx)
+
+
+def test_pair_compositions_reuse_the_fitted_hybrids_and_follow_eq7():
+    """The Table-3 rows ("HEAT (EL+GMM)", ...) compose the very hybrids the HEAT-<prior> rows fitted."""
+    from ebm_ood.benchmark.methods import heat_part
+    from ebm_ood.benchmark.registry import RunContext, methods_for
+    from ebm_ood.benchmark.runner import fit_spec
+    from ebm_ood.data.registry import get_dataset
+    from ebm_ood.heat.compose import compose_energies
+
+    names = [m.name for m in methods_for("heat")]
+    assert {"HEAT (EL+GMM)", "HEAT (EL+GMM-std)", "HEAT (GMM+GMM-std)"} <= set(names)
+    d = get_dataset("digits")
+    ctx = RunContext(dataset=d, seed=0, preset="quick")
+    spec = methods_for("heat", ["HEAT (EL+GMM)"])[0]
+    pair = fit_spec(spec, ctx)
+    assert list(pair.parts) == ["HEAT-EL", "HEAT-GMM"]
+    assert pair.parts["HEAT-EL"] is heat_part(ctx, "EL") and pair.parts["HEAT-GMM"] is heat_part(ctx, "GMM")
+    x = d.x_test[:50]
+    np.testing.assert_allclose(pair.score(x), compose_energies(pair.part_scores(x), 0.0), rtol=1e-6, atol=1e-6)
+
+
+def test_gmm_std_on_an_mlp_backbone_is_a_clear_error():
+    net = build_network((4,), 3, mlp_width=8, depth=2)   # an MLP: no spatial feature map
+    with pytest.raises(ValueError, match="GMM-std needs a conv backbone"):
+        make_heat_detector(Backbone(net), "GMM-std")

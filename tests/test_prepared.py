@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data_scripts.prepare import prepare  # noqa: E402
 from ebm_ood.data import NATURAL, NON_NATURAL, get_dataset  # noqa: E402
-from ebm_ood.data.paper_configs import paper_config  # noqa: E402
+from ebm_ood.data.paper_configs import PaperConfig, paper_config  # noqa: E402
 from ebm_ood.data.prepared import DatasetNotPreparedError  # noqa: E402
 from ebm_ood.data.store import write_dataset  # noqa: E402
 
@@ -156,6 +156,7 @@ def test_ood_set_of_wrong_size_says_how_to_fix(tmp_path):
 
 
 def test_paper_configs_record_the_papers_values():
+    assert isinstance(paper_config("segment", "cd"), PaperConfig)
     assert paper_config("segment", "cd").steps == 10_000 and paper_config("cifar10", "cd").epochs == 50
     cd = paper_config("fmnist", "cd")
     assert (cd.lr, cd.extra["sgld_steps"], cd.extra["buffer_size"], cd.extra["reinit_prob"]) == (1e-3, 100, 10_000, 0.05)

@@ -2,6 +2,8 @@
 unfitted detector configured for ``ctx.preset`` and the dataset kind, and its :class:`MethodSpec`."""
 from __future__ import annotations
 
+import itertools
+
 from ebm_ood.benchmark.registry import MethodSpec, RunContext, register_method
 from ebm_ood.methods.ce import CEClassifier, ce_config
 
@@ -104,24 +106,43 @@ def heat_part(ctx: RunContext, prior: str, residual: bool = True):
     return ctx.shared(key, lambda: make_heat_detector(shared_backbone(ctx), prior, residual, ctx.preset, ctx.seed))
 
 
-def heat_composition(ctx: RunContext, beta: float = 0.0):
-    """HEAT = Eq. 7 over HEAT-EL, HEAT-GMM, HEAT-GMM-std (already fitted parts are reused)."""
-    from ebm_ood.heat.build import PRIORS, make_composition
+def priors_for(kind: str) -> tuple[str, ...]:
+    """The HEAT priors that apply to a dataset kind: GMM-std needs spatial (conv) feature maps to take a
+    standard deviation over, so tabular data (MLP features) has EL and GMM only."""
+    from ebm_ood.heat.build import PRIORS
 
-    return make_composition({f"HEAT-{p}": heat_part(ctx, p) for p in PRIORS}, beta=beta, refit=False)
+    return PRIORS if kind == "image" else tuple(p for p in PRIORS if p != "GMM-std")
+
+
+def heat_composition(ctx: RunContext, beta: float = 0.0, priors: tuple[str, ...] | None = None):
+    """HEAT = Eq. 7 over the hybrids of ``priors`` (default: every prior of the dataset kind — HEAT-EL,
+    HEAT-GMM, HEAT-GMM-std on images); parts already fitted in this context are reused, not retrained."""
+    from ebm_ood.heat.build import make_composition
+
+    priors = priors or priors_for(ctx.dataset.kind)
+    return make_composition({f"HEAT-{p}": heat_part(ctx, p) for p in priors}, beta=beta, refit=False)
 
 
 def _register_heat() -> None:
     from ebm_ood.heat.build import PRIORS
 
+    def kinds(priors) -> tuple[str, ...]:
+        return ("image",) if "GMM-std" in priors else ("tabular", "image")
+
     for p in PRIORS:
         register_method(MethodSpec(p, lambda ctx, p=p: heat_part(ctx, p, residual=False), suites=("heat",),
-                                   uses_labels=True, description=f"HEAT prior {p} alone"))
+                                   uses_labels=True, kinds=kinds([p]), description=f"HEAT prior {p} alone"))
     for p in PRIORS:
-        register_method(MethodSpec(f"HEAT-{p}", lambda ctx, p=p: heat_part(ctx, p), suites=("heat",),
-                                   uses_labels=True, description=f"hybrid EBM on the {p} prior (HEAT Eq. 2)"))
+        register_method(MethodSpec(f"HEAT-{p}", lambda ctx, p=p: heat_part(ctx, p), suites=("heat",), uses_labels=True,
+                                   kinds=kinds([p]), description=f"hybrid EBM on the {p} prior (HEAT Eq. 2)"))
+    # HEAT Table 3: every pair of hybrids composed (the singletons are the HEAT-<prior> rows above); on
+    # tabular data the one pair (EL+GMM) is the whole composition, so pairs are image-only.
+    for pair in itertools.combinations(PRIORS, 2):
+        register_method(MethodSpec(f"HEAT ({'+'.join(pair)})", lambda ctx, pair=pair: heat_composition(ctx, priors=pair),
+                                   suites=("heat",), uses_labels=True, kinds=("image",),
+                                   description=f"composition of the {' and '.join(pair)} hybrids, beta = 0 (HEAT Table 3)"))
     register_method(MethodSpec("HEAT", heat_composition, suites=("heat",), uses_labels=True,
-                               description="composition of the three hybrids, beta = 0 (HEAT Eq. 7)"))
+                               description="composition of every hybrid of the dataset kind, beta = 0 (HEAT Eq. 7)"))
 
 
 _register_heat()

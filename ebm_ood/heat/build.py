@@ -32,6 +32,9 @@ def make_heat_detector(backbone: Backbone, prior: str, residual: bool = True, pr
                        seed: int = 0, form: str = "paper", **overrides) -> FeatureSpaceDetector:
     """Prior alone (``residual=False``: "EL", "GMM", "GMM-std") or its hybrid ("HEAT-<prior>"), on raw
     inputs. ``overrides`` are :class:`~ebm_ood.heat.hybrid.HEATConfig` fields (e.g. ``lam``)."""
+    if prior == "GMM-std" and not hasattr(backbone.net, "feature_map"):
+        raise ValueError(f"prior: GMM-std needs a conv backbone (std-pooled spatial features); "
+                         f"{type(backbone.net).__name__} has no feature_map — use EL or GMM")
     p = make_prior(backbone, prior, form)
     name = f"HEAT-{prior}" if residual else prior
     det = HEATDetector(p, heat_config(preset, **overrides), residual=residual, device=backbone.device,

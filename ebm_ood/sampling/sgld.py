@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ebm_ood.energy import joint_energy
 from ebm_ood.sampling import ops
 
 _FORMS = ("decoupled", "langevin")
@@ -43,7 +44,8 @@ def schedule_value(start: float, end: float | None, t: int, n_steps: int, schedu
 
 
 def class_conditional_energy(logits_fn: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor):
-    """``E(x, y) = -f(x)[y]`` (Elflein Eq. 1), for class-conditional SGLD in supervised CD.
+    """``x -> E(x, y) = -f(x)[y]`` (Elflein Eq. 1, :func:`ebm_ood.energy.joint_energy`) with the classes
+    ``y`` fixed, for class-conditional SGLD in supervised CD.
 
     logits_fn: (N, *shape) -> (N, C) logits f(x); y: (N,) int64 class per sample. Returns x -> (N,).
     """
@@ -51,7 +53,7 @@ def class_conditional_energy(logits_fn: Callable[[torch.Tensor], torch.Tensor], 
 
     def energy(x: torch.Tensor) -> torch.Tensor:
         logits = logits_fn(x)                                           # (N, C)
-        return -logits.gather(1, y.to(logits.device)[:, None]).squeeze(1)  # (N,)
+        return joint_energy(logits, y.to(logits.device))                # (N,)
 
     return energy
 
