@@ -54,8 +54,9 @@ class Settings:
 
 # ------------------------------------------------------------------------------------------- flags
 def add_common_arguments(p: argparse.ArgumentParser, name: str, methods: tuple[str, ...] = ("CD", "SSM", "VERA"),
-                         dataset: str = "digits") -> None:
-    """``--dataset --methods --seeds --quick/--full --steps --device --threads --out`` (out: results/experiments/<name>)."""
+                         dataset: str = "digits", gamma: bool = False) -> None:
+    """``--dataset --methods --seeds --quick/--full --steps --device --threads --out`` (out:
+    results/experiments/<name>), and ``--gamma`` with ``gamma=True``."""
     p.add_argument("--dataset", default=dataset, help=f"dataset name (default: {dataset})")
     p.add_argument("--methods", default=",".join(methods), help=f"comma-separated EBM methods of {', '.join(EBM_METHODS)} "
                    f"(default: {','.join(methods)})")
@@ -67,6 +68,9 @@ def add_common_arguments(p: argparse.ArgumentParser, name: str, methods: tuple[s
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     add_threads_argument(p)
     p.add_argument("--out", default=os.path.join("results", "experiments", name), help="output folder")
+    if gamma:  # experiments that compare an unsupervised EBM with its supervised (-S) version
+        p.add_argument("--gamma", type=float, default=1.0, help="weight γ of the CE term of the supervised "
+                       "models (default 1, Elflein App. A)")
 
 
 def settings_from_args(args, image_only: bool = False) -> Settings:

@@ -124,8 +124,7 @@ def draw(data: dict):
 
 
 def add_arguments(p) -> None:
-    add_common_arguments(p, NAME, methods=("CD",))
-    p.add_argument("--gamma", type=float, default=1.0, help="CE weight of the supervised model (default 1)")
+    add_common_arguments(p, NAME, methods=("CD",), gamma=True)
     p.add_argument("--n-images", type=int, default=16, help="starting ID test images (default 16)")
     p.add_argument("--steps-sgld", type=int, default=100, help="descent steps (default 100)")
     p.add_argument("--step-size", type=float, default=1.0, help="descent step α (default 1)")

@@ -111,8 +111,7 @@ def draw(data: dict):
 
 
 def add_arguments(p) -> None:
-    add_common_arguments(p, NAME, methods=("CD",))
-    p.add_argument("--gamma", type=float, default=1.0, help="CE weight of the supervised model (default 1)")
+    add_common_arguments(p, NAME, methods=("CD",), gamma=True)
     p.add_argument("--factor", type=float, default=0.2, help="bottleneck factor (default 0.2)")
 
 

@@ -46,8 +46,7 @@ def render(data: dict) -> str:
 
 
 def add_arguments(p) -> None:
-    add_common_arguments(p, NAME)
-    p.add_argument("--gamma", type=float, default=1.0, help="weight γ of the CE term (default 1, Elflein App. A)")
+    add_common_arguments(p, NAME, gamma=True)
 
 
 def run(args) -> int:
