@@ -86,9 +86,9 @@ save_figure(gamma_sweep.draw(sweep), os.path.join(FIGURES, "08_gamma_sweep.png")
 #
 # | Model | Natural (%) | Non-natural (%) | AUC-PR (%) per set, M → M-S |
 # |---|---|---|---|
-# | CD | −29.13 | +61.39 | digits-89 55.5 → 52.8, patches 99.2 → 46.1; noise 100 → 99.8, constant 95.8 → 57.8, oodomain 30.9 → 100 |
+# | CD | −17.36 | +48.87 | digits-89 65.4 → 67.7, patches 93.2 → 57.6; noise 100 → 99.8, constant 82.7 → 65.8, oodomain 37.4 → 100 |
 # | SSM | −6.62 | −13.33 | digits-89 80.7 → 84.7, patches 99.1 → 81.1; constant 99.2 → 59.5, noise and oodomain stay 100 |
-# | VERA | +18.40 | +2.77 | digits-89 65.8 → 74.0, patches 66.2 → 82.3; constant 60.2 → 85.6, oodomain 100 → 69.4 |
+# | VERA | +28.67 | +11.25 | digits-89 76.7 → 75.3, patches 48.3 → 76.8; constant 55.8 → 74.6, noise and oodomain stay 100 |
 #
 # The SSM sweep (200 steps): mean non-natural AUC-PR 85.4 (γ = 0), 82.3 (0.01), 80.2 (0.1), 39.5 (1),
 # 42.2 (10), 43.2 (100); mean natural 75.8, 71.4, 65.3, 52.1, 57.9, 59.2 — only the near-OOD set
@@ -168,7 +168,7 @@ print(bottleneck.render(bn))
 # | factor | 0.05 | 0.1 | 0.2 | 1.0 |
 # |---|---|---|---|---|
 # | CD | −27.43 / +0.41 | −5.79 / +2.80 | −6.82 / +4.47 | −5.87 / −0.75 |
-# | VERA | −40.69 / +6.05 | −37.30 / +6.90 | −30.26 / −57.58 | +1.91 / +25.72 |
+# | VERA | +6.68 / −1.93 | +26.07 / +5.35 | −23.72 / −17.96 | −8.73 / −52.62 |
 #
 # Factor 1.0 has the same function class as no bottleneck, so its row measures the noise of a
 # re-parametrisation: as large as the effects we look for.
@@ -216,16 +216,17 @@ save_figure(samples.draw(smp), os.path.join(FIGURES, "08_samples.png"))
 # On the embedded digits data, one seed and CPU-sized budgets (numbers above):
 #
 # * **Supervision hurts non-natural OOD** — *agrees* for SSM (−13.3 %; in the sweep the non-natural
-#   AUC-PR falls from 85 to about 40 once γ ≥ 1), *neutral* for VERA (+2.8 %), *disagrees* for CD (+61 %,
-#   all of it from the unnormalised `oodomain` images; `constant` falls 95.8 → 57.8).
-# * **Supervision helps natural OOD** — *agrees* for VERA (+18.4 %) and, for SSM, on the near-OOD digits
-#   8–9 only (80.7 → 84.7); *disagrees* on average for SSM (−6.6 %) and CD (−29.1 %: the photo patches
-#   become hard, 99.2 → 46.1).
+#   AUC-PR falls from 85 to about 40 once γ ≥ 1), *disagrees* for VERA (+11.3 %) and CD (+48.9 %, all of
+#   it from the unnormalised `oodomain` images, 37.4 → 100; `constant` falls 82.7 → 65.8 for CD).
+# * **Supervision helps natural OOD** — *agrees* for VERA (+28.7 %: the photo patches, 48.3 → 76.8) and,
+#   for SSM and CD, on the near-OOD digits 8–9 only (80.7 → 84.7, 65.4 → 67.7); *disagrees* on average
+#   for SSM (−6.6 %) and CD (−17.4 %: the photo patches become hard, 93.2 → 57.6).
 # * **Density grows far from the data under supervision (Fig. 2)** — only SSM at γ = 10; *disagrees* for CD.
 # * **Embeddings help natural OOD** — *agrees* for CD (+20.7 % natural, +60.1 % non-natural); SSM-E and
 #   VERA-E did not train to a useful density in the budget (below chance), so they say nothing either way.
-# * **Bottlenecks help natural OOD** — *disagrees*: factor 0.2 costs CD 6.8 % and VERA 30.3 %, and the
-#   factor-1.0 control moves results as much as the real bottlenecks.
+# * **Bottlenecks help natural OOD** — *disagrees* at the paper's factor 0.2 (CD −6.8 %, VERA −23.7 %);
+#   VERA gains at 0.1 (+26.1 %), but the factor-1.0 control moves results as much as the real
+#   bottlenecks, so one seed cannot tell an effect from noise.
 # * **Unsupervised EBMs prefer smooth noise; supervised ones keep class semantics (Figs. 4, 5)** —
 #   *disagree* here: CD rejects every smoothness set (AUROC ≥ 99 %), and the unsupervised CD keeps the
 #   digits' classes better than the supervised one.
