@@ -92,6 +92,11 @@ def _fetch(url: str, part: Path, timeout: float) -> None:
 
 def download(raw: RawFile, dest_dir: Path, timeout: float = 30.0, log: Callable[[str], None] = print) -> Path:
     """Download ``raw`` into ``dest_dir`` (trying each URL in turn), verify, then rename into place."""
+    return _download(raw, dest_dir, timeout, log)[0]
+
+
+def _download(raw: RawFile, dest_dir: Path, timeout: float, log: Callable[[str], None]) -> tuple[Path, str]:
+    """:func:`download`, returning the final path and the file's sha256 (computed once, by :func:`verify`)."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     final, part = dest_dir / raw.name, dest_dir / (raw.name + ".part")
     errors = []
@@ -103,12 +108,12 @@ def download(raw: RawFile, dest_dir: Path, timeout: float = 30.0, log: Callable[
             errors.append(f"{url}: {e}")
             continue
         try:
-            verify(part, raw, log)
+            sha = verify(part, raw, log)
         except ChecksumError:
             part.unlink(missing_ok=True)
             raise
         os.replace(part, final)
-        return final
+        return final, sha
     raise DownloadError(f"could not download {raw.name}: " + "; ".join(errors or ["no URL recorded"]))
 
 
@@ -116,23 +121,23 @@ def obtain(files: tuple[RawFile, ...], raw_dir: Path, allow_download: bool = Tru
            log: Callable[[str], None] = print) -> dict[str, str]:
     """Make every file of ``files`` present and verified in ``raw_dir``; returns ``{name: sha256}``.
 
-    Files already in ``raw_dir`` are verified, not downloaded again. If any file is missing and cannot be
+    Files already in ``raw_dir`` are verified, not downloaded again (a download is verified, and hashed,
+    once). If any file is missing and cannot be
     downloaded, one :class:`MissingRawFilesError` lists all of them with their URLs and where to put them.
     """
     raw_dir = Path(raw_dir)
     digests, missing = {}, []
     for raw in files:
         path = raw_dir / raw.name
-        if not path.is_file():
-            if not allow_download:
-                missing.append((raw, "downloads disabled"))
-                continue
+        if path.is_file():
+            digests[raw.name] = verify(path, raw, log)
+        elif not allow_download:
+            missing.append((raw, "downloads disabled"))
+        else:
             try:
-                download(raw, raw_dir, timeout, log)
+                digests[raw.name] = _download(raw, raw_dir, timeout, log)[1]
             except DownloadError as e:
                 missing.append((raw, str(e)))
-                continue
-        digests[raw.name] = verify(path, raw, log)
     if missing:
         lines = [f"  {raw.name}  from {' or '.join(raw.urls) or '(see data_scripts/README.md)'}  [{why}]"
                  for raw, why in missing]

@@ -32,6 +32,8 @@ def prepare(name: str, raw_dir: str | Path | None = None, root: str | Path | Non
     unless ``force``; a failure at any step leaves no partial output."""
     if name not in PREPARERS:
         raise ValueError(f"dataset: unknown name {name!r}; expected one of {', '.join(sorted(PREPARERS))}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size: expected a positive number of pixels, got {size!r}")
     if is_prepared(name, root) and not force:
         log(f"{name}: already prepared in {dataset_dir(name, root)} (use --force to prepare again)")
         return dataset_dir(name, root)
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         prepare(args.name, args.raw_dir, args.data_root, args.force, not args.no_download, args.size)
-    except (ValueError, DownloadError, ChecksumError, FormatError, FileNotFoundError) as e:
+    except (ValueError, DownloadError, ChecksumError, FormatError, FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if is_prepared(args.name, args.data_root):

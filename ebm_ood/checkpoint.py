@@ -7,11 +7,11 @@ strings, lists and dicts, so no code runs when it is loaded.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 
 import torch
 
+from ebm_ood.atomic import write_atomic
 from ebm_ood.errors import CheckpointError
 
 MAGIC = "ebm_ood-checkpoint-v1"
@@ -19,20 +19,7 @@ MAGIC = "ebm_ood-checkpoint-v1"
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     """Write ``{"magic": MAGIC, **state}`` to ``path`` atomically."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save({"magic": MAGIC, **state}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda fh: torch.save({"magic": MAGIC, **state}, fh))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

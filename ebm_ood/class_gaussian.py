@@ -23,7 +23,8 @@ import torch
 from ebm_ood.validation import check_array, check_labels
 
 
-def _as_tensor64(a, name: str) -> torch.Tensor:
+def _as_tensor64(a) -> torch.Tensor:
+    """A float64 CPU tensor (a detached copy of a tensor; numpy arrays converted)."""
     if isinstance(a, torch.Tensor):
         return a.detach().to("cpu", torch.float64)
     return torch.as_tensor(np.asarray(a), dtype=torch.float64)
@@ -52,7 +53,7 @@ class ClassGaussianStats:
         ``μ = μ_a + (n_b/n) δ``, ``M2 = M2_a + M2_b + (n_a n_b / n) δ δᵀ`` with ``δ = μ_b - μ_a``;
         summing M2 over classes gives one scatter matrix.
         """
-        z = _as_tensor64(check_array(z, "z", ndim=2, shape=(self.dim,), allow_empty=True), "z")
+        z = _as_tensor64(check_array(z, "z", ndim=2, shape=(self.dim,), allow_empty=True))
         y_np = check_labels(y, "y", z.shape[0], self.num_classes) if z.shape[0] else np.zeros(0, np.int64)
         if z.shape[0] == 0:
             return self
@@ -69,14 +70,19 @@ class ClassGaussianStats:
         self.counts = n
         return self
 
-    def finalize(self, reg: float = 1e-12) -> "ClassGaussian":
-        """The fitted :class:`ClassGaussian`: ``Σ = scatter / N + reg·I``. Every class needs a sample."""
+    def finalize(self, reg: float = 1e-12, relative: bool = False) -> "ClassGaussian":
+        """The fitted :class:`ClassGaussian`: ``Σ = scatter / N + reg·I``. Every class needs a sample.
+
+        ``relative=True`` scales the ridge by the mean within-class variance, ``reg · tr(scatter / N) / D``
+        (scale-free; keeps degenerate features such as dead ReLUs invertible — the Mahalanobis baseline)."""
         if not reg >= 0:
             raise ValueError(f"reg: expected reg >= 0, got {reg}")
         empty = torch.nonzero(self.counts == 0).flatten().tolist()
         if empty:
             raise ValueError(f"y: classes {empty} have no samples; every class 0..{self.num_classes - 1} needs one")
         total = self.counts.sum()
+        if relative:
+            reg = reg * max(float(self.scatter.diagonal().sum() / total / self.dim), 1e-300)
         cov = self.scatter / total + reg * torch.eye(self.dim, dtype=torch.float64)
         return ClassGaussian.from_parameters(self.means.clone(), cov, self.counts.clone())
 
@@ -101,10 +107,12 @@ class ClassGaussian:
     @classmethod
     def from_parameters(cls, means, cov, counts=None) -> "ClassGaussian":
         """Build from means (C, D), covariance (D, D) and optional class counts (C,) (default: equal)."""
-        means, cov = _as_tensor64(means, "means"), _as_tensor64(cov, "cov")
+        means, cov = _as_tensor64(means), _as_tensor64(cov)
         if means.ndim != 2 or cov.shape != (means.shape[1], means.shape[1]):
             raise ValueError(f"means, cov: expected (C, D) and (D, D), got {tuple(means.shape)}, {tuple(cov.shape)}")
-        counts = torch.ones(means.shape[0], dtype=torch.float64) if counts is None else _as_tensor64(counts, "counts")
+        counts = torch.ones(means.shape[0], dtype=torch.float64) if counts is None else _as_tensor64(counts)
+        if counts.shape != (means.shape[0],) or not bool((counts > 0).all()):
+            raise ValueError(f"counts: expected {means.shape[0]} positive class counts, got {counts.tolist()}")
         chol, info = torch.linalg.cholesky_ex(cov)
         if int(info) != 0:
             raise ValueError("cov: not positive definite; increase reg (the features may be degenerate)")
@@ -170,9 +178,10 @@ class ClassGaussian:
 
 
 def fit_class_gaussian(z, y, num_classes: int | None = None, batch_size: int | None = None,
-                       reg: float = 1e-12) -> ClassGaussian:
+                       reg: float = 1e-12, relative: bool = False) -> ClassGaussian:
     """Fit on features ``z`` (N, D) with labels ``y`` (N,), in batches of ``batch_size`` (default: one pass
-    over everything). ``num_classes`` defaults to ``max(y) + 1``."""
+    over everything). ``num_classes`` defaults to ``max(y) + 1``; ``reg``, ``relative``: the ridge
+    (:meth:`ClassGaussianStats.finalize`)."""
     z = check_array(z, "z", ndim=2)
     y = check_labels(y, "y", z.shape[0], num_classes)
     c = int(num_classes) if num_classes is not None else int(np.max(y)) + 1
@@ -182,4 +191,4 @@ def fit_class_gaussian(z, y, num_classes: int | None = None, batch_size: int | N
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
     for i in range(0, z.shape[0], bs):
         stats.update(z[i : i + bs], y[i : i + bs])
-    return stats.finalize(reg)
+    return stats.finalize(reg, relative)

@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+from ebm_ood.atomic import write_atomic
+
 # name -> module exposing add_arguments(parser) and run(args) -> int
 BENCHES = {
     "sampler": "ebm_ood.bench.sampler",
@@ -38,7 +40,7 @@ DEFAULT_DATASETS = ("tabular", "digits")
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"3"`` → [0, 1, 2]; ``"0,5,7"`` → [0, 5, 7]."""
+    """``"3"`` → [0, 1, 2]; ``"0,5,7"`` → [0, 5, 7] (distinct, non-negative)."""
     try:
         if "," in text:
             seeds = [int(s) for s in text.split(",") if s.strip()]
@@ -51,6 +53,8 @@ def parse_seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--seeds: expected a count (e.g. 3) or a comma list (e.g. 0,1,2), got {text!r}") from None
     if not seeds:
         raise argparse.ArgumentTypeError("--seeds: expected at least one seed")
+    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds: expected distinct non-negative seeds, got {text!r}")
     return seeds
 
 
@@ -67,13 +71,12 @@ def check_out_dir(path: str) -> str:
     return path
 
 
-def write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+def log_stderr(msg: str) -> None:
+    """Progress lines go to stderr (stdout carries the tables)."""
+    print(msg, file=sys.stderr, flush=True)
 
 
+# ------------------------------------------------------------------ flags shared by benchmark and experiments
 def add_threads_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: the embedded datasets' tensors are small, so one thread is "
@@ -89,53 +92,90 @@ def apply_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
+def add_run_arguments(p: argparse.ArgumentParser, out: str, quick_help: str, full: bool = True) -> None:
+    """``--seeds --quick [--full] --device --threads --out``: the flags of every command that trains
+    (``ebm-ood benchmark`` and ``ebm-ood experiment NAME``); check them with :func:`check_run_arguments`."""
+    p.add_argument("--seeds", type=parse_seeds, default=[0], help="number of seeds or a comma list (default: 1)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help=quick_help)
+    if full:
+        size.add_argument("--full", action="store_true", help="the papers' hyperparameters (hours on a CPU)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
+    add_threads_argument(p)
+    p.add_argument("--out", default=out, help=f"output folder (default: {out})")
+
+
+def preset_of(args) -> str:
+    """The methods' preset named by ``--quick`` / ``--full``: "quick", "full" or "default"."""
+    return "quick" if args.quick else "full" if getattr(args, "full", False) else "default"
+
+
+def check_run_arguments(args) -> str:
+    """Check ``--device``, ``--out`` and ``--threads`` (before any training; each error names its flag)
+    and apply ``--threads``. Returns the resolved device ("cpu", "cuda", ...)."""
+    from ebm_ood.validation import resolve_device
+
+    try:
+        device = str(resolve_device(args.device))
+    except ValueError as err:
+        raise SystemExit(f"error: --device: {str(err).removeprefix('device: ')}")
+    check_out_dir(args.out)
+    apply_threads(args.threads)
+    return device
+
+
 def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", choices=("elflein", "heat", "all"), default="all", help="which paper's methods (default: all)")
     p.add_argument("--dataset", action="append", help=f"dataset name, repeatable (default: {', '.join(DEFAULT_DATASETS)})")
     p.add_argument("--methods", help="comma-separated method names (default: every method of the suite)")
-    p.add_argument("--seeds", type=parse_seeds, default=[0], help="number of seeds or a comma list (default: 1)")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="tiny settings for tests (< 1 minute)")
-    size.add_argument("--full", action="store_true", help="the papers' hyperparameters (hours on a CPU)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
-    add_threads_argument(p)
-    p.add_argument("--out", default="results", help="folder for results.json and results.md (default: results)")
+    add_run_arguments(p, "results", "tiny settings for tests (< 1 minute)")
     p.add_argument("--json", action="store_true", help="print the JSON instead of Markdown")
     p.add_argument("--metric", choices=("aupr_in", "aupr_out", "auroc", "fpr95"), default="aupr_in",
                    help="metric of the Elflein-style table (default aupr_in, ID positive as in the paper's text; "
                         "aupr_out = OOD positive as in the authors' code)")
 
 
+def load_datasets(names: list[str]) -> dict:
+    """``{name: OODDataset}``, each loaded once; an unknown or unprepared name is an error naming
+    ``--dataset`` (unknown names list the valid ones)."""
+    from ebm_ood.data.registry import dataset_names, get_dataset
+
+    valid = dataset_names()
+    unknown = [d for d in names if d not in valid]
+    if unknown:
+        raise SystemExit(f"error: unknown dataset {', '.join(unknown)}; valid names: {', '.join(valid)}")
+    loaded = {}
+    for name in dict.fromkeys(names):
+        try:
+            loaded[name] = get_dataset(name)
+        except (ValueError, FileNotFoundError) as err:  # e.g. DatasetNotPreparedError: says what to run
+            raise SystemExit(f"error: --dataset {name}: {err}")
+    return loaded
+
+
 def run_benchmark_command(args) -> int:
     from ebm_ood.benchmark.registry import methods_for
     from ebm_ood.benchmark.report import render_markdown
     from ebm_ood.benchmark.runner import run_benchmark
-    from ebm_ood.data.registry import dataset_names, get_dataset
-    from ebm_ood.validation import resolve_device
 
-    datasets = args.dataset or list(DEFAULT_DATASETS)
-    valid = dataset_names()
-    unknown = [d for d in datasets if d not in valid]
-    if unknown:
-        raise SystemExit(f"error: unknown dataset {', '.join(unknown)}; valid names: {', '.join(valid)}")
     try:
-        specs = methods_for(args.suite, [m.strip() for m in args.methods.split(",")] if args.methods else None)
-        device = str(resolve_device(args.device))
+        specs = methods_for(args.suite, [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None)
     except ValueError as err:
         raise SystemExit(f"error: {err}")
-    out = check_out_dir(args.out)
-    apply_threads(args.threads)
-    preset = "quick" if args.quick else "full" if args.full else "default"
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True))
+    device = check_run_arguments(args)
+    datasets = load_datasets(args.dataset or list(DEFAULT_DATASETS))
+    preset = preset_of(args)
     t0 = time.perf_counter()
-    results, timings = run_benchmark(datasets, specs, args.seeds, preset=preset, device=device, log=log)
-    groups = {d: {k: v.group for k, v in get_dataset(d).ood.items()} for d in datasets}
-    md = render_markdown(results, timings, groups, specs, args, time.perf_counter() - t0)
+    results, timings = run_benchmark(list(datasets.values()), specs, args.seeds, preset=preset, device=device,
+                                     log=log_stderr)
+    groups = {name: {k: v.group for k, v in d.ood.items()} for name, d in datasets.items()}
+    md = render_markdown(results, timings, groups, specs, preset=preset, seeds=args.seeds, metric=args.metric,
+                         total_seconds=time.perf_counter() - t0)
     text = json.dumps(results, indent=2, sort_keys=True)
-    write_atomic(os.path.join(out, "results.json"), text + "\n")
-    write_atomic(os.path.join(out, "results.md"), md + "\n")
+    json_path = write_atomic(os.path.join(args.out, "results.json"), text + "\n")
+    md_path = write_atomic(os.path.join(args.out, "results.md"), md + "\n")
     print(text if args.json else md)
-    print(f"wrote {os.path.join(out, 'results.json')} and {os.path.join(out, 'results.md')}", file=sys.stderr)
+    log_stderr(f"wrote {json_path} and {md_path}")
     return 0
 
 

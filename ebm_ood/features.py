@@ -1,5 +1,5 @@
 """Feature space of a trained classifier (HEAT §3): penultimate features, average-pooled ``z`` and
-std-pooled second-order features, the logits ``fc(z)``, and an on-disk cache.
+std-pooled second-order features, the logits ``fc(z)``, memoised per dataset and optionally cached on disk.
 
 :class:`Backbone` wraps any network with ``feature_map`` (conv) or ``features`` (MLP) and a linear
 ``head``. :class:`FeatureSpaceDetector` lets a detector that works on features (HEAT priors, KNN, ViM, …)
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ebm_ood.atomic import write_atomic
 from ebm_ood.detectors.base import Detector
 from ebm_ood.nn.features import pooled_features
 
@@ -29,21 +30,28 @@ class Features:
 class Backbone:
     """A frozen classifier seen as a feature extractor. ``head`` is its last ``nn.Linear`` (W: (C, D), b: (C,)).
 
-    ``extract(x)`` is memoised per input array (by content hash) and, with ``cache_dir``, stored as
-    ``features-<backbone hash>-<input hash>.npz``.
+    ``extract(x)`` is memoised per input array (keyed by a hash of its content and shape), so every
+    detector sharing one Backbone runs the network once per dataset. With ``cache_dir`` the features are
+    also stored as ``features-<backbone hash>-<input hash>.npz`` (written atomically, read without
+    pickle), so a later run with the same weights and inputs skips the network; the backbone hash covers
+    every weight, so retrained weights never read stale features.
     """
 
     def __init__(self, net: nn.Module, device="cpu", batch_size: int = 512, cache_dir: str | None = None):
         if not isinstance(getattr(net, "head", None), nn.Linear):
             raise TypeError(f"net: expected a classifier with a linear .head, got {type(net).__name__}")
         self.net = net.eval()
-        self.device, self.batch_size, self.cache_dir = torch.device(device), batch_size, cache_dir
+        self.device, self.batch_size, self.cache_dir = torch.device(device), int(batch_size), cache_dir
         self._memo: dict[str, Features] = {}
+
+    @property
+    def hash(self) -> str:
+        """sha256 (16 hex digits) of the network's state_dict: names and values of every weight."""
         h = hashlib.sha256()
-        for k, v in net.state_dict().items():
+        for k, v in self.net.state_dict().items():
             h.update(k.encode())
-            h.update(v.detach().cpu().numpy().tobytes())
-        self.hash = h.hexdigest()[:16]
+            h.update(np.ascontiguousarray(v.detach().cpu().numpy()).data)
+        return h.hexdigest()[:16]
 
     @property
     def head(self) -> nn.Linear:
@@ -54,12 +62,17 @@ class Backbone:
         return (self.head.weight.detach().cpu().double().numpy(), self.head.bias.detach().cpu().double().numpy())
 
     @torch.no_grad()
-    def extract(self, x: np.ndarray) -> Features:
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        key = hashlib.sha256(x.tobytes() + str(x.shape).encode()).hexdigest()[:16]
+    def extract(self, x) -> Features:
+        """Features of inputs ``x`` (N, ...) (numpy or torch; run as float32 in batches of ``batch_size``)."""
+        x = np.ascontiguousarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
+        if x.ndim < 2:
+            raise ValueError(f"x: expected a batch of inputs (N, ...), got shape {x.shape}")
+        h = hashlib.sha256(str(x.shape).encode())
+        h.update(x.data)                          # hashes the buffer in place (no copy of the data)
+        key = h.hexdigest()
         if key in self._memo:
             return self._memo[key]
-        path = os.path.join(self.cache_dir, f"features-{self.hash}-{key}.npz") if self.cache_dir else None
+        path = os.path.join(self.cache_dir, f"features-{self.hash}-{key[:16]}.npz") if self.cache_dir else None
         if path and os.path.exists(path):
             with np.load(path, allow_pickle=False) as f:
                 feats = Features(f["z"], f["z_std"], f["logits"])
@@ -71,10 +84,7 @@ class Backbone:
                 zs.append(z.cpu().numpy()), ss.append(s.cpu().numpy()), ls.append(self.head(z).cpu().numpy())
             feats = Features(np.concatenate(zs), np.concatenate(ss), np.concatenate(ls))
             if path:
-                os.makedirs(self.cache_dir, exist_ok=True)
-                tmp = path + ".tmp.npz"
-                np.savez(tmp, z=feats.z, z_std=feats.z_std, logits=feats.logits)
-                os.replace(tmp, path)
+                write_atomic(path, lambda fh: np.savez(fh, z=feats.z, z_std=feats.z_std, logits=feats.logits))
         self._memo[key] = feats
         return feats
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from ebm_ood.atomic import write_atomic
+
 
 def pyplot():
     """``matplotlib.pyplot`` on the file-only Agg backend, or None when matplotlib is not installed."""
@@ -18,11 +20,8 @@ def pyplot():
 
 
 def save_figure(fig, path: str | os.PathLike) -> str:
-    """Write ``fig`` as PNG to ``path`` atomically (temporary file, then rename), close it, return the path."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    pyplot().close(fig)
-    os.replace(tmp, path)
-    return path
+    """Write ``fig`` as PNG to ``path`` atomically, close it, return the path."""
+    try:
+        return write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight"))
+    finally:
+        pyplot().close(fig)

@@ -21,6 +21,10 @@ from torch import nn
 
 from ebm_ood.checkpoint import load_checkpoint, save_checkpoint
 from ebm_ood.errors import DivergenceError
+from ebm_ood.validation import check_positive
+
+PRESETS = ("quick", "default", "full")
+KINDS = ("tabular", "image")
 
 
 @dataclass
@@ -50,6 +54,34 @@ class History:
     stopped_early: bool = False
 
 
+def check_preset(preset: str, kind: str | None = None) -> None:
+    """The methods' ``*_config(preset, kind)`` arguments: ``preset`` in :data:`PRESETS`, ``kind`` in :data:`KINDS`."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset: expected 'quick', 'default' or 'full', got {preset!r}")
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind: expected 'tabular' or 'image', got {kind!r}")
+
+
+def _check_config(config: TrainConfig, groups: dict[str, list[str]]) -> None:
+    for name in ("batch_size", "eval_every"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    for name in ("steps", "warmup"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
+    if config.patience is not None and (not isinstance(config.patience, (int, np.integer)) or config.patience < 1):
+        raise ValueError(f"patience: expected None or a positive integer, got {config.patience!r}")
+    check_positive(config.lr, "lr")
+    check_positive(config.max_abs, "max_abs")
+    check_positive(config.weight_decay, "weight_decay", allow_zero=True)
+    for g, lr in config.lrs.items():
+        if g not in groups:
+            raise ValueError(f"lrs: {g!r} is not an optimizer; expected keys among {sorted(groups)}")
+        check_positive(lr, f"lrs[{g!r}]")
+
+
 def _params(modules: dict[str, nn.Module], names) -> list[nn.Parameter]:
     return [p for n in names for p in modules[n].parameters() if p.requires_grad]
 
@@ -76,12 +108,22 @@ def train(
     """
     groups = groups or {"main": list(modules)}
     stateful = stateful or {}
+    _check_config(config, groups)
+    for g, names in groups.items():
+        if unknown := [n for n in names if n not in modules]:
+            raise ValueError(f"groups: optimizer {g!r} names modules {unknown} that are not in modules {sorted(modules)}")
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("x: expected at least one training sample, got none")
+    if y is not None and y.shape[0] != n:
+        raise ValueError(f"y: expected {n} labels (one per sample of x), got {y.shape[0]}")
+    params = {g: _params(modules, names) for g, names in groups.items()}
     optimizers = {
-        g: torch.optim.Adam(_params(modules, names), lr=config.lrs.get(g, config.lr), betas=config.betas,
+        g: torch.optim.Adam(params[g], lr=config.lrs.get(g, config.lr), betas=config.betas,
                             weight_decay=config.weight_decay)
-        for g, names in groups.items()
+        for g in groups
     }
-    warm = max(int(config.warmup), 0)
+    warm = int(config.warmup)
     schedulers = {g: torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
                   for g, o in optimizers.items()}
     batch_gen = torch.Generator().manual_seed(int(config.seed))
@@ -106,11 +148,9 @@ def train(
         hist.logs = [(int(s), dict(l)) for s, l in ck["logs"]]
         best, snapshot = ck["best"], _snapshot(modules)
 
-    n = x.shape[0]
     bs = min(config.batch_size, n)
     last_finite: dict = {}
     bar = _progress(config.steps, start, name, config.progress)
-    step = start
     for step in range(start, config.steps):
         idx = torch.randint(0, n, (bs,), generator=batch_gen).to(x.device)
         xb, yb = x[idx], (y[idx] if y is not None else None)
@@ -119,6 +159,8 @@ def train(
         losses, logs = step_fn(xb, yb, step)
         if not isinstance(losses, dict):
             losses = {next(iter(groups)): losses}
+        elif unknown := sorted(set(losses) - set(groups)):
+            raise ValueError(f"step_fn: returned losses {unknown} for no optimizer; the optimizers are {sorted(groups)}")
         problem = _check(losses, logs, config)
         if problem:
             _restore(modules, snapshot)
@@ -127,7 +169,7 @@ def train(
         for o in optimizers.values():
             o.zero_grad(set_to_none=True)
         for g, loss in losses.items():
-            loss.backward(inputs=_params(modules, groups[g]), retain_graph=len(losses) > 1)
+            loss.backward(inputs=params[g], retain_graph=len(losses) > 1)
         for g, o in optimizers.items():
             o.step()
             schedulers[g].step()
@@ -154,12 +196,9 @@ def train(
                 }, config.checkpoint_path)
             if config.patience is not None and evals_without_gain >= config.patience:
                 hist.stopped_early = True
-                step += 1
                 break
-    else:
-        step = config.steps
     bar.close()
-    hist.steps_done = step
+    hist.steps_done = step + 1 if hist.stopped_early else config.steps
     _restore(modules, best)
     for m in modules.values():
         m.eval()
@@ -194,11 +233,28 @@ def _progress(total: int, start: int, name: str, enabled: bool):
     return tqdm(total=total, initial=start, desc=name, leave=False, disable=(not enabled) or None, dynamic_ncols=True)
 
 
-def to_tensor(x, device=None, dtype=torch.float32) -> torch.Tensor:
-    """numpy or tensor → contiguous tensor on ``device``."""
+def to_tensor(x, device=None, dtype=torch.float32) -> torch.Tensor | None:
+    """numpy or tensor → contiguous tensor on ``device``; ``None`` (no labels) stays ``None``."""
+    if x is None:
+        return None
     if isinstance(x, torch.Tensor):
         return x.to(device=device, dtype=dtype)
     return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype, device=device)
+
+
+def batched_mean(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, batch_size: int) -> float:
+    """``mean_n fn(...)_n`` over all samples, evaluated ``batch_size`` samples at a time (validation criteria).
+
+    ``fn(*batches) -> (B,)`` per-sample values for aligned slices of ``tensors`` (each (N, ...)); the sum
+    is accumulated in float64. Gradients are left to the caller (SSM's criterion needs them).
+    """
+    n = tensors[0].shape[0]
+    if n == 0:
+        raise ValueError("tensors: expected at least one sample, got none")
+    total = 0.0
+    for i in range(0, n, batch_size):
+        total += float(fn(*(t[i : i + batch_size] for t in tensors)).detach().double().sum())
+    return total / n
 
 
 def seed_everything(seed: int) -> None:

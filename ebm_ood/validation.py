@@ -5,9 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-_FLOAT_KINDS = "f"
-
-
 def to_numpy(x) -> np.ndarray:
     """A read-only view as numpy (torch tensors are detached and moved to CPU)."""
     if isinstance(x, torch.Tensor):
@@ -88,8 +85,9 @@ def check_labels(y, name: str, n: int, num_classes: int | None = None) -> np.nda
 
 
 def check_positive(value, name: str, *, allow_zero: bool = False) -> None:
-    ok = value >= 0 if allow_zero else value > 0
-    if not (isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value) and ok):
+    """``value`` is a finite number > 0 (>= 0 with ``allow_zero``); else a ValueError naming ``name``."""
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not (is_number and np.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
         raise ValueError(f"{name}: expected a {'non-negative' if allow_zero else 'positive'} finite number, got {value!r}")
 
 
@@ -97,7 +95,10 @@ def resolve_device(device=None) -> torch.device:
     """``None``/"auto" → CUDA when available, else CPU. Asking for CUDA without it is a clear error."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: asked for {device!r} but CUDA is not available on this machine; use 'cpu'")
     return dev

@@ -30,6 +30,9 @@ def test_scores_are_the_energy_of_the_logits(fitted):
 def test_learns_the_task(fitted):
     d, det = fitted
     assert det.val_accuracy_ > 0.5  # 6 classes: chance is 1/6
+    # model selection keeps the weights of the best validation: their accuracy, counted here, is val_accuracy_
+    assert det.val_accuracy_ == pytest.approx(np.mean(det.logits(d.x_val).argmax(1) == d.y_val), abs=1e-12)
+    assert det.val_accuracy_ == max(v["val"] for _, v in det.history_.logs)
 
 
 def test_bad_inputs(fitted):
@@ -40,6 +43,10 @@ def test_bad_inputs(fitted):
         x = d.x_test.copy(); x[1, 2] = np.nan; det.score(x)
     with pytest.raises(ValueError, match="shape"):
         det.score(d.x_test[:, :5])
+    with pytest.raises(ValueError, match="x: expected shape"):
+        det.logits(d.x_test[:, :5])
+    with pytest.raises(ValueError, match="non-finite"):
+        x = d.x_test.copy(); x[0, 0] = np.inf; det.logits(x)
     with pytest.raises(TypeError, match="floating point"):
         det.score(d.x_test.astype(np.int64))
     assert det.score(d.x_test[:0]).shape == (0,)
@@ -53,6 +60,8 @@ def test_bad_inputs(fitted):
         CEClassifier(ce_config("quick")).fit(d.x_train[:0], d.y_train[:0])
     with pytest.raises(ValueError, match="score"):
         CEClassifier(score="entropy")
+    with pytest.raises(ValueError, match="kind"):
+        ce_config("quick", "text")
     with pytest.raises(ValueError, match="CUDA is not available"):
         if not torch.cuda.is_available():
             CEClassifier(device="cuda")

@@ -34,6 +34,13 @@ def test_fit_matches_numpy_cov_on_class_centred_data():
     np.testing.assert_allclose(g.precision.numpy(), np.linalg.inv(cov), rtol=1e-8, atol=1e-10)
 
 
+def test_relative_ridge_is_reg_times_mean_within_class_variance():
+    z, y = _data(seed=6)
+    _, cov, _ = _reference_fit(z, y, 3)
+    g = fit_class_gaussian(z, y, reg=0.1, relative=True, batch_size=50)
+    np.testing.assert_allclose(g.cov.numpy(), cov + 0.1 * np.trace(cov) / 5 * np.eye(5), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("batch_size", [1, 7, 64])
 def test_streamed_fit_equals_in_memory_fit(batch_size):
     # a large common offset makes naive Σ zzᵀ - N μμᵀ lose digits; Chan's update must not
@@ -109,3 +116,7 @@ def test_errors_name_the_argument():
         ClassGaussianStats(2, 3).update(np.zeros((4, 3)), np.array([0, 1, 2, 0]))
     with pytest.raises(ValueError, match="cov"):
         ClassGaussian.from_parameters(np.zeros((1, 2)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="counts"):
+        ClassGaussian.from_parameters(np.zeros((2, 2)), np.eye(2), counts=[3.0, 0.0])
+    with pytest.raises(ValueError, match="counts"):
+        ClassGaussian.from_parameters(np.zeros((2, 2)), np.eye(2), counts=[1.0, 1.0, 1.0])

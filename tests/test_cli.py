@@ -37,3 +37,43 @@ def test_parse_seeds():
     for bad in ("0", "x", "-2"):
         with pytest.raises(Exception, match="--seeds"):
             parse_seeds(bad)
+
+
+def test_bad_run_flags_name_the_flag_before_training(tmp_path, monkeypatch):
+    from ebm_ood.benchmark import runner
+
+    monkeypatch.setattr(runner, "run_one", lambda *a: pytest.fail("training started"))
+    with pytest.raises(SystemExit, match="--device: expected 'cpu', 'cuda'"):
+        main(["benchmark", "--quick", "--device", "gpu0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--threads: expected a positive integer, got 0"):
+        main(["benchmark", "--quick", "--threads", "0", "--out", str(tmp_path)])
+    monkeypatch.setenv("EBM_OOD_DATA", str(tmp_path / "empty-root"))
+    with pytest.raises(SystemExit, match=r"--dataset segment: .*python data_scripts/prepare.py segment"):
+        main(["benchmark", "--quick", "--dataset", "segment", "--out", str(tmp_path)])
+    for flags in (["--device", "gpu0"], ["--seeds", "0,-1"]):
+        with pytest.raises(SystemExit):
+            main(["experiment", "heat-beta", "--quick", "--out", str(tmp_path)] + flags)
+
+
+def test_parse_seeds_rejects_negative_and_repeated_seeds():
+    for bad in ("0,-1", "2,2", ","):
+        with pytest.raises(Exception, match="--seeds"):
+            parse_seeds(bad)
+
+
+def test_write_atomic_replaces_whole_files_and_leaves_nothing_on_failure(tmp_path):
+    from ebm_ood.atomic import write_atomic
+
+    path = tmp_path / "sub" / "r.json"
+    assert write_atomic(path, "old\n") == str(path) and path.read_text() == "old\n"
+    write_atomic(path, b"\x00new")
+    assert path.read_bytes() == b"\x00new"
+
+    def half_then_crash(fh):
+        fh.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_atomic(path, half_then_crash)
+    assert path.read_bytes() == b"\x00new"  # the old file is intact
+    assert sorted(p.name for p in path.parent.iterdir()) == ["r.json"]  # no temporary file left

@@ -249,6 +249,9 @@ def test_checkpoint_holds_the_replay_buffer_and_resume_is_exact(tmp_path):
     straight = CDDetector(_quick(train={"steps": 40, "eval_every": 10}), seed=2).fit(x)
     assert np.array_equal(resumed.score(x), straight.score(x))
     assert torch.equal(resumed.buffer_.buffer, straight.buffer_.buffer)
+    assert np.array_equal(straight.buffer_samples(5), straight.buffer_.buffer[:5].numpy())
+    with pytest.raises(ValueError, match="n: expected a positive integer"):
+        straight.buffer_samples(-1)
 
 
 # ----------------------------------------------------------------------------------------- configs, API
@@ -268,6 +271,8 @@ def test_full_preset_has_the_paper_hyperparameters_and_bad_values_are_named():
             CDDetector(CDConfig(), **bad)
     with pytest.raises(NotFittedError):
         CDDetector().score(np.zeros((2, 4), np.float32))
+    with pytest.raises(NotFittedError):
+        CDDetector().buffer_samples(4)
 
 
 def test_registered_in_the_elflein_benchmark_without_labels():

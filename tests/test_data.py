@@ -66,3 +66,12 @@ def test_nonnatural_sets_by_construction():
 def test_unknown_dataset_lists_valid_names():
     with pytest.raises(ValueError, match="digits"):
         get_dataset("nope")
+
+
+@pytest.mark.parametrize("name", ["digits", "tabular"])
+def test_every_array_has_its_documented_dtype(name):
+    d = get_dataset(name)
+    for x in (d.x_train, d.x_val, d.x_test, *(v.x for v in d.ood.values())):
+        assert x.dtype == np.float32 and x.shape[1:] == d.input_shape
+    for y in (d.y_train, d.y_val, d.y_test):
+        assert y.dtype == np.int64 and y.min() >= 0 and y.max() < d.num_classes

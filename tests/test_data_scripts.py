@@ -229,6 +229,21 @@ def test_download_resumes_from_part_and_renames_after_verify(tmp_path, monkeypat
     assert out.read_bytes() == payload and not (tmp_path / "d.bin.part").exists()
 
 
+def test_obtain_hashes_a_download_once_and_warns_once(tmp_path, monkeypatch):
+    payload = b"unverified payload" * 50
+    monkeypatch.setattr(dl.urllib.request, "urlopen", lambda req, timeout: FakeResponse(payload, 200, len(payload)))
+    hashed = []
+    digest = dl.file_digest
+    monkeypatch.setattr(dl, "file_digest", lambda path, algorithm="sha256": hashed.append(algorithm) or digest(path, algorithm))
+    logs = []
+    got = dl.obtain((dl.RawFile("u.bin", ("http://example.invalid/u.bin",)),), tmp_path, log=logs.append)
+    assert got == {"u.bin": hashlib.sha256(payload).hexdigest()} and hashed == ["sha256"]
+    assert sum("no checksum recorded" in m for m in logs) == 1
+    hashed.clear()
+    assert dl.obtain((dl.RawFile("u.bin", ()),), tmp_path, allow_download=False, log=logs.append) == got
+    assert hashed == ["sha256"]  # a file already there: verified, not downloaded
+
+
 def test_download_checksum_mismatch_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(dl.urllib.request, "urlopen", lambda req, timeout: FakeResponse(b"evil", 200, 4))
     raw = dl.RawFile("d.bin", ("http://example.invalid/d.bin",), sha256="1" * 64)
@@ -350,6 +365,8 @@ def test_prepare_image_folder_and_notmnist_png_folders(tmp_path):
 
     with pytest.raises(RawFolderMissing, match="textures: expected a folder of images.*robots.ox.ac.uk"):
         prepare("textures", tmp_path / "nothing", tmp_path / "root", log=lambda m: None)
+    with pytest.raises(ValueError, match="size: expected a positive number of pixels, got 0"):
+        prepare("textures", tmp_path / "nothing", tmp_path / "root", size=0, log=lambda m: None)
     (tmp_path / "dtd" / "banded").mkdir(parents=True)
     for k in range(3):
         Image.new("RGB", (64, 48), (10 * k, 20, 30)).save(tmp_path / "dtd" / "banded" / f"{k}.png")

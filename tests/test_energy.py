@@ -47,3 +47,5 @@ def test_bad_logits():
         energy_from_logits(torch.zeros(2, 2), temperature=0.0)
     with pytest.raises(ValueError, match="y"):
         joint_energy(torch.zeros(2, 2), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(TypeError, match="y"):
+        joint_energy(torch.zeros(2, 2), [0, 1])

@@ -136,10 +136,15 @@ def _check_table_json(data, labels):
 
 
 @pytest.mark.parametrize("name", list(QUICK))
-def test_quick_command_writes_well_formed_outputs(name, tmp_path):
+def test_quick_command_writes_well_formed_outputs(name, tmp_path, monkeypatch):
     assert name in EXPERIMENTS
     out = tmp_path / name
+    loads = []
+    monkeypatch.setattr(common, "get_dataset", lambda n: loads.append(n) or get_dataset(n))
+    common.load_dataset.cache_clear()
     assert main(["experiment", name, "--quick", "--steps", "3", "--methods", "SSM", "--out", str(out)] + QUICK[name]) == 0
+    common.load_dataset.cache_clear()
+    assert loads == ["digits"]  # flag checks, training and tables share one load
     base = FILES[name]
     data = json.loads((out / f"{base}.json").read_text())
     md = (out / f"{base}.md").read_text()
@@ -184,3 +189,35 @@ def test_bad_flags_fail_before_training(tmp_path):
         main(["experiment", "bottleneck", "--dataset", "tabular", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="--gammas"):
         main(["experiment", "gamma-sweep", "--gammas", "0,1", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--gammas: expected non-negative numbers"):
+        main(["experiment", "density-vs-norm", "--gammas", "0,nan", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--n-inputs: expected a positive integer, got 0"):
+        main(["experiment", "density-vs-norm", "--n-inputs", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--factors: expected factors in"):
+        main(["experiment", "bottleneck", "--factors", "0.2,1.5", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--device"):
+        main(["experiment", "supervision", "--device", "tpu", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--dataset: dataset: unknown name 'nope'; valid names: .*digits"):
+        main(["experiment", "heat-lambda", "--dataset", "nope", "--out", str(tmp_path)])
+
+
+def test_heat_experiments_fit_and_score_like_each_other(tmp_path, monkeypatch):
+    """heat-lambda and heat-lowdata go through the benchmark's fit_spec / evaluate_detector on the same
+    shared backbone, so GMM and HEAT-GMM (λ = 10, the default) on 100 % of the data agree exactly, and the
+    low-data models see less data while the backbone is trained once, on all of it."""
+    from ebm_ood.benchmark import methods
+
+    backbones = []
+    build_ce = methods.build_ce
+    monkeypatch.setattr(methods, "build_ce", lambda ctx: backbones.append(len(ctx.dataset.x_train)) or build_ce(ctx))
+    for name in ("heat-lambda", "heat-lowdata"):
+        assert main(["experiment", name, "--quick", "--out", str(tmp_path / name)]) == 0
+    assert backbones == [len(get_dataset("digits").x_train)] * 2  # one per command (one seed), on all the data
+    lam = json.loads((tmp_path / "heat-lambda" / "heat-lambda.json").read_text())
+    low = json.loads((tmp_path / "heat-lowdata" / "heat-lowdata.json").read_text())["models"]
+    assert low["GMM"]["1.0"] == lam["gmm"] and low["HEAT-GMM"]["1.0"] == lam["heat_gmm"]["10.0"]
+    assert low["GMM"]["0.25"] != low["GMM"]["1.0"]
+    per_set = lam["per_seed"]["gmm"][0]
+    assert set(per_set) == {"digits-89", "patches", "noise", "constant", "oodomain", "average"}  # no smoothness sets
+    assert per_set["average"]["auroc"] == pytest.approx(np.mean([v["auroc"] for k, v in per_set.items() if k != "average"]))
+    assert all(0 <= v["auroc"] <= 100 and 0 <= v["fpr95"] <= 100 for v in per_set.values())

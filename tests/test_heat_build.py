@@ -19,6 +19,44 @@ def _backbone_and_data(seed=0):
     return Backbone(net), x, y
 
 
+def test_backbone_features_match_the_network_and_run_it_once_per_dataset():
+    bb, x, _ = _backbone_and_data()
+    with torch.no_grad():
+        fmap = bb.net.feature_map(torch.as_tensor(x)).double().numpy().reshape(len(x), 64, -1)   # (N, C, H·W)
+        logits = bb.net(torch.as_tensor(x)).double().numpy()
+    calls = []
+    bb.net.feature_map = (lambda fm: lambda a: calls.append(len(a)) or fm(a))(bb.net.feature_map)
+    bb.batch_size = 32                                        # several batches
+    f = bb.extract(x)
+    np.testing.assert_allclose(f.z, fmap.mean(2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(f.z_std, fmap.std(2), rtol=1e-4, atol=1e-5)   # population std over H·W
+    np.testing.assert_allclose(f.logits, logits, rtol=1e-5, atol=1e-5)         # head(z) = the classifier
+    assert calls == [32, 32, 26]
+    assert bb.extract(x.copy()) is f and bb.extract(torch.as_tensor(x)) is f and calls == [32, 32, 26]
+    assert bb.extract(x[:10]) is not f and calls[3:] == [10]  # other content: extracted anew
+    with pytest.raises(ValueError, match="x"):
+        bb.extract(np.zeros(5, np.float32))
+
+
+def test_disk_cache_reuses_features_of_the_same_weights_only(tmp_path):
+    bb, x, _ = _backbone_and_data()
+    cached = Backbone(bb.net, cache_dir=str(tmp_path))
+    f = cached.extract(x)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [f"features-{cached.hash}-{files[0].split('-')[2]}"] and files[0].endswith(".npz")
+    calls = []
+    fresh = Backbone(bb.net, cache_dir=str(tmp_path))          # a later run: same weights, same inputs
+    fresh.net.feature_map = (lambda fm: lambda a: calls.append(len(a)) or fm(a))(fresh.net.feature_map)
+    g = fresh.extract(x)
+    assert calls == []                                          # read from disk, the network did not run
+    for a, b in ((f.z, g.z), (f.z_std, g.z_std), (f.logits, g.logits)):
+        np.testing.assert_array_equal(a, b)
+    other, _, _ = _backbone_and_data(seed=1)                    # other weights: another file, features anew
+    assert other.hash != cached.hash
+    assert not np.allclose(Backbone(other.net, cache_dir=str(tmp_path)).extract(x).z, f.z)
+    assert len(list(tmp_path.iterdir())) == 2
+
+
 def test_prior_detectors_on_raw_inputs_use_the_right_features():
     bb, x, y = _backbone_and_data()
     f = bb.extract(x)
@@ -72,3 +110,5 @@ def test_gmm_std_on_an_mlp_backbone_is_a_clear_error():
     net = build_network((4,), 3, mlp_width=8, depth=2)   # an MLP: no spatial feature map
     with pytest.raises(ValueError, match="GMM-std needs a conv backbone"):
         make_heat_detector(Backbone(net), "GMM-std")
+    with pytest.raises(ValueError, match="form"):
+        make_heat_detector(Backbone(net), "EL", form="papr")

@@ -11,7 +11,7 @@ from data_scripts.prepare import prepare  # noqa: E402
 from ebm_ood.data import NATURAL, NON_NATURAL, get_dataset  # noqa: E402
 from ebm_ood.data.paper_configs import PaperConfig, paper_config  # noqa: E402
 from ebm_ood.data.prepared import DatasetNotPreparedError  # noqa: E402
-from ebm_ood.data.store import write_dataset  # noqa: E402
+from ebm_ood.data.store import load_split, write_dataset  # noqa: E402
 
 CLASSES = ["BRICKFACE", "SKY", "FOLIAGE", "CEMENT", "WINDOW", "PATH", "GRASS"]
 
@@ -123,7 +123,7 @@ def _write_image_set(root, name, rng, shape=(1, 28, 28), n_train=100, n_test=10)
     return xtr, xte
 
 
-def test_fmnist_pairings_scaling_and_oodomain(tmp_path):
+def test_fmnist_pairings_scaling_and_oodomain(tmp_path, monkeypatch):
     rng = np.random.default_rng(2)
     _, fm_test = _write_image_set(tmp_path, "fmnist", rng)
     _, mn_test = _write_image_set(tmp_path, "mnist", rng)
@@ -139,9 +139,16 @@ def test_fmnist_pairings_scaling_and_oodomain(tmp_path):
     assert ds.ood_names(NON_NATURAL) == ["noise", "constant", "oodomain"]
     assert ds.meta["oodomain_source"] == "fmnist" and np.array_equal(ds.ood["oodomain"].x, fm_test)
     _, km_test = _write_image_set(tmp_path, "kmnist", rng)  # the paper's OODomain for FMNIST: KMNIST in [0, 255]
+    from ebm_ood.data import prepared
+
+    reads = []
+    monkeypatch.setattr(prepared, "load_split", lambda path: reads.append(path.parent.name + "/" + path.name)
+                        or load_split(path))
     with pytest.warns(UserWarning, match="notmnist"):
         ds = get_dataset("fmnist", data_root=tmp_path)
     assert ds.meta["oodomain_source"] == "kmnist" and np.array_equal(ds.ood["oodomain"].x, km_test)
+    np.testing.assert_allclose(ds.ood["kmnist"].x, km_test / 127.5 - 1.0, atol=1e-6)
+    assert sorted(reads) == ["fmnist/test.npz", "fmnist/train.npz", "kmnist/test.npz", "mnist/test.npz"]  # each once
     with pytest.raises(DatasetNotPreparedError, match="prepare.py notmnist"):
         get_dataset("fmnist", data_root=tmp_path, require_all_ood=True)
 

@@ -142,5 +142,14 @@ def test_detector_is_reproducible_and_validates_input():
     det = NormalizingFlowDetector(cfg, seed=1).fit(x)
     with pytest.raises(ValueError, match="x: expected samples of shape"):
         det.score(np.zeros((3, 5), np.float32))
+    np.testing.assert_array_equal(det.log_prob(x[:20]), -det.score(x[:20]))
+    with pytest.raises(ValueError, match="x: expected shape"):
+        det.log_prob(np.zeros((3, 5), np.float32))
+    with pytest.raises(ValueError, match="non-finite"):
+        det.log_prob(np.full((3, 2), np.nan, np.float32))
+    with pytest.raises(ValueError, match="bits_per_dim"):
+        det.bits_per_dim(x[:3])
     with pytest.raises(ValueError, match="preset"):
         flow_config("huge")
+    with pytest.raises(ValueError, match="kind"):
+        flow_config("quick", "text")

@@ -46,6 +46,9 @@ def test_reinit_frequency_matches_rho():
 def test_update_writes_exactly_the_given_slots():
     buf = ReplayBuffer((4,), capacity=50, generator=torch.Generator().manual_seed(2))
     before = buf.buffer.clone()
+    x, _ = buf.sample(8)
+    x += 1.0                                          # sample returns a copy: the buffer is untouched
+    assert torch.equal(buf.buffer, before)
     idx = torch.tensor([3, 17, 49, 0])
     new = torch.arange(16, dtype=torch.float32).view(4, 4) + 10
     buf.update(idx, new)
@@ -85,6 +88,8 @@ def test_same_generator_seed_same_draws_and_state_dict_round_trip():
     assert torch.equal(c.buffer, a.buffer)
     with pytest.raises(ValueError, match="capacity"):
         ReplayBuffer((3,), capacity=65).load_state_dict(a.state_dict())
+    with pytest.raises(ValueError, match="buffer"):
+        c.load_state_dict({k: v for k, v in a.state_dict().items() if k != "buffer"})
 
 
 def test_bad_constructor_arguments():

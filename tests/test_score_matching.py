@@ -10,7 +10,7 @@ from torch import nn
 from ebm_ood.errors import NotFittedError
 from ebm_ood.methods.score_matching import (
     SSMDetector, SmoothLeakyReLU, exact_score_matching_loss, model_score, random_projections,
-    sliced_score_matching_loss, ssm_config,
+    score_matching_network, sliced_score_matching_loss, ssm_config,
 )
 
 
@@ -153,6 +153,10 @@ def test_errors():
         model_score(lambda z: z, torch.zeros(2, 2, requires_grad=True))
     with pytest.raises(ValueError, match="preset"):
         ssm_config("huge")
+    with pytest.raises(ValueError, match="kind"):
+        ssm_config("quick", "text")
+    with pytest.raises(ValueError, match="input_shape"):
+        score_matching_network((2, 3), 1)
 
 
 def test_images_use_flattened_mlp_and_score_is_energy():

@@ -68,10 +68,10 @@ def _gaussian(dim, seed):
 
 @pytest.mark.parametrize("dim", [2, 10])
 def test_langevin_reaches_gaussian_target(dim, backend):
-    if backend == "twin" and dim == 10:
-        pytest.skip("the twin is checked on 2-D; it is bit-identical to the op (test_sgld_op.py)")
     """HEAT Eq. 4 on E(x) = ½ (x-μ)ᵀ Σ⁻¹ (x-μ): after burn-in the chains are N(μ, S), S the exact stationary
     covariance of the discretised chain (discrete Lyapunov equation, S -> Σ as η -> 0)."""
+    if backend == "twin" and dim == 10:
+        pytest.skip("the twin is checked on 2-D; it is bit-identical to the op (test_sgld_op.py)")
     mu, cov = _gaussian(dim, seed=dim)
     prec = np.linalg.inv(cov)
     eta, n_chains, T = 0.1, 2000, 300
@@ -120,16 +120,32 @@ def test_same_seed_same_samples_and_chain():
     assert len(chain) == 6 and torch.equal(chain[0], torch.ones(4, 3)) and torch.equal(chain[-1], a)
 
 
-def test_clamp_and_projection():
-    x = sgld(lambda x: x.sum(1), torch.zeros(50, 4), n_steps=3, step_size=0.5, noise_std=2.0, clamp=(-1.0, 1.0))
+def _relu_l2_numpy(z):
+    z = np.maximum(z, 0)
+    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+
+
+def test_clamp_and_projection(backend):
+    """Clamp after each update and projection after each step, against numpy chains with the op's noise."""
+    seed = ops.draw_seed(torch.Generator().manual_seed(4))
+    x = sgld(lambda x: x.sum(1), torch.zeros(50, 4), n_steps=3, step_size=0.5, noise_std=2.0, clamp=(-1.0, 1.0),
+             generator=torch.Generator().manual_seed(4))
     assert x.min() >= -1.0 and x.max() <= 1.0 and (x.abs() == 1.0).any()
+    ref = np.zeros((50, 4))
+    for t in range(3):                                  # ∇ Σ x = 1
+        ref = np.clip(ref - 0.5 + 2.0 * philox.normal(200, seed, t).double().numpy().reshape(50, 4), -1.0, 1.0)
+    np.testing.assert_allclose(x.numpy(), ref, rtol=0, atol=1e-5)
     z = torch.randn(30, 5)
-    ref = np.maximum(z.numpy(), 0)
-    ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
-    np.testing.assert_allclose(project_relu_l2(z).numpy(), ref, atol=1e-6)
-    out = sgld(lambda x: (x**2).sum(1), torch.rand(8, 5) + 0.5, n_steps=2, step_size=0.01, project=project_relu_l2)
+    np.testing.assert_allclose(project_relu_l2(z).numpy(), _relu_l2_numpy(z.numpy()), atol=1e-6)
+    x0 = torch.rand(8, 5) + 0.5
+    out = sgld(lambda x: (x**2).sum(1), x0, n_steps=2, step_size=0.01, project=project_relu_l2,
+               generator=torch.Generator().manual_seed(4))
     assert (out >= 0).all()
     np.testing.assert_allclose(out.norm(dim=1).numpy(), 1.0, atol=1e-5)
+    ref = x0.double().numpy()
+    for t in range(2):                                  # ∇ Σ x² = 2x
+        ref = _relu_l2_numpy(ref - 0.01 * 2 * ref + 0.01 * philox.normal(40, seed, t).double().numpy().reshape(8, 5))
+    np.testing.assert_allclose(out.numpy(), ref, rtol=0, atol=1e-5)
 
 
 def test_class_conditional_energy_is_minus_selected_logit():
@@ -185,5 +201,11 @@ def test_bad_arguments():
         sgld(lambda x: x**2, torch.zeros(2, 2), n_steps=1)
     with pytest.raises(TypeError, match="x0"):
         sgld(e, np.zeros((2, 2)), n_steps=1)
+    with pytest.raises(TypeError, match="x0"):
+        sgld(e, torch.zeros(2, 2, dtype=torch.float16), n_steps=1)
+    with pytest.raises(ValueError, match="step_end"):
+        sgld(e, torch.zeros(2, 2), n_steps=3, form="langevin", schedule="linear", step_end=-0.1)
+    with pytest.raises(ValueError, match="noise_std"):
+        sgld(e, torch.zeros(2, 2), n_steps=1, noise_std=-1.0)
     with pytest.raises(ValueError, match="clamp"):
         sgld(e, torch.zeros(2, 2), n_steps=1, clamp=(1.0, -1.0))

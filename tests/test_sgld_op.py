@@ -12,6 +12,7 @@ import scipy.stats as st
 import torch
 
 from ebm_ood.sampling import ops, philox
+from ebm_ood.sampling.build_flags import NVCC_FLAGS
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_ext = pytest.mark.skipif(ops.backend() != "extension", reason="fused op not built (no compiler)")
@@ -147,10 +148,11 @@ def test_falls_back_to_twin_with_one_warning_without_compiler(tmp_path):
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
 def test_cuda_kernel_compiles_with_nvcc(tmp_path):
-    """`nvcc -c` of the CUDA kernel works on a machine without a GPU (raw pointers, CUDA runtime only)."""
+    """`nvcc -c` of the CUDA kernel, with the build's flags, works on a machine without a GPU (raw pointers,
+    CUDA runtime only)."""
     out = tmp_path / "sgld_cuda.o"
     r = subprocess.run(["nvcc", "-c", str(ROOT / "csrc" / "sgld_cuda.cu"), "-o", str(out), "-std=c++17",
-                        "-O3", "--fmad=false", f"-I{ROOT / 'csrc'}", "-Xcompiler", "-fPIC"],
+                        *NVCC_FLAGS, f"-I{ROOT / 'csrc'}", "-Xcompiler", "-fPIC"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert out.stat().st_size > 0

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ebm_ood.errors import DivergenceError
-from ebm_ood.training import TrainConfig, train
+from ebm_ood.training import TrainConfig, batched_mean, check_preset, train
 
 
 def _regression(seed=0):
@@ -118,3 +118,75 @@ def test_resume_equals_uninterrupted(tmp_path):
     run(20, ck)  # "interrupted" after 20 steps, checkpoint written at step 20
     resumed = run(40, ck)
     assert torch.equal(full.weight, resumed.weight) and torch.equal(full.bias, resumed.bias)
+
+
+def test_early_stopping_after_patience_validations_without_gain():
+    torch.manual_seed(0)
+    x, y = _regression()
+    net = nn.Linear(3, 1)
+    values = iter([1.0, 3.0, 2.0, 2.5, 9.0])  # best at step 20; steps 30 and 40 bring no gain -> stop at 40
+    seen = []
+
+    def validate():
+        seen.append(net.weight.detach().clone())
+        return next(values)
+
+    cfg = TrainConfig(steps=100, lr=0.01, eval_every=10, patience=2, progress=False)
+    hist = train({"net": net}, _step(net), x, y, cfg, name="es", validate=validate)
+    assert hist.stopped_early and hist.steps_done == 40 and len(seen) == 4
+    assert hist.best_step == 20 and hist.best_value == 3.0 and torch.equal(net.weight, seen[1])
+    assert [s for s, _ in hist.logs] == [10, 20, 30, 40]
+    other = nn.Linear(3, 1)
+    full = train({"net": other}, _step(other), x, y, TrainConfig(steps=25, eval_every=10, progress=False), name="n")
+    assert not full.stopped_early and full.steps_done == 25 and [s for s, _ in full.logs] == [10, 20, 25]
+
+
+def test_each_loss_updates_only_its_own_optimizer_group():
+    # L_a = a·b trains only a, L_b = -a·b only b. Adam's first step moves a parameter by lr·sign(gradient):
+    # ∂L_a/∂a = b > 0 and ∂L_b/∂b = -a < 0. Summing the losses into both would give zero gradients.
+    a, b = nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        a.weight.fill_(2.0), b.weight.fill_(3.0)
+
+    def step(xb, yb, s):
+        prod = (a.weight * b.weight).sum()
+        return {"a": prod, "b": -prod}, {}
+
+    train({"a": a, "b": b}, step, torch.zeros(4, 1), None, TrainConfig(steps=1, lr=0.1, progress=False, lrs={"b": 0.2}),
+          name="groups", groups={"a": ["a"], "b": ["b"]})
+    assert a.weight.item() == pytest.approx(1.9, abs=1e-6) and b.weight.item() == pytest.approx(3.2, abs=1e-6)
+
+
+def test_bad_configs_and_inputs_are_named():
+    x, y = _regression()
+    net = nn.Linear(3, 1)
+    for bad, name in [({"eval_every": 0}, "eval_every"), ({"batch_size": 0}, "batch_size"), ({"steps": -1}, "steps"),
+                      ({"lr": 0.0}, "lr"), ({"patience": 0}, "patience"), ({"lrs": {"gen": 1e-3}}, "lrs")]:
+        with pytest.raises(ValueError, match=name):
+            train({"net": net}, _step(net), x, y, TrainConfig(progress=False, **bad), name="bad")
+    with pytest.raises(ValueError, match="y: expected 256 labels"):
+        train({"net": net}, _step(net), x, y[:-1], TrainConfig(steps=1, progress=False), name="bad")
+    with pytest.raises(ValueError, match="groups"):
+        train({"net": net}, _step(net), x, y, TrainConfig(steps=1, progress=False), name="bad", groups={"main": ["nte"]})
+    with pytest.raises(ValueError, match="step_fn"):
+        train({"net": net}, lambda xb, yb, s: ({"gen": net(xb).mean()}, {}), x, y, TrainConfig(steps=1, progress=False),
+              name="bad")
+
+
+def test_batched_mean_equals_the_mean_over_all_samples():
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(103, 4, generator=g), torch.randn(103, generator=g)
+    fn = lambda xb, wb: (xb ** 2).sum(1) * wb
+    for bs in (1, 10, 103, 500):
+        assert batched_mean(fn, x, w, batch_size=bs) == pytest.approx(float(((x ** 2).sum(1) * w).double().mean()), abs=1e-6)
+    with pytest.raises(ValueError, match="at least one sample"):
+        batched_mean(fn, x[:0], w[:0], batch_size=4)
+
+
+def test_check_preset_names_the_argument():
+    check_preset("quick", "tabular")
+    check_preset("full")
+    with pytest.raises(ValueError, match="preset"):
+        check_preset("huge", "image")
+    with pytest.raises(ValueError, match="kind"):
+        check_preset("quick", "text")

@@ -217,3 +217,7 @@ def test_images_and_errors():
         VERADetector(quick(n_importance=0))
     with pytest.raises(ValueError, match="preset"):
         vera_config("huge")
+    with pytest.raises(ValueError, match="kind"):
+        vera_config("quick", "text")
+    with pytest.raises(ValueError, match="n: expected a positive integer"):
+        det.sample(0)

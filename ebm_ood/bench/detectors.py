@@ -8,8 +8,7 @@ features of dimension 512 (float32, as a backbone returns them), and a nearest-m
 ``score`` of the 10k test features, starting from the features (MSP / MaxLogit include the head's
 matmul; ODIN perturbs the head's input, i.e. its cost here is head forward + backward + forward, not
 the backbone's as in the paper). Reported: the median over ``--repeats`` runs after one warm-up, and
-the ratio to MSP (the cheapest score: one matmul and a softmax). HEAT's parts come from :mod:`ebm_ood.heat` when it is
-importable; otherwise they are skipped with a note.
+the ratio to MSP (the cheapest score: one matmul and a softmax). HEAT's parts: :mod:`ebm_ood.bench.heat_parts`.
 """
 from __future__ import annotations
 
@@ -22,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from ebm_ood.bench import heat_parts
 from ebm_ood.detectors import DICE, KNN, MSP, ODIN, MaxLogit, Mahalanobis, ReAct, SSDPlus, ViM
 
 
@@ -87,25 +87,12 @@ def detector_timers(z_train, y_train, z_test, w, b) -> dict:
     return timers
 
 
-def heat_timers(z_train, y_train, z_test, w, b) -> tuple[dict, list[str]]:
-    """HEAT's parts (prior energies, the residual MLP forward, the composition), when importable."""
-    try:
-        from ebm_ood.bench import heat_parts
-    except ImportError as err:
-        return {}, [f"HEAT parts skipped: {err}"]
-    try:
-        return heat_parts.timers(z_train, y_train, z_test, w, b), []
-    except (ImportError, AttributeError) as err:
-        return {}, [f"HEAT parts skipped: ebm_ood.heat does not provide them yet ({err})"]
-
-
 def run_bench(cfg: BenchConfig, log=None) -> dict:
     """``{"config", "torch_threads", "rows": [{"name", "seconds", "ms_per_10k", "cpu_ms_per_10k",
-    "ratio_to_msp", "cpu_ratio_to_msp"}], "notes": [...]}``."""
+    "ratio_to_msp", "cpu_ratio_to_msp"}]}``."""
     z_train, y_train, z_test, w, b = synthetic_features(cfg)
     timers = detector_timers(z_train, y_train, z_test, w, b)
-    extra, notes = heat_timers(z_train, y_train, z_test, w, b)
-    timers.update(extra)
+    timers.update(heat_parts.timers(z_train, y_train, z_test, w, b))
     rows = []
     for name, fn in timers.items():
         sec, cpu = time_call(fn, cfg.repeats)
@@ -117,7 +104,7 @@ def run_bench(cfg: BenchConfig, log=None) -> dict:
     for r in rows:
         r["ratio_to_msp"] = r["seconds"] / base["seconds"]
         r["cpu_ratio_to_msp"] = r["cpu_ms_per_10k"] / max(base["cpu_ms_per_10k"], 1e-12)
-    return {"config": asdict(cfg), "torch_threads": torch.get_num_threads(), "rows": rows, "notes": notes}
+    return {"config": asdict(cfg), "torch_threads": torch.get_num_threads(), "rows": rows}
 
 
 def render_markdown(result: dict) -> str:
@@ -131,7 +118,6 @@ def render_markdown(result: dict) -> str:
     ]
     lines += [f"| {r['name']} | {r['ms_per_10k']:.2f} | {r['ratio_to_msp']:.1f} | {r['cpu_ms_per_10k']:.2f} | "
               f"{r['cpu_ratio_to_msp']:.1f} |" for r in result["rows"]]
-    lines += [""] + [f"Note: {n}" for n in result["notes"]] if result["notes"] else []
     return "\n".join(lines)
 
 

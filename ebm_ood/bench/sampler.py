@@ -3,7 +3,8 @@
 Run: ``ebm-ood bench sampler [--json] [--repeats 21]`` or ``python -m ebm_ood.bench.sampler``.
 
 1. One update ``x <- clamp(x - a g + b n)`` on float32 tensors of 1k ... 4M elements: the fused op
-   (``ebm_ood.sampling.ops.sgld_step_`` as the sampler calls it: Python checks + op) vs the plain
+   (``ebm_ood.sampling.ops.sgld_step_`` with its Python-side input checks, which the sampler runs on a
+   chain's first step only) vs the plain
    expression ``x.add_(g, alpha=-a).add_(torch.randn_like(x), alpha=b).clamp_(lo, hi)``. Median times,
    their ratio, and the op's memory throughput (reads x and g, writes x: 12 bytes/element) beside a
    plain copy's (8 bytes/element), the memory-bandwidth limit.
@@ -103,12 +104,9 @@ def bench_chains(repeats: int, n_steps: int = 100) -> list[dict]:
         net.eval()
         t_ours, b_ours = _times(ours, repeats)
         t_ref, b_ref = _times(jem_loop, repeats)
-        flags = [p.requires_grad for p in net.parameters()]
-        for p in net.parameters():
-            p.requires_grad_(False)
+        net.requires_grad_(False)            # as sgld(module=net) does; the nets above train all parameters
         t_floor, b_floor = _times(floor, repeats)
-        for p, f in zip(net.parameters(), flags):
-            p.requires_grad_(f)
+        net.requires_grad_(True)
         rows.append({"energy": name, "ours_ms": 1e3 * t_ours, "jem_ms": 1e3 * t_ref, "floor_ms": 1e3 * t_floor,
                      "overhead": t_ours / t_floor - 1.0, "jem_overhead": t_ref / t_floor - 1.0,
                      "overhead_best": b_ours / b_floor - 1.0})

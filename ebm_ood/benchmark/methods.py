@@ -2,6 +2,7 @@
 unfitted detector configured for ``ctx.preset`` and the dataset kind, and its :class:`MethodSpec`."""
 from __future__ import annotations
 
+import importlib
 import itertools
 
 from ebm_ood.benchmark.registry import MethodSpec, RunContext, register_method
@@ -25,30 +26,37 @@ register_method(MethodSpec("CE", build_ce, suites=("elflein",), uses_labels=True
 
 # --- Elflein's generative models: CD, SSM, VERA (§3) and the NF baseline ---------------------------
 # Each is unsupervised here (γ = 0); the supervised -S variants belong to the supervision experiment.
-def _generative(module: str, detector: str, config: str):
-    """``build(ctx)`` for ``module.detector(module.config(preset, kind))`` (imported on first use)."""
-    def build(ctx: RunContext):
-        import importlib
+GENERATIVE = {  # table name -> (module, detector class, config preset function ``config(preset, kind)``, description)
+    "CD": ("ebm_ood.methods.contrastive_divergence", "CDDetector", "cd_config",
+           "EBM by persistent contrastive divergence, SGLD + replay buffer, energy score"),
+    "SSM": ("ebm_ood.methods.score_matching", "SSMDetector", "ssm_config",
+            "EBM by sliced score matching (SSM-VR, Rademacher projections), energy score"),
+    "VERA": ("ebm_ood.methods.vera", "VERADetector", "vera_config",
+             "EBM trained against a generator with an entropy-gradient estimator, energy score"),
+    "NF": ("ebm_ood.methods.flows", "NormalizingFlowDetector", "flow_config",
+           "normalizing flow, -log p(x): 20 radial layers (tabular) / Glow (images)"),
+}
 
-        mod = importlib.import_module(module)
-        cfg = getattr(mod, config)(ctx.preset, ctx.dataset.kind)
-        return getattr(mod, detector)(cfg, device=ctx.device, seed=ctx.seed)
+
+def generative(name: str):
+    """``(detector class, config preset function)`` of the generative method ``name`` (imported on first
+    use); the experiments build their EBMs from the same pair."""
+    module, detector, config, _ = GENERATIVE[name]
+    mod = importlib.import_module(module)
+    return getattr(mod, detector), getattr(mod, config)
+
+
+def _build_generative(name: str):
+    """``build(ctx)``: the method's detector with its config for ``ctx.preset`` and the dataset kind."""
+    def build(ctx: RunContext):
+        cls, config = generative(name)
+        return cls(config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
     return build
 
 
-_GENERATIVE = [
-    ("CD", "ebm_ood.methods.contrastive_divergence", "CDDetector", "cd_config",
-     "EBM by persistent contrastive divergence, SGLD + replay buffer, energy score"),
-    ("SSM", "ebm_ood.methods.score_matching", "SSMDetector", "ssm_config",
-     "EBM by sliced score matching (SSM-VR, Rademacher projections), energy score"),
-    ("VERA", "ebm_ood.methods.vera", "VERADetector", "vera_config",
-     "EBM trained against a generator with an entropy-gradient estimator, energy score"),
-    ("NF", "ebm_ood.methods.flows", "NormalizingFlowDetector", "flow_config",
-     "normalizing flow, -log p(x): 20 radial layers (tabular) / Glow (images)"),
-]
-for _name, _module, _detector, _config, _desc in _GENERATIVE:
-    register_method(MethodSpec(_name, _generative(_module, _detector, _config), suites=("elflein",),
-                               uses_labels=False, description=_desc))
+for _name, (*_, _desc) in GENERATIVE.items():
+    register_method(MethodSpec(_name, _build_generative(_name), suites=("elflein",), uses_labels=False,
+                               description=_desc))
 
 
 # --- Post-hoc baselines (HEAT Table 4), all on the shared CE classifier ------------------------------

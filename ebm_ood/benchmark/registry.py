@@ -58,22 +58,17 @@ def _load() -> None:
     importlib.import_module("ebm_ood.benchmark.methods")
 
 
-def all_methods() -> list[MethodSpec]:
-    _load()
-    return list(_METHODS.values())
-
-
 def methods_for(suite: str, names: list[str] | None = None) -> list[MethodSpec]:
-    """Methods of ``suite`` ("elflein", "heat" or "all"), optionally restricted to ``names``
-    (case-insensitive); unknown names list the valid ones."""
+    """Every method of ``suite`` ("elflein", "heat" or "all") in table order; or, with ``names``, those
+    methods (case-insensitive, from any suite, in the given order, each once). Unknown names list the
+    valid ones."""
     _load()
     if suite not in SUITES + ("all",):
         raise ValueError(f"suite: unknown {suite!r}; valid: {', '.join(SUITES + ('all',))}")
     pool = [m for m in _METHODS.values() if suite == "all" or suite in m.suites]
     if not names:
         return pool
-    by_name = {m.name.lower(): m for m in _METHODS.values()}
-    unknown = [n for n in names if n.lower() not in by_name]
+    unknown = [n for n in names if n.lower() not in _METHODS]
     if unknown:
         raise ValueError(f"methods: unknown {', '.join(unknown)}; valid: {', '.join(m.name for m in _METHODS.values())}")
-    return [by_name[n.lower()] for n in names]
+    return list({n.lower(): _METHODS[n.lower()] for n in names}.values())

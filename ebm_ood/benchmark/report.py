@@ -4,17 +4,18 @@ from __future__ import annotations
 from ebm_ood.benchmark.tables import METRIC_LABELS, elflein_table, heat_table, timing_table
 
 
-def render_markdown(results: dict, timings: dict, groups: dict, specs, args, total_seconds: float) -> str:
+def render_markdown(results: dict, timings: dict, groups: dict, specs, *, preset: str, seeds, metric: str,
+                    total_seconds: float) -> str:
+    """``results``/``timings`` of :func:`~ebm_ood.benchmark.runner.run_benchmark`; ``groups``: {dataset:
+    {ood_set: group}}; ``metric``: the Elflein tables' metric (a key of ``METRIC_LABELS``)."""
     suites = {s.name: s.suites for s in specs}
-    seeds = ",".join(map(str, args.seeds))
-    preset = "quick" if args.quick else "full" if args.full else "default"
-    parts = [f"# ebm-ood benchmark (preset {preset}, seeds {seeds})", ""]
+    parts = [f"# ebm-ood benchmark (preset {preset}, seeds {','.join(map(str, seeds))})", ""]
     for dataset, per_method in results.items():
         ell = {m: r for m, r in per_method.items() if "elflein" in suites.get(m, ())}
         heat = {m: r for m, r in per_method.items() if "heat" in suites.get(m, ())}
         if ell:
-            parts += [f"## {dataset}: {METRIC_LABELS[args.metric]} (%) — Elflein Table 1 style", "",
-                      elflein_table(ell, groups[dataset], args.metric), ""]
+            parts += [f"## {dataset}: {METRIC_LABELS[metric]} (%) — Elflein Table 1 style", "",
+                      elflein_table(ell, groups[dataset], metric), ""]
         if heat:
             parts += [f"## {dataset}: FPR95 ↓ / AUROC ↑ (%) — HEAT Table 1 style (near = natural, far = non-natural)", "",
                       heat_table(heat, groups[dataset]), ""]

@@ -27,10 +27,11 @@ class CellResult:
     error: str | None = None
 
 
-def evaluate_detector(detector, dataset: OODDataset) -> dict[str, dict[str, float]]:
-    """Score the ID test set and every OOD set; all metrics per OOD set."""
+def evaluate_detector(detector, dataset: OODDataset, ood_names: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Score the ID test set and every OOD set (or only ``ood_names``): ``{ood_set: all_metrics}``."""
     s_id = detector.score(dataset.x_test)
-    return {name: all_metrics(s_id, detector.score(ood.x)) for name, ood in dataset.ood.items()}
+    names = dataset.ood_names() if ood_names is None else ood_names
+    return {name: all_metrics(s_id, detector.score(dataset.ood[name].x)) for name in names}
 
 
 def fit_spec(spec: MethodSpec, ctx: RunContext):
@@ -74,25 +75,31 @@ def aggregate(cells: list[CellResult]) -> dict:
     return out
 
 
-def run_benchmark(datasets: list[str], specs: list[MethodSpec], seeds: list[int], preset: str = "default",
-                  device: str = "cpu", log=print) -> tuple[dict, dict]:
-    """Returns ``(results, timings)``: results ``{dataset: {method: {ood_set: {metric: mean, metric_std:
-    std}}}}`` and timings ``{dataset: {method: seconds summed over seeds}}``."""
-    results, timings, loaded = {}, {}, {}
-    for name in datasets:
-        loaded[name] = get_dataset(name)
-    for name in datasets:
-        d = loaded[name]
-        applicable = [s for s in specs if d.kind in s.kinds]
-        cells: dict[str, list[CellResult]] = {s.name: [] for s in applicable}
-        for seed in seeds:
-            ctx = RunContext(dataset=d, seed=seed, preset=preset, device=device)
-            for spec in applicable:
-                cell = run_one(spec, ctx)
-                cells[spec.name].append(cell)
-                status = cell.error or "ok"
-                log(f"[{name} seed={seed}] {spec.name}: {cell.seconds:.1f} s ({status})")
-        results[name] = {m: aggregate(c) for m, c in cells.items()}
-        timings[name] = {m: float(sum(x.seconds for x in c)) for m, c in cells.items()}
-    return results, timings
+def run_specs(dataset: OODDataset, specs: list[MethodSpec], seeds, preset: str = "default", device: str = "cpu",
+              log=print) -> tuple[dict, dict]:
+    """Every spec on every seed of one dataset (one :class:`RunContext` per seed, so shared pieces such as
+    the CE classifier are trained once per seed). Returns ``(results, timings)``: ``{method: aggregate}``
+    and ``{method: seconds summed over seeds}``. The benchmark and the experiments run through here."""
+    cells: dict[str, list[CellResult]] = {s.name: [] for s in specs}
+    for seed in seeds:
+        ctx = RunContext(dataset=dataset, seed=seed, preset=preset, device=device)
+        for spec in specs:
+            cell = run_one(spec, ctx)
+            cells[spec.name].append(cell)
+            log(f"[{dataset.name} seed={seed}] {spec.name}: {cell.seconds:.1f} s ({cell.error or 'ok'})")
+    return ({m: aggregate(c) for m, c in cells.items()},
+            {m: float(sum(x.seconds for x in c)) for m, c in cells.items()})
 
+
+def run_benchmark(datasets: list[str | OODDataset], specs: list[MethodSpec], seeds: list[int], preset: str = "default",
+                  device: str = "cpu", log=print) -> tuple[dict, dict]:
+    """``datasets``: registered names or loaded datasets (every name is loaded before any training).
+    Returns ``(results, timings)``: results ``{dataset: {method: {ood_set: {metric: mean, metric_std:
+    std}}}}`` and timings ``{dataset: {method: seconds summed over seeds}}``; each dataset runs only the
+    specs whose ``kinds`` include its kind."""
+    loaded = [get_dataset(d) if isinstance(d, str) else d for d in datasets]
+    results, timings = {}, {}
+    for d in loaded:
+        applicable = [s for s in specs if d.kind in s.kinds]
+        results[d.name], timings[d.name] = run_specs(d, applicable, seeds, preset, device, log)
+    return results, timings

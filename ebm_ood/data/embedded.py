@@ -37,8 +37,7 @@ def stratified_split(x: np.ndarray, y: np.ndarray, fractions: tuple[float, float
 def _photo_patches(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` random ``size x size`` grayscale patches of sklearn's sample photos, downscaled 4x so a patch
     holds texture rather than a flat colour; returned in [0, 255] as float32 (n, 1, size, size)."""
-    patches = []
-    smalls = []
+    patches, smalls = [], []
     for photo in load_sample_images().images:
         img = photo.astype(np.float32).mean(axis=2)  # (H, W) grayscale
         h, w = (img.shape[0] // 4) * 4, (img.shape[1] // 4) * 4
@@ -69,7 +68,6 @@ def load_digits_dataset(seed: int = 0, n_ood: int = 500) -> OODDataset:
     }
     for k in SMOOTH_POOL_SIZES:
         ood[f"smooth-{k}"] = OODSet(smoothness_set(n_ood, shape, k, rng), SMOOTHNESS)
-    ood = {k: OODSet(v.x.astype(np.float32), v.group) for k, v in ood.items()}
     return OODDataset(
         name="digits", kind="image",
         x_train=scale(x_tr), y_train=y_tr, x_val=scale(x_va), y_val=y_va, x_test=scale(x_te_raw), y_test=y_te,

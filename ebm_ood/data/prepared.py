@@ -75,7 +75,7 @@ def _load(name: str, split: str, root) -> tuple[np.ndarray, np.ndarray, dict]:
 
 def to_unit_range(x: np.ndarray) -> np.ndarray:
     """Pixels [0, 255] -> [-1, 1], float32."""
-    return (x.astype(np.float32) / 127.5 - 1.0).astype(np.float32)
+    return x.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
 def load_tabular(name: str, seed: int = 0, data_root=None, split_seed: int = 0) -> OODDataset:
@@ -112,12 +112,13 @@ def load_image(name: str, seed: int = 0, data_root=None, split_seed: int = 0, va
     x_tr, x_va, y_tr, y_va = train_test_split(x_all, y_all, test_size=val_fraction, stratify=y_all,
                                               random_state=split_seed)
     shape, pairing = tuple(x_tr.shape[1:]), PAIRINGS[name]
-    ood, missing = {}, {}
+    ood, missing, raw_tests = {}, {}, {name: x_test_raw}  # raw_tests: each test split read once
     for other in pairing.ood:
         if not is_prepared(other, data_root):
             missing[other] = prepare_command(other)
             continue
-        ood[other] = OODSet(to_unit_range(_checked_test(other, shape, name, data_root)), NATURAL)
+        raw_tests[other] = _checked_test(other, shape, name, data_root)
+        ood[other] = OODSet(to_unit_range(raw_tests[other]), NATURAL)
     if missing:
         msg = f"{name}: OOD sets not prepared (skipped): " + "; ".join(missing.values())
         if require_all_ood:
@@ -128,7 +129,7 @@ def load_image(name: str, seed: int = 0, data_root=None, split_seed: int = 0, va
     ood["noise"] = OODSet(noise_set(n, shape, rng), NON_NATURAL)
     ood["constant"] = OODSet(constant_set(n, shape, rng), NON_NATURAL)
     src = pairing.oodomain if pairing.oodomain and is_prepared(pairing.oodomain, data_root) else name
-    raw = x_test_raw if src == name else _checked_test(src, shape, name, data_root)
+    raw = raw_tests[src] if src in raw_tests else _checked_test(src, shape, name, data_root)
     ood["oodomain"] = OODSet(raw.astype(np.float32), NON_NATURAL)  # [0, 255]: deliberately not normalised
     return OODDataset(
         name=name, kind="image", x_train=to_unit_range(x_tr), y_train=y_tr, x_val=to_unit_range(x_va), y_val=y_va,

@@ -18,7 +18,7 @@ NATURAL, NON_NATURAL = "natural", "non-natural"
 @dataclass
 class OODSet:
     x: np.ndarray  # (M, *input_shape) float32
-    group: str  # NATURAL or NON_NATURAL
+    group: str  # NATURAL, NON_NATURAL, or another tag (e.g. the embedded digits' "smoothness" sets)
 
 
 @dataclass

@@ -13,9 +13,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
 
-from ebm_ood.detectors.linear_head import HeadDetector, logits_of
+from ebm_ood.detectors.linear_head import HeadDetector, energy_score, logits_of
 
 
 def default_principal_dim(d: int) -> int:
@@ -69,4 +68,4 @@ class ViM(HeadDetector):
 
     def _score(self, x):
         self.check_features(x)
-        return self.alpha_ * self.residual_norm(x) - logsumexp(logits_of(x, self.weight, self.bias), axis=1)
+        return self.alpha_ * self.residual_norm(x) + energy_score(logits_of(x, self.weight, self.bias))

@@ -4,6 +4,9 @@ Elflein et al. 2021, §4.2–4.3 and App. A: ``supervision`` (Exp. 2, Table 2), 
 ``density-vs-norm`` (Fig. 2), ``embeddings`` (Exp. 3, Table 3), ``bottleneck`` (Exp. 4, Tables 4/7),
 ``smoothness`` (Exp. 5, Fig. 4), ``samples`` (Exp. 6, Fig. 5). Each module exposes
 ``add_arguments(parser)``, ``run(args) -> int`` and a dataclass config + ``run_experiment(config)`` for
-use from Python (tutorial 08). The CLI names are listed in ``ebm_ood.cli.EXPERIMENTS``.
-"""
+use from Python (tutorial 08); what they share is in :mod:`ebm_ood.experiments.common`.
 
+Lafon et al. 2023 (HEAT): ``heat-lambda`` (Fig. 3a), ``heat-beta`` (Fig. 3b, Table 3), ``heat-lowdata``
+(Fig. 4); each exposes ``add_arguments(parser)`` and ``run(args) -> int``, sharing
+:mod:`ebm_ood.experiments.heat_common`. The CLI names are listed in ``ebm_ood.cli.EXPERIMENTS``.
+"""

@@ -22,10 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ebm_ood.benchmark.tables import elflein_table
-from ebm_ood.data.registry import NATURAL, NON_NATURAL, get_dataset
+from ebm_ood.data.registry import NATURAL, NON_NATURAL
 from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, groups_of,
-                                        improvement_by_group, improvement_table, run_cells, settings_from_args,
-                                        supports)
+                                        improvement_by_group, improvement_table, load_dataset, parse_floats,
+                                        run_cells, settings_from_args, supports)
 
 NAME = "bottleneck"
 FACTORS = (0.05, 0.1, 0.2, 1.0)
@@ -56,7 +56,7 @@ def run_experiment(cfg: BottleneckConfig, log=None) -> dict:
     grid = (None,) + tuple(cfg.factors)
     specs = [ebm_spec(label(m, f), m, s, **method_overrides(m, f)) for m in s.methods for f in grid]
     results = run_cells(s, specs, log)
-    groups = groups_of(get_dataset(s.dataset))
+    groups = groups_of(load_dataset(s.dataset))
     sweep = {m: {f"{f:g}": improvement_by_group(results[label(m, f)], results[label(m, None)], groups)
                  for f in cfg.factors} for m in s.methods}
     key = f"{cfg.table4_factor:g}"
@@ -88,11 +88,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    try:
-        factors = tuple(float(f) for f in args.factors.split(",") if f.strip())
-    except ValueError:
-        raise SystemExit(f"error: --factors: expected a comma list of numbers, got {args.factors!r}") from None
-    if not factors or not all(0 < f <= 1 for f in factors):
-        raise SystemExit(f"error: --factors: expected factors in (0, 1], got {args.factors!r}")
+    factors = parse_floats(args.factors, "--factors", lambda f: 0 < f <= 1, "factors in (0, 1]")
     data = run_experiment(BottleneckConfig(settings_from_args(args, image_only=True), factors))
     return finish(args.out, NAME, render(data), data)

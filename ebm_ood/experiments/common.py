@@ -2,9 +2,9 @@
 
 * the EBM methods by table name (CD, SSM, VERA) and their configs: the benchmark's preset
   (``cd_config(preset, kind)`` …) with experiment overrides such as ``gamma`` or ``bottleneck``;
-* the seeds loop, built on the benchmark runner (:func:`~ebm_ood.benchmark.runner.run_one`,
-  :func:`~ebm_ood.benchmark.runner.aggregate`): one :class:`RunContext` per seed, so the CE classifier
-  of the ``-E`` methods is trained once per (dataset, seed);
+* the seeds loop: the benchmark runner's (:func:`~ebm_ood.benchmark.runner.run_specs`): one
+  :class:`RunContext` per seed, so the CE classifier of the ``-E`` methods is trained once per
+  (dataset, seed); the dataset is loaded once per process (:func:`load_dataset`);
 * the "% improvement in AUC-PR" of Tables 2–4 (:func:`percent_improvement`, :func:`group_improvement`);
 * writing results: Markdown + JSON atomically, a PNG only when matplotlib imports (else the data and a
   hint: ``pip install -e ".[plots]"``).
@@ -12,28 +12,24 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
 
 from ebm_ood import plotting
+from ebm_ood.benchmark.methods import generative
 from ebm_ood.benchmark.registry import MethodSpec, RunContext
-from ebm_ood.benchmark.runner import aggregate, run_one
-from ebm_ood.cli import add_threads_argument, apply_threads, check_out_dir, parse_seeds, write_atomic
+from ebm_ood.benchmark.runner import run_specs
+from ebm_ood.atomic import write_atomic
+from ebm_ood.cli import add_run_arguments, check_run_arguments, log_stderr, preset_of
 from ebm_ood.data.registry import NATURAL, NON_NATURAL, OODDataset, get_dataset
 
-# table name -> (module, detector class, config preset function); each config has a ``gamma`` field
-EBM_METHODS = {
-    "CD": ("ebm_ood.methods.contrastive_divergence", "CDDetector", "cd_config"),
-    "SSM": ("ebm_ood.methods.score_matching", "SSMDetector", "ssm_config"),
-    "VERA": ("ebm_ood.methods.vera", "VERADetector", "vera_config"),
-}
+EBM_METHODS = ("CD", "SSM", "VERA")  # the benchmark's generative methods whose configs have a ``gamma`` field
 QUICK_STEPS = 30  # --quick: the methods' "quick" preset, at most this many training steps
 # --quick also shrinks what the methods' quick presets leave at full size (fields a method lacks are skipped)
 QUICK_OVERRIDES = {"CD": {"conditional_sgld_steps": 5}, "SSM": {"val_projections": 1}, "VERA": {"n_importance": 5}}
@@ -45,32 +41,46 @@ class Settings:
     """What every experiment is run on and with."""
 
     dataset: str = "digits"  # registered dataset name (``ebm-ood datasets``)
-    methods: tuple[str, ...] = ("CD", "SSM", "VERA")  # EBM methods (keys of EBM_METHODS)
+    methods: tuple[str, ...] = ("CD", "SSM", "VERA")  # EBM methods (of EBM_METHODS)
     seeds: tuple[int, ...] = (0,)  # one model per seed; tables average over seeds
     preset: str = "default"  # the methods' preset: "quick" | "default" | "full"
     steps: int | None = None  # override every EBM's training steps (None: the preset's)
     device: str = "cpu"
 
 
+@lru_cache(maxsize=1)
+def load_dataset(name: str) -> OODDataset:
+    """``get_dataset(name)``, loaded once per process for the experiments (flag checks, training and
+    tables all read the same object; nothing here modifies it)."""
+    return get_dataset(name)
+
+
 # ------------------------------------------------------------------------------------------- flags
 def add_common_arguments(p: argparse.ArgumentParser, name: str, methods: tuple[str, ...] = ("CD", "SSM", "VERA"),
                          dataset: str = "digits", gamma: bool = False) -> None:
-    """``--dataset --methods --seeds --quick/--full --steps --device --threads --out`` (out:
-    results/experiments/<name>), and ``--gamma`` with ``gamma=True``."""
+    """``--dataset --methods --steps`` and the flags of every training command (``--seeds --quick/--full
+    --device --threads --out``, out: results/experiments/<name>), and ``--gamma`` with ``gamma=True``."""
     p.add_argument("--dataset", default=dataset, help=f"dataset name (default: {dataset})")
     p.add_argument("--methods", default=",".join(methods), help=f"comma-separated EBM methods of {', '.join(EBM_METHODS)} "
                    f"(default: {','.join(methods)})")
-    p.add_argument("--seeds", type=parse_seeds, default=[0], help="number of seeds or a comma list (default: 1)")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help=f"tiny settings (seconds): quick presets, <= {QUICK_STEPS} steps")
-    size.add_argument("--full", action="store_true", help="the paper's hyperparameters (hours on a CPU)")
     p.add_argument("--steps", type=int, default=None, help="override every EBM's training steps")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    add_threads_argument(p)
-    p.add_argument("--out", default=os.path.join("results", "experiments", name), help="output folder")
+    add_run_arguments(p, os.path.join("results", "experiments", name),
+                      f"tiny settings (seconds): quick presets, <= {QUICK_STEPS} steps")
     if gamma:  # experiments that compare an unsupervised EBM with its supervised (-S) version
         p.add_argument("--gamma", type=float, default=1.0, help="weight γ of the CE term of the supervised "
                        "models (default 1, Elflein App. A)")
+
+
+def dataset_from_args(args, image_only: bool = False) -> OODDataset:
+    """The ``--dataset`` (loaded once, :func:`load_dataset`); unknown, unprepared or (``image_only``)
+    tabular datasets are errors naming the flag."""
+    try:
+        d = load_dataset(args.dataset)
+    except (ValueError, FileNotFoundError) as err:  # unknown name (lists the valid ones) or not prepared
+        raise SystemExit(f"error: --dataset: {err}")
+    if image_only and d.kind != "image":
+        raise SystemExit(f"error: --dataset {args.dataset!r} is {d.kind}; this experiment needs an image dataset")
+    return d
 
 
 def settings_from_args(args, image_only: bool = False) -> Settings:
@@ -79,28 +89,33 @@ def settings_from_args(args, image_only: bool = False) -> Settings:
     unknown = [m for m in methods if m not in EBM_METHODS]
     if unknown or not methods:
         raise SystemExit(f"error: --methods: unknown {', '.join(unknown) or '(none)'}; valid: {', '.join(EBM_METHODS)}")
-    try:
-        d = get_dataset(args.dataset)
-    except ValueError as err:
-        raise SystemExit(f"error: --dataset: {err}")
-    if image_only and d.kind != "image":
-        raise SystemExit(f"error: --dataset {args.dataset!r} is {d.kind}; this experiment needs an image dataset")
     if args.steps is not None and args.steps < 1:
         raise SystemExit(f"error: --steps: expected a positive integer, got {args.steps}")
-    check_out_dir(args.out)
-    apply_threads(args.threads)
-    preset = "quick" if args.quick else "full" if args.full else "default"
+    dataset_from_args(args, image_only)
+    device = check_run_arguments(args)
     steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else None)
-    return Settings(args.dataset, methods, tuple(args.seeds), preset, steps, args.device)
+    return Settings(args.dataset, tuple(dict.fromkeys(methods)), tuple(args.seeds), preset_of(args), steps, device)
+
+
+def parse_floats(text: str, flag: str, valid: Callable[[float], bool] = math.isfinite,
+                 expected: str = "finite numbers") -> tuple[float, ...]:
+    """A comma list of numbers for ``flag`` (e.g. ``--gammas 0.1,1``), each passing ``valid``; else an
+    error naming the flag and ``expected``."""
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise SystemExit(f"error: {flag}: expected a comma list of numbers, got {text!r}") from None
+    if not vals or not all(math.isfinite(v) and valid(v) for v in vals):
+        raise SystemExit(f"error: {flag}: expected {expected}, got {text!r}")
+    return vals
 
 
 # ------------------------------------------------------------------------------------------- methods
 def _method(name: str):
+    """``(detector class, config preset function)`` of the EBM ``name`` — the benchmark's."""
     if name not in EBM_METHODS:
         raise ValueError(f"method: unknown {name!r}; valid: {', '.join(EBM_METHODS)}")
-    mod, cls, cfg = EBM_METHODS[name]
-    m = importlib.import_module(mod)
-    return getattr(m, cls), getattr(m, cfg)
+    return generative(name)
 
 
 def supports(method: str, option: str) -> bool:
@@ -128,35 +143,27 @@ def method_config(method: str, settings: Settings, kind: str, **overrides):
     return replace(cfg, train=train, **overrides)
 
 
-def ebm_spec(label: str, method: str, settings: Settings, kind: str | None = None, **overrides) -> MethodSpec:
-    """A :class:`MethodSpec` named ``label`` that builds ``method`` with config ``overrides`` for the
-    dataset's kind (or ``kind``); labels are passed to ``fit`` iff ``gamma > 0``."""
+def build_ebm(method: str, settings: Settings, ctx: RunContext, kind: str | None = None, **overrides):
+    """An unfitted ``method`` detector with :func:`method_config` for ``kind`` (default: the dataset's)."""
     cls, _ = _method(method)
-
-    def build(ctx: RunContext):
-        return cls(method_config(method, settings, kind or ctx.dataset.kind, **overrides), device=ctx.device, seed=ctx.seed)
-
-    return MethodSpec(label, build, uses_labels=overrides.get("gamma", 0) > 0, description=f"{method} {overrides}")
+    return cls(method_config(method, settings, kind or ctx.dataset.kind, **overrides), device=ctx.device, seed=ctx.seed)
 
 
-def method_class(method: str):
-    """The detector class of ``method`` (e.g. ``CDDetector`` for "CD")."""
-    return _method(method)[0]
+def ebm_spec(label: str, method: str, settings: Settings, **overrides) -> MethodSpec:
+    """A :class:`MethodSpec` named ``label`` that builds ``method`` with config ``overrides`` for the
+    dataset's kind; labels are passed to ``fit`` iff ``gamma > 0``."""
+    _method(method)  # an unknown name fails here, not in every cell
+    return MethodSpec(label, lambda ctx: build_ebm(method, settings, ctx, **overrides),
+                      uses_labels=overrides.get("gamma", 0) > 0, description=f"{method} {overrides}")
 
 
 def run_cells(settings: Settings, specs: list[MethodSpec], log=None) -> dict:
-    """Every spec on every seed (the benchmark runner's ``run_one``), aggregated over seeds:
-    ``{label: {ood_set: {metric: mean, metric_std: std}}}`` or ``{label: {"error": reason}}``."""
-    log = log or log_stderr
-    d = get_dataset(settings.dataset)
-    cells: dict[str, list] = {s.name: [] for s in specs}
-    for seed in settings.seeds:
-        ctx = RunContext(dataset=d, seed=seed, preset=settings.preset, device=settings.device)
-        for spec in specs:
-            cell = run_one(spec, ctx)
-            cells[spec.name].append(cell)
-            log(f"[{settings.dataset} seed={seed}] {spec.name}: {cell.seconds:.1f} s ({cell.error or 'ok'})")
-    return {k: aggregate(v) for k, v in cells.items()}
+    """Every spec on every seed (the benchmark runner's :func:`~ebm_ood.benchmark.runner.run_specs`),
+    aggregated over seeds: ``{label: {ood_set: {metric: mean, metric_std: std}}}`` or ``{label: {"error":
+    reason}}``."""
+    results, _ = run_specs(load_dataset(settings.dataset), specs, settings.seeds, settings.preset, settings.device,
+                           log or log_stderr)
+    return results
 
 
 def run_variants(settings: Settings, variant: Callable[[str], MethodSpec], base: Callable[[str], MethodSpec] | None = None,
@@ -167,7 +174,7 @@ def run_variants(settings: Settings, variant: Callable[[str], MethodSpec], base:
     base = base or (lambda m: ebm_spec(m, m, settings))
     pairs = {m: (base(m), variant(m)) for m in settings.methods}
     results = run_cells(settings, [spec for pair in pairs.values() for spec in pair], log)
-    groups = groups_of(get_dataset(settings.dataset))
+    groups = groups_of(load_dataset(settings.dataset))
     improvement = {m: improvement_by_group(results[v.name], results[b.name], groups) for m, (b, v) in pairs.items()}
     return results, groups, improvement
 
@@ -218,10 +225,6 @@ def improvement_table(rows: dict[str, dict[str, float]], dataset: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- output
-def log_stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def _jsonable(obj):
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -238,10 +241,8 @@ def _jsonable(obj):
 
 def write_results(out: str, name: str, markdown: str, data: dict) -> tuple[str, str]:
     """Write ``<out>/<name>.md`` and ``<out>/<name>.json`` atomically (NaN → null); returns both paths."""
-    os.makedirs(out, exist_ok=True)
-    md, js = os.path.join(out, f"{name}.md"), os.path.join(out, f"{name}.json")
-    write_atomic(js, json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
-    write_atomic(md, markdown.rstrip() + "\n")
+    js = write_atomic(os.path.join(out, f"{name}.json"), json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
+    md = write_atomic(os.path.join(out, f"{name}.md"), markdown.rstrip() + "\n")
     return md, js
 
 

@@ -19,9 +19,8 @@ import numpy as np
 
 from ebm_ood.benchmark.registry import RunContext
 from ebm_ood.benchmark.runner import fit_spec
-from ebm_ood.data.registry import get_dataset
-from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, log_stderr,
-                                        settings_from_args)
+from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, load_dataset,
+                                        log_stderr, parse_floats, settings_from_args)
 
 NAME = "density_vs_norm"
 GAMMAS = (0.0, 0.1, 1.0, 10.0)
@@ -47,8 +46,10 @@ def run_experiment(cfg: DensityConfig, log=None) -> dict:
     """Returns ``{"curves": {method: {γ: [Δ log p̃ per α] (mean over seeds)}}, "norms": [mean ‖α x‖], …}``."""
     if 1.0 not in cfg.alphas:
         raise ValueError(f"alphas: must contain 1 (the reference), got {cfg.alphas}")
+    if cfg.n_inputs < 1:
+        raise ValueError(f"n_inputs: expected a positive integer, got {cfg.n_inputs}")
     s = cfg.settings
-    d = get_dataset(s.dataset)
+    d = load_dataset(s.dataset)
     x = d.x_test[: cfg.n_inputs]
     norms = [float(np.linalg.norm((a * x).reshape(len(x), -1), axis=1).mean()) for a in cfg.alphas]
     per_seed = {m: {f"{g:g}": [] for g in cfg.gammas} for m in s.methods}
@@ -58,8 +59,7 @@ def run_experiment(cfg: DensityConfig, log=None) -> dict:
             for g in cfg.gammas:
                 det = fit_spec(ebm_spec(f"{m} γ={g:g}", m, s, gamma=g), ctx)
                 per_seed[m][f"{g:g}"].append(log_density_curve(det, x, cfg.alphas).tolist())
-                if log:
-                    log(f"[{s.dataset} seed={seed}] {m} γ={g:g}: fitted")
+                (log or log_stderr)(f"[{s.dataset} seed={seed}] {m} γ={g:g}: fitted")
     curves = {m: {g: np.mean(v, axis=0).tolist() for g, v in per.items()} for m, per in per_seed.items()}
     return {"experiment": NAME, "dataset": s.dataset, "preset": s.preset, "steps": s.steps, "seeds": list(s.seeds),
             "alphas": list(cfg.alphas), "norms": norms, "gammas": list(cfg.gammas), "curves": curves,
@@ -97,16 +97,6 @@ def draw(data: dict):
     return make
 
 
-def _floats(text: str, flag: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise SystemExit(f"error: {flag}: expected a comma list of numbers, got {text!r}") from None
-    if not vals or min(vals) < 0:
-        raise SystemExit(f"error: {flag}: expected non-negative numbers, got {text!r}")
-    return vals
-
-
 def add_arguments(p) -> None:
     add_common_arguments(p, "density-vs-norm", methods=("CD",))
     p.add_argument("--gammas", default=",".join(f"{g:g}" for g in GAMMAS), help="comma list of γ (0 = unsupervised)")
@@ -115,9 +105,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    alphas = _floats(args.alphas, "--alphas")
+    alphas = parse_floats(args.alphas, "--alphas", lambda a: a >= 0, "non-negative numbers")
     if 1.0 not in alphas:
         raise SystemExit("error: --alphas: must include 1 (the reference scale)")
-    cfg = DensityConfig(settings_from_args(args), _floats(args.gammas, "--gammas"), alphas, args.n_inputs)
-    data = run_experiment(cfg, log=log_stderr)
+    gammas = parse_floats(args.gammas, "--gammas", lambda g: g >= 0, "non-negative numbers")
+    if args.n_inputs < 1:
+        raise SystemExit(f"error: --n-inputs: expected a positive integer, got {args.n_inputs}")
+    data = run_experiment(DensityConfig(settings_from_args(args), gammas, alphas, args.n_inputs))
     return finish(args.out, NAME, render(data), data, draw(data))

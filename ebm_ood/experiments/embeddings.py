@@ -22,8 +22,8 @@ from ebm_ood.benchmark.registry import MethodSpec, RunContext
 from ebm_ood.benchmark.tables import elflein_table
 from ebm_ood.data.embedded import minmax_fit
 from ebm_ood.detectors.base import Detector
-from ebm_ood.experiments.common import (Settings, add_common_arguments, finish, improvement_table, method_class,
-                                        method_config, run_variants, settings_from_args)
+from ebm_ood.experiments.common import (Settings, add_common_arguments, build_ebm, finish, improvement_table,
+                                        run_variants, settings_from_args)
 
 NAME = "embeddings"
 SCALES = ("minmax", "none")
@@ -65,7 +65,7 @@ def embedded_spec(label: str, method: str, settings: Settings, scale: str = "min
         from ebm_ood.benchmark.methods import shared_backbone
         from ebm_ood.features import FeatureSpaceDetector
 
-        det = method_class(method)(method_config(method, settings, "tabular"), device=ctx.device, seed=ctx.seed)
+        det = build_ebm(method, settings, ctx, kind="tabular")
         return FeatureSpaceDetector(shared_backbone(ctx), MinMaxScaled(det) if scale == "minmax" else det,
                                     which="z", name=label)
 

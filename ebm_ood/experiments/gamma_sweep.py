@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ebm_ood.data.registry import NATURAL, get_dataset
+from ebm_ood.data.registry import NATURAL
 from ebm_ood.experiments.common import (METRIC, Settings, add_common_arguments, ebm_spec, finish, fmt, groups_of,
-                                        run_cells, settings_from_args)
+                                        load_dataset, parse_floats, run_cells, settings_from_args)
 
 NAME = "gamma_sweep"
 GAMMAS = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -38,7 +38,7 @@ def run_experiment(cfg: GammaSweepConfig, log=None) -> dict:
     grid = (0.0,) + tuple(cfg.gammas)
     specs = [ebm_spec(label(m, g), m, s, gamma=g) for m in s.methods for g in grid]
     results = run_cells(s, specs, log)
-    groups = groups_of(get_dataset(s.dataset))
+    groups = groups_of(load_dataset(s.dataset))
     aupr = {m: {f"{g:g}": ({"error": results[label(m, g)]["error"]} if "error" in results[label(m, g)] else
                            {o: results[label(m, g)][o][METRIC] for o in groups}) for g in grid} for m in s.methods}
     std = {m: {f"{g:g}": {o: results[label(m, g)][o][f"{METRIC}_std"] for o in groups}
@@ -94,11 +94,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    try:
-        gammas = tuple(float(g) for g in args.gammas.split(",")) if args.gammas else (QUICK_GAMMAS if args.quick else GAMMAS)
-    except ValueError:
-        raise SystemExit(f"error: --gammas: expected a comma list of numbers, got {args.gammas!r}") from None
-    if not gammas or min(gammas) <= 0:
-        raise SystemExit(f"error: --gammas: expected values > 0, got {args.gammas!r}")
+    gammas = (parse_floats(args.gammas, "--gammas", lambda g: g > 0, "values > 0") if args.gammas else
+              QUICK_GAMMAS if args.quick else GAMMAS)
     data = run_experiment(GammaSweepConfig(settings_from_args(args), gammas))
     return finish(args.out, NAME, render(data), data, draw(data))

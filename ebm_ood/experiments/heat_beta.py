@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ebm_ood.benchmark.methods import heat_composition
+from ebm_ood.benchmark.registry import methods_for
+from ebm_ood.benchmark.runner import fit_spec
 from ebm_ood.experiments.common import finish, log_stderr
 from ebm_ood.experiments.heat_common import (add_arguments as _add, context, evaluate_scores, mean_over_seeds,
                                              ood_names, settings)
@@ -20,13 +21,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    d, seeds, preset = settings(args)
+    d, seeds, preset, device = settings(args)
     betas = QUICK_BETAS if args.quick else BETAS
+    heat = methods_for("heat", ["HEAT"])[0]  # the composition at β = 0; other β re-compose its part scores
     per_beta = {b: [] for b in betas}
     tables = []
     for seed in seeds:
-        ctx = context(d, seed, preset, args.device)
-        comp = heat_composition(ctx).fit(d.x_train, d.y_train, validation=(d.x_val, d.y_val))
+        comp = fit_spec(heat, context(d, seed, preset, device))
         s_id = comp.part_scores(d.x_test)
         s_ood = {o: comp.part_scores(d.ood[o].x) for o in ood_names(d)}
         for b in betas:

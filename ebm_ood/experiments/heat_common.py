@@ -1,6 +1,8 @@
 """What the HEAT experiments (Fig. 3a λ sweep, Fig. 3b β sweep, Fig. 4 low data) share: flags, the
-per-seed backbone (the benchmark's shared CE classifier), evaluation as FPR95 / AUROC averaged over the
-natural and non-natural OOD sets, and mean over seeds."""
+per-seed backbone (the benchmark's shared CE classifier), evaluation as FPR95 / AUROC (%) per natural and
+non-natural OOD set and on average, and mean over seeds. Detectors are fitted with the benchmark's
+:func:`~ebm_ood.benchmark.runner.fit_spec` and scored with its
+:func:`~ebm_ood.benchmark.runner.evaluate_detector`."""
 from __future__ import annotations
 
 import argparse
@@ -9,55 +11,55 @@ import os
 import numpy as np
 
 from ebm_ood.benchmark.registry import RunContext
-from ebm_ood.cli import add_threads_argument, apply_threads, check_out_dir, parse_seeds
-from ebm_ood.data.registry import NATURAL, NON_NATURAL, get_dataset
-from ebm_ood.metrics import auroc, fpr_at_tpr
+from ebm_ood.benchmark.runner import evaluate_detector
+from ebm_ood.cli import add_run_arguments, check_run_arguments
+from ebm_ood.experiments.common import dataset_from_args, groups_of
+from ebm_ood.metrics import all_metrics
 from ebm_ood.training import seed_everything
 
 
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
-    """``--dataset --seeds --quick --device --threads --out`` (out: results/<name>)."""
+    """``--dataset --seeds --quick --device --threads --out`` (out: results/experiments/<name>)."""
     p.add_argument("--dataset", default="digits", help="ID dataset (default: digits)")
-    p.add_argument("--seeds", type=parse_seeds, default=[0], help="number of seeds or a comma list (default: 1)")
-    p.add_argument("--quick", action="store_true", help="tiny settings (seconds): quick presets, fewer grid points")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    add_threads_argument(p)
-    p.add_argument("--out", default=os.path.join("results", "experiments", name), help="output folder")
+    add_run_arguments(p, os.path.join("results", "experiments", name),
+                      "tiny settings (seconds): quick presets, fewer grid points", full=False)
 
 
 def settings(args):
-    """(dataset, seeds, preset) after checking the flags, before any training."""
-    try:
-        d = get_dataset(args.dataset)
-    except ValueError as err:
-        raise SystemExit(f"error: --dataset: {err}")
+    """``(dataset, seeds, preset, device)`` after checking the flags, before any training."""
+    d = dataset_from_args(args)
     if d.kind != "image":
         raise SystemExit(f"error: --dataset {args.dataset!r} is {d.kind}; HEAT needs std-pooled conv features (an image dataset)")
-    check_out_dir(args.out)
-    apply_threads(args.threads)
-    return d, list(args.seeds), ("quick" if args.quick else "default")
+    device = check_run_arguments(args)
+    return d, list(args.seeds), ("quick" if args.quick else "default"), device
 
 
 def context(d, seed: int, preset: str, device: str = "cpu") -> RunContext:
-    """A benchmark context: its ``shared_backbone`` is the CE classifier of (dataset, seed)."""
+    """A benchmark context, seeded: its ``shared_backbone`` is the CE classifier of (dataset, seed)."""
     seed_everything(seed)
     return RunContext(dataset=d, seed=seed, preset=preset, device=device)
 
 
 def ood_names(d) -> list[str]:
-    return [k for k, v in d.ood.items() if v.group in (NATURAL, NON_NATURAL)]
+    """The natural and non-natural OOD sets of ``d`` (not the smoothness sets)."""
+    return list(groups_of(d))
 
 
-def evaluate_scores(s_id: np.ndarray, s_ood: dict[str, np.ndarray]) -> dict:
-    """``{ood: {"fpr95", "auroc"}, "average": {...}}`` as percentages."""
-    out = {o: {"fpr95": 100 * fpr_at_tpr(s_id, s), "auroc": 100 * auroc(s_id, s)} for o, s in s_ood.items()}
-    out["average"] = {m: float(np.mean([out[o][m] for o in s_ood])) for m in ("fpr95", "auroc")}
+def summarize(metrics: dict[str, dict[str, float]]) -> dict:
+    """``{ood: all_metrics}`` → ``{ood: {"fpr95", "auroc"}, "average": {...}}`` as percentages."""
+    out = {o: {"fpr95": 100 * m["fpr95"], "auroc": 100 * m["auroc"]} for o, m in metrics.items()}
+    out["average"] = {k: float(np.mean([out[o][k] for o in metrics])) for k in ("fpr95", "auroc")}
     return out
 
 
+def evaluate_scores(s_id: np.ndarray, s_ood: dict[str, np.ndarray]) -> dict:
+    """:func:`summarize` of the metrics of ID scores ``s_id`` (N,) against each OOD set's scores."""
+    return summarize({o: all_metrics(s_id, s) for o, s in s_ood.items()})
+
+
 def evaluate(det, d) -> dict:
-    """Score ID test and the natural + non-natural OOD sets with a fitted detector."""
-    return evaluate_scores(det.score(d.x_test), {o: det.score(d.ood[o].x) for o in ood_names(d)})
+    """Score ID test and the natural + non-natural OOD sets with a fitted detector (:func:`summarize`)."""
+    return summarize(evaluate_detector(det, d, ood_names(d)))
 
 
 def mean_over_seeds(results: list[dict]) -> dict:

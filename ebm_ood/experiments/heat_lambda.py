@@ -2,7 +2,9 @@
 as reference. ``ebm-ood experiment heat-lambda [--quick] [--seeds N]``."""
 from __future__ import annotations
 
-from ebm_ood.benchmark.methods import heat_part, shared_backbone
+from ebm_ood.benchmark.methods import shared_backbone
+from ebm_ood.benchmark.registry import MethodSpec, methods_for
+from ebm_ood.benchmark.runner import fit_spec
 from ebm_ood.experiments.common import finish, log_stderr
 from ebm_ood.experiments.heat_common import add_arguments as _add, context, evaluate, mean_over_seeds, settings
 from ebm_ood.heat.build import make_heat_detector
@@ -16,17 +18,22 @@ def add_arguments(p) -> None:
     _add(p, NAME)
 
 
+def heat_gmm_spec(lam: float) -> MethodSpec:
+    """HEAT-GMM with control weight ``lam`` on the shared backbone."""
+    return MethodSpec(f"HEAT-GMM λ={lam:g}", suites=("heat",), uses_labels=True,
+                      build=lambda ctx: make_heat_detector(shared_backbone(ctx), "GMM", True, ctx.preset, ctx.seed, lam=lam))
+
+
 def run(args) -> int:
-    d, seeds, preset = settings(args)
+    d, seeds, preset, device = settings(args)
     lambdas = QUICK_LAMBDAS if args.quick else LAMBDAS
+    prior, specs = methods_for("heat", ["GMM"])[0], {lam: heat_gmm_spec(lam) for lam in lambdas}
     gmm, heat = [], {lam: [] for lam in lambdas}
     for seed in seeds:
-        ctx = context(d, seed, preset, args.device)
-        prior = heat_part(ctx, "GMM", residual=False)
-        gmm.append(evaluate(prior.fit(d.x_train, d.y_train), d))
+        ctx = context(d, seed, preset, device)
+        gmm.append(evaluate(fit_spec(prior, ctx), d))
         for lam in lambdas:
-            det = make_heat_detector(shared_backbone(ctx), "GMM", True, preset, seed, lam=lam)
-            heat[lam].append(evaluate(det.fit(d.x_train, d.y_train), d))
+            heat[lam].append(evaluate(fit_spec(specs[lam], ctx), d))
             log_stderr(f"[seed {seed}] λ = {lam}: FPR95 {heat[lam][-1]['average']['fpr95']:.2f}")
     base = mean_over_seeds(gmm)
     rows = {lam: mean_over_seeds(r) for lam, r in heat.items()}

@@ -3,9 +3,13 @@ keeps all of it) for GMM, a plain EBM (E_θ alone, no prior) and HEAT-GMM.
 ``ebm-ood experiment heat-lowdata [--quick] [--seeds N]``."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ebm_ood.benchmark.methods import shared_backbone
+from ebm_ood.benchmark.registry import MethodSpec, RunContext
+from ebm_ood.benchmark.runner import fit_spec
 from ebm_ood.experiments.common import finish, log_stderr
 from ebm_ood.experiments.heat_common import add_arguments as _add, context, evaluate, mean_over_seeds, settings
 from ebm_ood.heat.build import make_heat_detector
@@ -26,22 +30,31 @@ def stratified_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
+def model_spec(model: str) -> MethodSpec:
+    """One of :data:`MODELS` on the shared backbone of the context."""
+    prior, residual = MODELS[model]
+    return MethodSpec(model, suites=("heat",), uses_labels=True,
+                      build=lambda ctx: make_heat_detector(shared_backbone(ctx), prior, residual, ctx.preset, ctx.seed))
+
+
 def add_arguments(p) -> None:
     _add(p, NAME)
 
 
 def run(args) -> int:
-    d, seeds, preset = settings(args)
+    d, seeds, preset, device = settings(args)
     fractions = QUICK_FRACTIONS if args.quick else FRACTIONS
+    specs = {m: model_spec(m) for m in MODELS}
     res = {m: {f: [] for f in fractions} for m in MODELS}
     for seed in seeds:
-        ctx = context(d, seed, preset, args.device)
-        bb = shared_backbone(ctx)
+        bb = shared_backbone(context(d, seed, preset, device))  # trained on all the ID training data
         for f in fractions:
             idx = stratified_subset(d.y_train, f, seed)
-            for m, (prior, residual) in MODELS.items():
-                det = make_heat_detector(bb, prior, residual, preset, seed)
-                res[m][f].append(evaluate(det.fit(d.x_train[idx], d.y_train[idx]), d))
+            # the density models see the subset; the backbone is shared, not retrained on it
+            sub = RunContext(dataset=replace(d, x_train=d.x_train[idx], y_train=d.y_train[idx]), seed=seed,
+                             preset=preset, device=device, cache={"backbone": bb})
+            for m, spec in specs.items():
+                res[m][f].append(evaluate(fit_spec(spec, sub), d))
                 log_stderr(f"[seed {seed}] {int(100 * f)} % {m}: AUROC {res[m][f][-1]['average']['auroc']:.2f}")
     rows = {m: {f: mean_over_seeds(r) for f, r in v.items()} for m, v in res.items()}
     lines = [f"HEAT Fig. 4 analog on {args.dataset} ({len(seeds)} seed(s), preset {preset}): average AUROC ↑ / FPR95 ↓.",

@@ -21,9 +21,8 @@ import torch
 from ebm_ood.benchmark.methods import shared_classifier
 from ebm_ood.benchmark.registry import RunContext
 from ebm_ood.benchmark.runner import fit_spec
-from ebm_ood.data.registry import get_dataset
 from ebm_ood.energy import energy_from_logits
-from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt,
+from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, load_dataset,
                                         log_stderr, settings_from_args)
 from ebm_ood.sampling import sgld
 
@@ -62,7 +61,7 @@ def run_experiment(cfg: SamplesConfig, log=None) -> dict:
     """Returns ``{"images": {"data": (N,C,H,W), method: {model: (N,C,H,W)}} (first seed), "summary":
     {method: {model: {"class_kept", "energy_drop", "distance"}}} (mean over seeds), "labels": …}``."""
     s = cfg.settings
-    d = get_dataset(s.dataset)
+    d = load_dataset(s.dataset)
     idx = starting_images(d.y_test, cfg.n_images)
     x0, y0 = d.x_test[idx], d.y_test[idx]
     images, rows = {"data": x0.tolist()}, {}

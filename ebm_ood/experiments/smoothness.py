@@ -23,9 +23,8 @@ import numpy as np
 from ebm_ood.benchmark.registry import RunContext
 from ebm_ood.benchmark.runner import fit_spec
 from ebm_ood.data.embedded import SMOOTHNESS
-from ebm_ood.data.registry import get_dataset
 from ebm_ood.experiments.bottleneck import method_overrides
-from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt,
+from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, load_dataset,
                                         log_stderr, settings_from_args, supports)
 from ebm_ood.metrics import auroc
 
@@ -52,7 +51,7 @@ def run_experiment(cfg: SmoothnessConfig, log=None) -> dict:
     """Returns ``{"energies": {method: {model: {set: [E per sample]}}} (first seed), "summary": {method:
     {model: {set: {"rel_log_density", "auroc"}}}} (mean over seeds)}``."""
     s = cfg.settings
-    d = get_dataset(s.dataset)
+    d = load_dataset(s.dataset)
     sets = d.ood_names(SMOOTHNESS)
     if not sets:
         raise ValueError(f"dataset {s.dataset!r} has no smoothness sets (group {SMOOTHNESS!r})")

@@ -18,6 +18,8 @@ _WHICH = {"EL": "z", "GMM": "z", "GMM-std": "z_std", "EBM": "z"}
 def make_prior(backbone: Backbone, prior: str, form: str = "paper"):
     """A fresh prior module: "EL" (the backbone's head), "GMM", "GMM-std" (paper/code ``form``), or
     "EBM" (no prior: the plain-EBM baseline of HEAT Table 2 / Fig. 4)."""
+    if form not in ("paper", "code"):
+        raise ValueError(f"form: expected 'paper' or 'code', got {form!r}")
     if prior == "EL":
         w, b = backbone.weight_bias()
         return ELPrior(w, b, init="gaussian" if form == "paper" else "relu-normal")

@@ -29,7 +29,7 @@ from torch import nn
 
 from ebm_ood.detectors.base import Detector
 from ebm_ood.sampling import project_relu_l2, sgld
-from ebm_ood.training import TrainConfig, to_tensor, train
+from ebm_ood.training import TrainConfig, check_preset, to_tensor, train
 
 
 class ResidualMLP(nn.Module):
@@ -123,14 +123,13 @@ def heat_config(preset: str = "default", **overrides) -> HEATConfig:
     sampler; the paper's Langevin form fixes the noise by η), λ = 10, input noise std 1e-4, 6 layers of
     width 2·D = 1024 for 512-d features). The paper trains 20 epochs; the trainer counts steps, so
     ``full`` runs 3,000 steps of batch 128 whatever the dataset size."""
+    check_preset(preset)
     if preset == "quick":
         cfg = HEATConfig(train=TrainConfig(steps=40, batch_size=64, lr=1e-3, eval_every=40, progress=False), sgld_steps=5)
     elif preset == "default":
         cfg = HEATConfig()
-    elif preset == "full":
+    else:  # "full"
         cfg = HEATConfig(train=TrainConfig(steps=3000, batch_size=128, lr=5e-6, eval_every=500))
-    else:
-        raise ValueError(f"preset: expected 'quick', 'default' or 'full', got {preset!r}")
     return replace(cfg, **overrides)
 
 
@@ -173,7 +172,7 @@ def train_hybrid(prior: nn.Module, z: np.ndarray, cfg: HEATConfig, *, device="cp
 
 
 class HEATDetector(Detector):
-    """HEAT-<prior> on feature vectors (N, D): fit the prior (streamed), then its residual EBM (Alg. 1);
+    """HEAT-<prior> on feature vectors (N, D): fit the prior, then its residual EBM (Alg. 1);
     score = ``E_h(z)`` (Eq. 2), higher = more OOD. ``residual=False`` scores with the prior alone
     (the EL / GMM / GMM-std baselines). Labels are used by class-conditional priors when given.
     After fit: ``hybrid_`` (HybridEnergy or None), ``prior_``, ``history_``."""

@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ebm_ood.class_gaussian import ClassGaussian, ClassGaussianStats, fit_class_gaussian
+from ebm_ood.class_gaussian import ClassGaussian, fit_class_gaussian
 from ebm_ood.energy import energy_from_logits
-from ebm_ood.validation import check_array, check_labels, check_positive
+from ebm_ood.errors import NotFittedError
+from ebm_ood.validation import check_array, check_positive
 
 _GAUSSIAN_FIELDS = ("means", "cov", "chol", "whiten", "precision", "counts", "log_weights", "logdet")
 
@@ -69,12 +70,13 @@ class _GaussianBuffers(nn.Module):
     @property
     def gaussian(self) -> ClassGaussian:
         if not hasattr(self, "g_means"):
-            raise RuntimeError(f"{type(self).__name__}: call fit(z, y) first")
+            raise NotFittedError(f"{type(self).__name__}: call fit(z, y) first")
         return ClassGaussian(**{k: getattr(self, "g_" + k) for k in _GAUSSIAN_FIELDS})
 
-    def _fit_gaussian(self, z: np.ndarray, y, batch_size: int | None, reg: float) -> None:
+    def _fit_gaussian(self, z, y, batch_size: int | None, reg: float) -> None:
+        """Fit the class-Gaussian on ``z`` (N, D) with labels ``y`` (N,); ``y=None``: one Gaussian."""
         z = check_array(z, "z", ndim=2)
-        y = np.zeros(len(z), np.int64) if y is None else check_labels(y, "y", len(z))
+        y = np.zeros(len(z), np.int64) if y is None else y
         self.set_gaussian(fit_class_gaussian(z, y, batch_size=batch_size, reg=reg))
 
 
@@ -132,8 +134,9 @@ class GMMPrior(_GaussianBuffers):
       distance to the class mean ``μ_c``; energy temperature ``T`` "auto" by default (base class).
     form="code" (authors' code): ``z ← z / ‖z‖`` first, raw energy the full ``-log q(z)``,
       ``q = Σ_c π_c N(μ_c, Σ)`` with class-frequency weights; ``T = T_G = 1e3`` by default.
-    Σ is the ML covariance of class-centred features plus ``reg · I`` (code: 1e-12), fitted in one
-    streaming pass (:class:`~ebm_ood.class_gaussian.ClassGaussianStats`).
+    Σ is the ML covariance of class-centred features plus ``reg · I`` (default 1e-6 in both forms; the
+    authors' code uses 1e-12), fitted with :class:`~ebm_ood.class_gaussian.ClassGaussianStats`, streamed
+    in chunks when ``fit`` gets a ``batch_size``.
     """
 
     name = "GMM"
@@ -153,17 +156,9 @@ class GMMPrior(_GaussianBuffers):
     def fit(self, z, y=None, batch_size: int | None = None) -> "GMMPrior":
         """z (N, D) numpy features, y (N,) labels (None: one Gaussian); streamed in ``batch_size`` chunks."""
         z = check_array(z, "z", ndim=2)
-        zf = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12) if self.normalize else z
+        zf = self._prepare(torch.as_tensor(z)).numpy() if self.normalize else z   # the map forward applies
         self._fit_gaussian(zf, y, batch_size, self.reg)
         self._fit_temperature(z)
-        return self
-
-    def fit_stats(self, stats: ClassGaussianStats, z_sample=None) -> "GMMPrior":
-        """Fit from streamed statistics (features already L2-normalised for ``form="code"``);
-        ``z_sample`` (a subset of the features) sets an "auto" temperature."""
-        self.set_gaussian(stats.finalize(self.reg))
-        if z_sample is not None:
-            self._fit_temperature(check_array(z_sample, "z_sample", ndim=2))
         return self
 
     def raw_energy(self, z: torch.Tensor) -> torch.Tensor:

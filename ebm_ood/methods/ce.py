@@ -20,7 +20,8 @@ from torch.nn import functional as F
 from ebm_ood.detectors.base import Detector
 from ebm_ood.energy import energy_from_logits, max_softmax
 from ebm_ood.nn import build_network
-from ebm_ood.training import TrainConfig, to_tensor, train
+from ebm_ood.training import TrainConfig, batched_mean, check_preset, to_tensor, train
+from ebm_ood.validation import check_array
 
 SCORES = ("energy", "msp", "maxlogit")
 
@@ -40,22 +41,21 @@ def ce_config(preset: str = "default", kind: str = "image") -> CEConfig:
     early stopping on ID validation accuracy; tabular 10,000 steps). The paper trains images for 50 epochs;
     the trainer counts steps, so ``full`` on images runs 20,000 steps (batch 128) whatever the dataset size.
     Batch sizes and the early-stopping patience (10 validations) are not stated in the paper."""
+    check_preset(preset, kind)
     if preset == "quick":
         return CEConfig(train=TrainConfig(steps=60, batch_size=64, lr=1e-3, weight_decay=5e-4, eval_every=20), widen=1)
-    if preset == "full":
-        return CEConfig(train=TrainConfig(steps=20000 if kind == "image" else 10_000, batch_size=128 if kind == "image" else 64,
-                                          lr=1e-4 if kind == "image" else 1e-3, weight_decay=5e-4, warmup=2500,
-                                          eval_every=500, patience=10))
     if preset == "default":
         return CEConfig()
-    raise ValueError(f"preset: expected 'quick', 'default' or 'full', got {preset!r}")
+    return CEConfig(train=TrainConfig(steps=20000 if kind == "image" else 10_000, batch_size=128 if kind == "image" else 64,  # full
+                                      lr=1e-4 if kind == "image" else 1e-3, weight_decay=5e-4, warmup=2500,
+                                      eval_every=500, patience=10))
 
 
+@torch.no_grad()
 def classification_accuracy(net, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Fraction of ``x`` (N, *shape) whose arg-max logit equals ``y`` (N,); ``net`` is put in eval mode."""
     net.eval()
-    with torch.no_grad():
-        correct = sum(int((net(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum()) for i in range(0, len(x), batch_size))
-    return correct / max(len(x), 1)
+    return batched_mean(lambda xb, yb: net(xb).argmax(1) == yb, x, y, batch_size=batch_size)
 
 
 class CEClassifier(Detector):
@@ -91,11 +91,12 @@ class CEClassifier(Detector):
         self.val_accuracy_ = self.history_.best_value
 
     def logits(self, x) -> np.ndarray:
-        """(N, C) logits of the trained classifier."""
+        """(N, C) float32 logits of the trained classifier for ``x`` (N, *input_shape)."""
         self.check_fitted()
+        x = check_array(x, "x", ndim=len(self.input_shape_) + 1, shape=self.input_shape_)
         self.net_.eval()
         with torch.no_grad():
-            return np.concatenate([self.net_(b).cpu().numpy() for b in self.batches(np.asarray(x, dtype=np.float32))])
+            return np.concatenate([self.net_(b).cpu().numpy() for b in self.batches(x)])
 
     def _score(self, x):
         self.net_.eval()

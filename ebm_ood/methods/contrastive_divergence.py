@@ -32,14 +32,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from ebm_ood.detectors.base import Detector, labels_for_gamma
-from ebm_ood.energy import energy_from_logits
+from ebm_ood.energy import JEMEnergy, energy_from_logits
 from ebm_ood.nn import build_network
 from ebm_ood.sampling import ReplayBuffer, class_conditional_energy, sgld
-from ebm_ood.training import TrainConfig, seed_everything, to_tensor, train
+from ebm_ood.training import TrainConfig, check_preset, seed_everything, to_tensor, train
 from ebm_ood.validation import check_positive
 
 SELECT = ("val_loss", "last")
@@ -61,23 +60,6 @@ def energy_l2_penalty(e_pos: torch.Tensor, e_neg: torch.Tensor) -> torch.Tensor:
     (N,), (M,) → scalar; keeps energies near 0 so CD cannot drift both sets off together.
     """
     return (e_pos ** 2).mean() + (e_neg ** 2).mean()
-
-
-class JEMEnergy(nn.Module):
-    """``E(x) = -logsumexp_k f(x)[k]`` (Elflein Eq. 3) of a logit network ``f: (N, *shape) → (N, K)``.
-
-    ``forward(x) → (N,)`` energies; ``logits(x) → (N, K)``. With ``K = 1``, ``E(x) = -f(x)[0]`` exactly.
-    """
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # (N, K)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return energy_from_logits(self.net(x))  # (N,)
 
 
 def cd_objective(model: JEMEnergy, x_pos: torch.Tensor, x_neg: torch.Tensor, y_pos: torch.Tensor | None = None,
@@ -138,8 +120,7 @@ def cd_config(preset: str = "default", kind: str = "image") -> CDConfig:
     epochs; the trainer counts steps, so ``full`` on images also runs 10,000 steps whatever the dataset
     size. Kept from the authors' code (see ``CDConfig``): the decoupled SGLD noise σ = 0.01 and the L2
     energy penalty of weight 1."""
-    if kind not in ("tabular", "image"):
-        raise ValueError(f"kind: expected 'tabular' or 'image', got {kind!r}")
+    check_preset(preset, kind)
     noise = math.sqrt(0.1) if kind == "image" else 0.0
     if preset == "quick":
         return CDConfig(train=TrainConfig(steps=40, batch_size=32, lr=1e-3, warmup=10, eval_every=20),
@@ -150,10 +131,8 @@ def cd_config(preset: str = "default", kind: str = "image") -> CDConfig:
                             sgld_steps=20, buffer_size=2000, data_noise_std=noise)
         return CDConfig(train=TrainConfig(steps=500, batch_size=64, lr=1e-3, warmup=50, eval_every=50),
                         sgld_steps=15, buffer_size=1000, data_noise_std=noise, widen=1)
-    if preset == "full":
-        return CDConfig(train=TrainConfig(steps=10_000, batch_size=64, lr=1e-3, warmup=2500, eval_every=500),
-                        sgld_steps=100, buffer_size=10_000, data_noise_std=noise)
-    raise ValueError(f"preset: expected 'quick', 'default' or 'full', got {preset!r}")
+    return CDConfig(train=TrainConfig(steps=10_000, batch_size=64, lr=1e-3, warmup=2500, eval_every=500),  # full
+                    sgld_steps=100, buffer_size=10_000, data_noise_std=noise)
 
 
 def _check_config(c: CDConfig) -> None:
@@ -207,8 +186,7 @@ class CDDetector(Detector):
         n_cls = self.num_classes_ if conditional else None
         self.buffer_ = buf = ReplayBuffer(self.input_shape_, capacity=max(c.buffer_size, n_cls or 1),
                                           reinit_prob=c.reinit_prob, n_classes=n_cls, device=self.device)
-        xt = to_tensor(x_tr, self.device)
-        yt = to_tensor(y_tr, self.device, torch.long) if supervised else None
+        xt, yt = to_tensor(x_tr, self.device), to_tensor(y_tr, self.device, torch.long)  # y_tr: None unless supervised
         xv = to_tensor(x_va, self.device)
         yv = to_tensor(y_va, self.device, torch.long) if supervised and y_va is not None else None
         last_neg: dict = {}
@@ -247,6 +225,8 @@ class CDDetector(Detector):
         return self.map_batches(self.model_, x)
 
     def buffer_samples(self, n: int = 64) -> np.ndarray:
-        """The first ``n`` stored chain states, (n, *input_shape) numpy (for plots)."""
+        """The first ``n`` stored chain states, (n, *input_shape) numpy (for plots; at most the capacity)."""
         self.check_fitted()
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n: expected a positive integer, got {n!r}")
         return self.buffer_.buffer[:n].cpu().numpy()

@@ -33,9 +33,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ebm_ood.detectors.base import Detector, labels_for_gamma
-from ebm_ood.energy import energy_from_logits
+from ebm_ood.energy import JEMEnergy
 from ebm_ood.nn import MLP, build_network
-from ebm_ood.training import TrainConfig, to_tensor, train
+from ebm_ood.training import TrainConfig, batched_mean, check_preset, to_tensor, train
 from ebm_ood.validation import check_positive
 
 PROJECTIONS = ("rademacher", "gaussian")
@@ -128,6 +128,8 @@ def score_matching_network(input_shape: tuple[int, ...], out_dim: int, activatio
     when ``image_network="mlp"``) with ``activation``; ``image_network="wrn"`` uses the SmallWRN (LeakyReLU)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+    if len(input_shape) not in (1, 3):
+        raise ValueError(f"input_shape: expected (D,) or (C, H, W), got {input_shape}")
     if len(input_shape) == 3 and image_network == "wrn":
         return build_network(input_shape, out_dim, widen=widen, bottleneck=bottleneck)
     if len(input_shape) == 3 and image_network != "mlp":
@@ -162,19 +164,13 @@ def ssm_config(preset: str = "default", kind: str = "image") -> SSMConfig:
     The paper states no learning rate: ``full`` keeps the authors' code's 1e-4 (its step decay of the
     learning rate is not reproduced). The paper trains images for 50 epochs; the trainer counts steps, so
     ``full`` on images runs the authors' code's 5,000 steps whatever the dataset size."""
+    check_preset(preset, kind)
     if preset == "quick":
         return SSMConfig(train=TrainConfig(steps=60, batch_size=64, lr=1e-3, eval_every=20))
     if preset == "default":
         return SSMConfig()
-    if preset == "full":
-        return SSMConfig(train=TrainConfig(steps=10_000 if kind == "tabular" else 5000, batch_size=64, lr=1e-4,
-                                           warmup=2500, eval_every=250))
-    raise ValueError(f"preset: expected 'quick', 'default' or 'full', got {preset!r}")
-
-
-def jem_energy(net: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``x -> E(x) = -logsumexp f(x)`` (Elflein Eq. 3) for a logits network ``f``."""
-    return lambda x: energy_from_logits(net(x))
+    return SSMConfig(train=TrainConfig(steps=10_000 if kind == "tabular" else 5000, batch_size=64, lr=1e-4,  # full
+                                       warmup=2500, eval_every=250))
 
 
 class SSMDetector(Detector):
@@ -199,10 +195,8 @@ class SSMDetector(Detector):
         out = cfg.num_outputs or (self.num_classes_ if y is not None else 1)
         self.net_ = score_matching_network(self.input_shape_, out, cfg.activation, cfg.image_network,
                                            cfg.widen, cfg.bottleneck).to(self.device)
-        energy = jem_energy(self.net_)
-        xt = to_tensor(x_tr, self.device)
-        yt = to_tensor(y_tr, self.device, torch.long) if y is not None else None
-        xv = to_tensor(x_va, self.device)
+        energy = JEMEnergy(self.net_)
+        xt, yt, xv = to_tensor(x_tr, self.device), to_tensor(y_tr, self.device, torch.long), to_tensor(x_va, self.device)
 
         def step(xb, yb, _):
             loss = sliced_score_matching_loss(energy, xb, cfg.n_projections, cfg.projection, cfg.variance_reduction)
@@ -215,14 +209,13 @@ class SSMDetector(Detector):
 
         def validate():  # higher is better: minus the SSM-VR objective on ID validation data, fixed projections
             gen = torch.Generator(device=self.device).manual_seed(self.seed)
-            vals = [sliced_score_matching_loss(energy, xv[i:i + 256], cfg.val_projections, "rademacher", True, gen,
-                                               create_graph=False).item() * len(xv[i:i + 256])
-                    for i in range(0, len(xv), 256)]
-            return -sum(vals) / len(xv)
+            return -batched_mean(lambda b: sliced_score_matching_loss(energy, b, cfg.val_projections, "rademacher", True,
+                                                                      gen, create_graph=False, reduce=False),
+                                 xv, batch_size=256)
 
         self.history_ = train({"net": self.net_}, step, xt, yt, replace(cfg.train, seed=self.seed), name=self.name,
                               validate=validate)
 
     def _score(self, x):
         self.net_.eval()
-        return self.map_batches(jem_energy(self.net_), x)
+        return self.map_batches(JEMEnergy(self.net_), x)

@@ -33,9 +33,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ebm_ood.detectors.base import Detector, labels_for_gamma
-from ebm_ood.energy import energy_from_logits
+from ebm_ood.energy import JEMEnergy, energy_from_logits
 from ebm_ood.nn import MLP, build_network
-from ebm_ood.training import TrainConfig, to_tensor, train
+from ebm_ood.training import TrainConfig, check_preset, to_tensor, train
 from ebm_ood.validation import check_positive
 
 
@@ -186,6 +186,7 @@ def vera_config(preset: str = "default", kind: str = "image") -> VERAConfig:
     the authors' code passes one β pair to both optimizers, and so does our trainer), and the
     [0.01, 0.3] clamp on the generator's σ rather than η (the authors' code). The paper trains images for
     50 epochs; the trainer counts steps, so ``full`` on images runs 20,000 steps whatever the dataset size."""
+    check_preset(preset, kind)
     if preset == "quick":
         return VERAConfig(train=TrainConfig(steps=100, batch_size=64, lr=2e-3, betas=(0.0, 0.9), eval_every=50,
                                             lrs={"gen": 4e-3, "post": 1e-3}), n_importance=10, widen=1, gen_channels=16)
@@ -194,12 +195,10 @@ def vera_config(preset: str = "default", kind: str = "image") -> VERAConfig:
         # let the generator collapse (digits, seed 0: AUROC 40-65 % vs 79-100 % with λ = 1).
         cfg = VERAConfig(entropy_weight=1.0, sigma_init=0.1)
         return cfg if kind == "tabular" else replace(cfg, train=replace(cfg.train, steps=800, eval_every=100, warmup=100))
-    if preset == "full":
-        return VERAConfig(train=TrainConfig(steps=10000 if kind == "tabular" else 20000, batch_size=64, lr=3e-4,
-                                            betas=(0.0, 0.9), warmup=2500, eval_every=500,
-                                            lrs={"gen": 6e-4, "post": 3e-5}),
-                          latent_dim=16 if kind == "tabular" else 128)
-    raise ValueError(f"preset: expected 'quick', 'default' or 'full', got {preset!r}")
+    return VERAConfig(train=TrainConfig(steps=10000 if kind == "tabular" else 20000, batch_size=64, lr=3e-4,  # full
+                                        betas=(0.0, 0.9), warmup=2500, eval_every=500,
+                                        lrs={"gen": 6e-4, "post": 3e-5}),
+                      latent_dim=16 if kind == "tabular" else 128)
 
 
 def make_generator(input_shape: tuple[int, ...], config: VERAConfig) -> Generator:
@@ -239,8 +238,7 @@ class VERADetector(Detector):
         self.generator_ = make_generator(self.input_shape_, cfg).to(self.device)
         self.proposal_ = PosteriorProposal(cfg.eta_init).to(self.device)
         net, gen, post = self.net_, self.generator_, self.proposal_
-        xt = to_tensor(x, self.device)
-        yt = to_tensor(y, self.device, torch.long) if y is not None else None
+        xt, yt = to_tensor(x, self.device), to_tensor(y, self.device, torch.long)
 
         def step(xb, yb, _):
             gen.clamp_()
@@ -268,9 +266,11 @@ class VERADetector(Detector):
     def sample(self, n: int) -> np.ndarray:
         """``n`` generator samples ``x = g(h) + σε`` as numpy (n, *input_shape)."""
         self.check_fitted()
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n: expected a positive integer, got {n!r}")
         with torch.no_grad():
             return self.generator_.sample(int(n))[0].cpu().numpy()
 
     def _score(self, x):
         self.net_.eval()
-        return self.map_batches(lambda b: energy_from_logits(self.net_(b)), x)
+        return self.map_batches(JEMEnergy(self.net_), x)

@@ -162,16 +162,15 @@ def sgld_step_twin_(x, grad, step_size, noise_std, clamp_min, clamp_max, seed, o
     """
     n = philox.normal(x.numel(), seed, offset, device=x.device).view(x.shape).to(x.dtype)
     v = x - grad * step_size
-    v = v + n * noise_std
-    x.copy_(torch.clamp(v, clamp_min, clamp_max))
-    return x
+    v += n * noise_std
+    return torch.clamp(v, clamp_min, clamp_max, out=x)
 
 
 def sgld_step_(x, grad, step_size, noise_std, clamp_min=-math.inf, clamp_max=math.inf, generator=None,
                *, seed=None, offset=0, check=True) -> torch.Tensor:
     """In place: ``x <- clamp(x - step_size * grad + noise_std * n)``, ``n ~ N(0, I)`` (one fused pass).
 
-    x, grad: (N, *shape) float32/float64 on one device; x contiguous and not requiring grad.
+    x, grad: same shape (any), float32/float64, one device; x contiguous and not requiring grad.
     seed/offset select the Philox stream; by default ``seed`` is drawn from ``generator`` (torch's default
     generator when None), so ``torch.manual_seed`` makes the update reproducible. A chain keeps one seed
     and passes ``offset = t`` at step t: counters never repeat, so no noise is reused within the chain.

@@ -121,6 +121,9 @@ def box_muller(wa: torch.Tensor, wb: torch.Tensor) -> tuple[torch.Tensor, torch.
 def normal(numel: int, seed: int, offset: int, device=None) -> torch.Tensor:
     """The op's noise: ``numel`` float32 N(0, 1) values for ``(seed, offset)``; element i is a pure function
     of ``(seed, offset, i)``. Shape (numel,)."""
+    if int(numel) != numel or numel < 0:
+        raise ValueError(f"numel: expected a non-negative integer, got {numel!r}")
+    numel = int(numel)
     n_blocks = (numel + 3) // 4
     b = torch.arange(n_blocks, dtype=torch.int64, device=device)
     offset = int(offset) & 0xFFFFFFFFFFFFFFFF

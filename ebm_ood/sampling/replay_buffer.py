@@ -74,7 +74,7 @@ class ReplayBuffer:
         elif y is not None:
             raise ValueError("y: only for a class-conditional buffer (pass n_classes to the constructor)")
         reinit = torch.rand(b, generator=self.generator) < self.reinit_prob   # (B,) restart mask
-        x = self.buffer[idx.to(self.device)].clone()
+        x = self.buffer[idx.to(self.device)]                                  # indexing by a tensor copies
         n_new = int(reinit.sum())
         if n_new:
             x[reinit.to(self.device)] = self._initial(n_new)
@@ -98,9 +98,10 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore ``state_dict()`` output; refuses a buffer of another shape/capacity/class split."""
+        missing = [key for key in ("buffer", "shape", "capacity", "n_classes") if key not in state]
+        if missing:
+            raise ValueError(f"state: missing keys {missing}")
         for key in ("shape", "capacity", "n_classes"):
-            if key not in state:
-                raise ValueError(f"state: missing key {key!r}")
             if (tuple(state[key]) if key == "shape" else state[key]) != getattr(self, key):
                 raise ValueError(f"state: {key} is {state[key]!r}, this buffer has {getattr(self, key)!r}")
         buf = torch.as_tensor(state["buffer"])

@@ -31,8 +31,8 @@ _SCHEDULES = ("constant", "linear", "poly")
 def schedule_value(start: float, end: float | None, t: int, n_steps: int, schedule: str = "constant") -> float:
     """The step-size/noise value at step ``t`` of ``n_steps``.
 
-    constant: ``start``; linear: ``start + (end - start) t / (T - 1)`` (both ends reached, HEAT paper);
-    poly: ``(start - end)(1 - t/T)^2 + end`` (HEAT code's within-chain decay).
+    constant (or ``end`` None): ``start``; linear: ``start + (end - start) t / (T - 1)`` (both ends reached,
+    HEAT paper); poly: ``(start - end)(1 - t/T)^2 + end`` (HEAT code's within-chain decay).
     """
     if schedule not in _SCHEDULES:
         raise ValueError(f"schedule: expected one of {_SCHEDULES}, got {schedule!r}")
@@ -89,7 +89,7 @@ def sgld(energy, x0, *, n_steps, step_size=1.0, noise_std=0.01, form="decoupled"
          generator=None):
     """Run ``n_steps`` of SGLD from ``x0`` on ``energy`` (HEAT Eq. 4/12; Elflein App. B code form).
 
-    energy: callable (N, *shape) -> (N,) energies E(x). x0: (N, *shape) float tensor (not modified).
+    energy: callable (N, *shape) -> (N,) energies E(x). x0: (N, *shape) float32/float64 tensor (not modified).
     form: "langevin" (η = step_size scheduled to step_end; noise_std/noise_end ignored, noise sqrt(η)) or
       "decoupled" (α = step_size -> step_end, σ = noise_std -> noise_end).
     schedule: "constant" | "linear" | "poly" (see ``schedule_value``).
@@ -106,14 +106,17 @@ def sgld(energy, x0, *, n_steps, step_size=1.0, noise_std=0.01, form="decoupled"
         raise ValueError(f"form: expected one of {_FORMS}, got {form!r}")
     if schedule not in _SCHEDULES:
         raise ValueError(f"schedule: expected one of {_SCHEDULES}, got {schedule!r}")
-    if not isinstance(x0, torch.Tensor) or not x0.is_floating_point():
-        raise TypeError(f"x0: expected a floating-point torch.Tensor, got {type(x0).__name__}")
+    if not isinstance(x0, torch.Tensor) or x0.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"x0: expected a float32 or float64 torch.Tensor, got "
+                        f"{x0.dtype if isinstance(x0, torch.Tensor) else type(x0).__name__}")
     if int(n_steps) != n_steps or n_steps < 0:
         raise ValueError(f"n_steps: expected a non-negative integer, got {n_steps!r}")
     if schedule != "constant" and step_end is None:
         raise ValueError(f"step_end: required with schedule={schedule!r}")
-    if step_size < 0 or noise_std < 0:
-        raise ValueError(f"step_size, noise_std: must be >= 0, got {step_size}, {noise_std}")
+    for name, value in (("step_size", step_size), ("noise_std", noise_std), ("step_end", step_end),
+                        ("noise_end", noise_end)):
+        if value is not None and not value >= 0:
+            raise ValueError(f"{name}: must be >= 0, got {value}")
     lo, hi = (-math.inf, math.inf) if clamp is None else (float(clamp[0]), float(clamp[1]))
     if lo > hi:
         raise ValueError(f"clamp: expected (lo, hi) with lo <= hi, got {clamp}")

@@ -24,7 +24,8 @@ import torch
 from ebm_ood.detectors.base import Detector
 from ebm_ood.methods.flows.glow import Glow, GlowConfig, max_levels
 from ebm_ood.methods.flows.radial import RadialFlow
-from ebm_ood.training import TrainConfig, to_tensor, train
+from ebm_ood.training import TrainConfig, batched_mean, check_preset, to_tensor, train
+from ebm_ood.validation import check_array
 
 
 @dataclass
@@ -47,15 +48,14 @@ def flow_config(preset: str = "default", kind: str = "image") -> FlowConfig:
         return TrainConfig(steps=steps, batch_size=batch_size, lr=1e-3, warmup=warmup, eval_every=eval_every,
                            patience=patience, guard_keys=("nll",), max_abs=1e7)
 
+    check_preset(preset, kind)
     if preset == "quick":
         return FlowConfig(train=tc(60, 20, None), radial_layers=20, glow=GlowConfig(levels=2, steps=2, hidden=16))
     if preset == "default":
         steps = 4000 if kind == "tabular" else 1000
         return FlowConfig(train=tc(steps, 100, 10))
-    if preset == "full":
-        return FlowConfig(train=tc(10_000 if kind == "tabular" else 100_000, 500, 10, warmup=2500), radial_layers=20,
-                          glow=GlowConfig(levels=3, steps=32, hidden=512))
-    raise ValueError(f"preset: expected 'quick', 'default' or 'full', got {preset!r}")
+    return FlowConfig(train=tc(10_000 if kind == "tabular" else 100_000, 500, 10, warmup=2500), radial_layers=20,  # full
+                      glow=GlowConfig(levels=3, steps=32, hidden=512))
 
 
 def infer_quantisation(x: np.ndarray, lo: float, hi: float, max_levels_: int = 4096) -> float:
@@ -115,28 +115,34 @@ class NormalizingFlowDetector(Detector):
         def validate() -> float:
             flow.eval()
             with torch.no_grad():
-                return float(torch.cat([flow.log_prob(b) for b in xv.split(self.batch_size)]).mean())
+                return batched_mean(flow.log_prob, xv, batch_size=self.batch_size)
 
         self.history_ = train({"flow": flow}, step, xt, None, replace(self.config.train, seed=self.seed),
                               name="NF", validate=validate)
         self.val_log_likelihood_ = self.history_.best_value
 
     # ------------------------------------------------------------------------------------------ score
-    def log_prob(self, x) -> np.ndarray:
-        """``log p(x)`` (N,) under the trained flow (Glow: at bin centres)."""
+    def _checked(self, x) -> np.ndarray:
         self.check_fitted()
+        return check_array(x, "x", ndim=len(self.input_shape_) + 1, shape=self.input_shape_)
+
+    def log_prob(self, x) -> np.ndarray:
+        """``log p(x)`` (N,) under the trained flow (Glow: at bin centres) for ``x`` (N, *input_shape)."""
+        return self._log_prob(self._checked(x))
+
+    def _log_prob(self, x: np.ndarray) -> np.ndarray:
         self.flow_.eval()
-        return self.map_batches(self.flow_.log_prob, np.asarray(x, dtype=np.float32))
+        return self.map_batches(self.flow_.log_prob, x)
 
     def bits_per_dim(self, x) -> np.ndarray:
         """Glow only: ``-(log p(x) + D log δ)/(D log 2)`` (N,)."""
-        self.check_fitted()
+        x = self._checked(x)
         if not isinstance(self.flow_, Glow):
             raise ValueError("bits_per_dim: defined for quantised images (Glow), not for tabular data")
         self.flow_.eval()
-        return self.map_batches(self.flow_.bits_per_dim, np.asarray(x, dtype=np.float32))
+        return self.map_batches(self.flow_.bits_per_dim, x)
 
     def _score(self, x):
-        scores = -self.log_prob(x)
+        scores = -self._log_prob(x)
         # an input whose density underflows gets the largest finite score instead of +inf
         return np.nan_to_num(scores, nan=np.finfo(np.float64).max, posinf=np.finfo(np.float64).max)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ebm_ood.methods.flows.chain import chain_inverse
 from ebm_ood.methods.flows.gaussian import standard_normal_log_prob
 from ebm_ood.methods.flows.glow_layers import FlowStep, LogitPreprocess, SplitPrior, dequantise, squeeze, unsqueeze
 
@@ -114,9 +115,7 @@ class Glow(nn.Module):
             if level < len(self.levels) - 1:
                 e = parts[level].reshape(n, *self.eps_shapes[level])
                 h = torch.cat([h, self.priors[level].inverse(h, e)], dim=1)
-            for step in reversed(self.levels[level]):
-                h = step.inverse(h)
-            h = unsqueeze(h)
+            h = unsqueeze(chain_inverse(self.levels[level], h))
         return self.pre.inverse(h)
 
     def log_prob(self, x: torch.Tensor, u: torch.Tensor | float = 0.5) -> torch.Tensor:

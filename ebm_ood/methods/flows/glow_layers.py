@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ebm_ood.methods.flows.chain import chain_forward
+from ebm_ood.methods.flows.chain import chain_forward, chain_inverse
 
 
 # ----------------------------------------------------------------------------------------- squeeze
@@ -180,9 +180,7 @@ class FlowStep(nn.Module):
         return chain_forward(self.layers, x)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        for layer in reversed(self.layers):
-            y = layer.inverse(y)
-        return y
+        return chain_inverse(self.layers, y)
 
 
 # ----------------------------------------------------------------------------------------- split prior

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ebm_ood.methods.flows.chain import chain_forward
+from ebm_ood.methods.flows.chain import chain_forward, chain_inverse
 from ebm_ood.methods.flows.gaussian import standard_normal_log_prob
 
 
@@ -116,9 +116,8 @@ class RadialFlow(nn.Module):
         return standard_normal_log_prob(z) + log_det
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
-        for layer in reversed(self.layers):
-            z = layer.inverse(z)
-        return z
+        """Base → data: (N, d) → (N, d), each layer's closed-form inverse in reverse order."""
+        return chain_inverse(self.layers, z)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
