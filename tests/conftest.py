@@ -6,6 +6,13 @@ os.environ.setdefault("EBM_OOD_FAST", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests draw the same examples on every run (a failure reproduces; CI cannot flake).
+# EBM_OOD_HYPOTHESIS_PROFILE=explore draws fresh random examples instead.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("EBM_OOD_HYPOTHESIS_PROFILE", "repeatable"))
 
 # Two threads thrash on the tiny tensors of the tests; one is faster and deterministic.
 torch.set_num_threads(1)

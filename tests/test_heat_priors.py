@@ -1,7 +1,12 @@
 """Reference tests for HEAT's prior energies (EL, GMM paper/code forms, GMM-std) and their samplers."""
+import os
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -109,3 +114,48 @@ def test_prior_arguments_are_checked():
         ELPrior(np.ones((2, 3)), np.ones(2)).fit(np.ones((5, 4)))
     with pytest.raises(RuntimeError, match="fit"):
         GMMPrior()(torch.zeros(2, 3))
+
+
+# ------------------------------------------------------------------ properties on random finite inputs
+_finite = st.floats(-50, 50, allow_nan=False, allow_infinity=False, width=32)
+
+
+@settings(max_examples=int(os.environ.get("EBM_OOD_HYPOTHESIS_EXAMPLES", 25)), deadline=None)
+@given(seed=st.integers(0, 2**16), form=st.sampled_from(["paper", "code"]), scale=st.floats(1e-3, 1e3))
+def test_gmm_energy_is_finite_and_grows_along_a_ray_away_from_the_data(seed, form, scale):
+    """Any fitted GMM prior gives finite energies on finite inputs, even far away and at any feature
+    scale; along a ray from the data's mean the paper form's energy (the smallest of C convex quadratics
+    in the distance travelled, all with the same leading coefficient) increases once past their vertices."""
+    z, y = _features(n=90, seed=seed % 1000)
+    z = z * scale
+    prior = GMMPrior(form=form).fit(z, y)
+    rng = np.random.default_rng(seed)
+    zq = torch.as_tensor(rng.normal(size=(16, 4)) * scale * 10, dtype=torch.float32)
+    assert torch.isfinite(prior(zq)).all()
+    if form == "paper":
+        direction = torch.as_tensor(rng.normal(size=4), dtype=torch.float32)
+        ts = torch.tensor([100.0, 200.0, 400.0, 800.0]) * float(np.abs(z).max())   # beyond every vertex
+        ray = torch.as_tensor(z.mean(0), dtype=torch.float32) + ts[:, None] * direction / direction.norm()
+        e = prior(ray)
+        assert torch.isfinite(e).all() and (e[1:] > e[:-1]).all()
+
+
+@settings(max_examples=int(os.environ.get("EBM_OOD_HYPOTHESIS_EXAMPLES", 25)), deadline=None)
+@given(w=arrays(np.float32, (3, 4), elements=_finite), b=arrays(np.float32, (3,), elements=_finite),
+       zq=arrays(np.float32, (8, 4), elements=_finite), k=st.integers(0, 2), delta=st.floats(0.1, 10))
+def test_el_energy_is_finite_and_falls_when_a_logit_rises(w, b, zq, k, delta):
+    """EL = -T·logsumexp(fc(z)/T) is finite for finite inputs and decreasing in every logit: raising class
+    k's bias never raises an energy, and lowers it by exactly logsumexp(l') - logsumexp(l) (float64 scipy)."""
+    z, y = _features(n=60)
+    prior = ELPrior(w, b).fit(z, y)
+    b2 = b.copy()
+    b2[k] += delta
+    raised = ELPrior(w, b2, temperature=float(prior.t_)).fit(z, y)
+    e, e2 = prior(torch.as_tensor(zq)), raised(torch.as_tensor(zq))
+    assert torch.isfinite(e).all() and torch.isfinite(e2).all()
+    assert (e2 <= e + 1e-6 * e.abs()).all()
+    logits = zq.astype(np.float64) @ w.T.astype(np.float64)
+    exact = logsumexp(logits + b2.astype(np.float64), axis=1) - logsumexp(logits + b.astype(np.float64), axis=1)
+    raw = e.double().numpy() * float(prior.t_)
+    drop = (e - e2).double().numpy() * float(prior.t_)
+    np.testing.assert_allclose(drop, exact, rtol=1e-3, atol=1e-5 * np.abs(raw).max() + 1e-5)   # float32 E
