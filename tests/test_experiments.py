@@ -182,23 +182,22 @@ def test_without_matplotlib_the_data_is_written_and_the_hint_printed(tmp_path, m
     assert 'pip install -e ".[plots]"' in capsys.readouterr().err
 
 
-def test_bad_flags_fail_before_training(tmp_path):
-    with pytest.raises(SystemExit, match="unknown XYZ"):
-        main(["experiment", "supervision", "--methods", "XYZ", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="needs an image dataset"):
-        main(["experiment", "bottleneck", "--dataset", "tabular", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--gammas"):
-        main(["experiment", "gamma-sweep", "--gammas", "0,1", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--gammas: expected non-negative numbers"):
-        main(["experiment", "density-vs-norm", "--gammas", "0,nan", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--n-inputs: expected a positive integer, got 0"):
-        main(["experiment", "density-vs-norm", "--n-inputs", "0", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--factors: expected factors in"):
-        main(["experiment", "bottleneck", "--factors", "0.2,1.5", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--device"):
-        main(["experiment", "supervision", "--device", "tpu", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--dataset: dataset: unknown name 'nope'; valid names: .*digits"):
-        main(["experiment", "heat-lambda", "--dataset", "nope", "--out", str(tmp_path)])
+BAD_FLAGS = [
+    (["supervision", "--methods", "XYZ"], "unknown XYZ"),
+    (["bottleneck", "--dataset", "tabular"], "needs an image dataset"),
+    (["gamma-sweep", "--gammas", "0,1"], "--gammas"),
+    (["density-vs-norm", "--gammas", "0,nan"], "--gammas: expected non-negative numbers"),
+    (["density-vs-norm", "--n-inputs", "0"], "--n-inputs: expected a positive integer, got 0"),
+    (["bottleneck", "--factors", "0.2,1.5"], "--factors: expected factors in"),
+    (["supervision", "--device", "tpu"], "--device"),
+    (["heat-lambda", "--dataset", "nope"], "--dataset: dataset: unknown name 'nope'; valid names: .*digits"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_FLAGS)
+def test_bad_flags_fail_before_training(tmp_path, argv, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["experiment", *argv, "--out", str(tmp_path)])
 
 
 def test_heat_experiments_fit_and_score_like_each_other(tmp_path, monkeypatch):

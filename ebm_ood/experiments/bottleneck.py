@@ -61,7 +61,7 @@ def run_experiment(cfg: BottleneckConfig, log=None) -> dict:
                  for f in cfg.factors} for m in s.methods}
     key = f"{cfg.table4_factor:g}"
     improvement = {m: sweep[m][key] for m in s.methods} if cfg.table4_factor in cfg.factors else {}
-    return {"experiment": NAME, "dataset": s.dataset, "preset": s.preset, "steps": s.steps, "seeds": list(s.seeds),
+    return {**s.header(NAME),
             "factors": list(cfg.factors), "table4_factor": cfg.table4_factor, "groups": groups, "results": results,
             "improvement": improvement, "improvement_by_factor": sweep}
 

@@ -47,6 +47,11 @@ class Settings:
     steps: int | None = None  # override every EBM's training steps (None: the preset's)
     device: str = "cpu"
 
+    def header(self, experiment: str) -> dict:
+        """The fields every experiment's JSON starts with: which experiment, on what, with which budget."""
+        return {"experiment": experiment, "dataset": self.dataset, "preset": self.preset, "steps": self.steps,
+                "seeds": list(self.seeds)}
+
 
 @lru_cache(maxsize=1)
 def load_dataset(name: str) -> OODDataset:

@@ -61,8 +61,7 @@ def run_experiment(cfg: DensityConfig, log=None) -> dict:
                 per_seed[m][f"{g:g}"].append(log_density_curve(det, x, cfg.alphas).tolist())
                 (log or log_stderr)(f"[{s.dataset} seed={seed}] {m} γ={g:g}: fitted")
     curves = {m: {g: np.mean(v, axis=0).tolist() for g, v in per.items()} for m, per in per_seed.items()}
-    return {"experiment": NAME, "dataset": s.dataset, "preset": s.preset, "steps": s.steps, "seeds": list(s.seeds),
-            "alphas": list(cfg.alphas), "norms": norms, "gammas": list(cfg.gammas), "curves": curves,
+    return {**s.header(NAME), "alphas": list(cfg.alphas), "norms": norms, "gammas": list(cfg.gammas), "curves": curves,
             "per_seed": per_seed}
 
 

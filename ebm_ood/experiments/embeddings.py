@@ -76,8 +76,7 @@ def run_experiment(cfg: EmbeddingsConfig, log=None) -> dict:
     """Train M (inputs) and M-E (classifier features) per method; ``improvement`` = Table 3 rows."""
     s = cfg.settings
     results, groups, improvement = run_variants(s, lambda m: embedded_spec(f"{m}-E", m, s, cfg.scale), log=log)
-    return {"experiment": NAME, "dataset": s.dataset, "preset": s.preset, "steps": s.steps, "seeds": list(s.seeds),
-            "scale": cfg.scale, "groups": groups, "results": results, "improvement": improvement}
+    return {**s.header(NAME), "scale": cfg.scale, "groups": groups, "results": results, "improvement": improvement}
 
 
 def render(data: dict) -> str:

@@ -43,8 +43,7 @@ def run_experiment(cfg: GammaSweepConfig, log=None) -> dict:
                            {o: results[label(m, g)][o][METRIC] for o in groups}) for g in grid} for m in s.methods}
     std = {m: {f"{g:g}": {o: results[label(m, g)][o][f"{METRIC}_std"] for o in groups}
                for g in grid if "error" not in results[label(m, g)]} for m in s.methods}
-    return {"experiment": NAME, "dataset": s.dataset, "preset": s.preset, "steps": s.steps, "seeds": list(s.seeds),
-            "gammas": list(grid), "groups": groups, "aupr": aupr, "aupr_std": std, "results": results}
+    return {**s.header(NAME), "gammas": list(grid), "groups": groups, "aupr": aupr, "aupr_std": std, "results": results}
 
 
 def render(data: dict) -> str:

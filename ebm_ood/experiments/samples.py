@@ -82,7 +82,7 @@ def run_experiment(cfg: SamplesConfig, log=None) -> dict:
                 (log or log_stderr)(f"[{s.dataset} seed={seed}] {m} {name}: fitted and descended")
     summary = {m: {name: {q: float(np.mean([r[q] for r in runs])) for q in runs[0]} for name, runs in per.items()}
                for m, per in rows.items()}
-    return {"experiment": NAME, "dataset": s.dataset, "preset": s.preset, "steps": s.steps, "seeds": list(s.seeds),
+    return {**s.header(NAME),
             "gamma": cfg.gamma, "sgld_steps": cfg.sgld_steps, "step_size": cfg.step_size, "noise_std": cfg.noise_std,
             "labels": y0.tolist(), "images": images, "summary": summary}
 

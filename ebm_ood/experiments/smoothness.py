@@ -70,7 +70,7 @@ def run_experiment(cfg: SmoothnessConfig, log=None) -> dict:
                 (log or log_stderr)(f"[{s.dataset} seed={seed}] {m} {name}: fitted")
     summary = {m: {name: {k: {q: float(np.mean([r[k][q] for r in runs])) for q in ("rel_log_density", "auroc")}
                           for k in sets} for name, runs in per.items()} for m, per in rows.items()}
-    return {"experiment": NAME, "dataset": s.dataset, "preset": s.preset, "steps": s.steps, "seeds": list(s.seeds),
+    return {**s.header(NAME),
             "gamma": cfg.gamma, "factor": cfg.factor, "sets": sets, "energies": energies, "summary": summary}
 
 

@@ -32,8 +32,7 @@ def run_experiment(cfg: SupervisionConfig, log=None) -> dict:
     s = cfg.settings
     results, groups, improvement = run_variants(s, lambda m: ebm_spec(f"{m}-S", m, s, gamma=cfg.gamma),
                                                 base=lambda m: ebm_spec(m, m, s, gamma=0.0), log=log)
-    return {"experiment": NAME, "dataset": s.dataset, "preset": s.preset, "steps": s.steps, "seeds": list(s.seeds),
-            "gamma": cfg.gamma, "groups": groups, "results": results, "improvement": improvement}
+    return {**s.header(NAME), "gamma": cfg.gamma, "groups": groups, "results": results, "improvement": improvement}
 
 
 def render(data: dict) -> str:
