@@ -1,6 +1,7 @@
 // CPU kernel and registration of the fused SGLD op
 //   ebm_ood::sgld_step_(Tensor(a!) x, Tensor grad, float step_size, float noise_std,
-//                       float clamp_min, float clamp_max, int seed, int offset) -> ()
+//                       float clamp_min, float clamp_max, Scalar seed, Scalar offset) -> ()
+// seed and offset are integers in [0, 2^64) (Scalar, so that Python ints above 2^63 reach the checks).
 // x <- clamp(x - step_size * grad + noise_std * n), n = Philox4x32-10 + Box–Muller (philox.h) of
 // (seed, offset, element index). No autograd: the op is a sampler update on detached tensors.
 //
@@ -10,9 +11,14 @@
 // compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time (GCC function multiversioning),
 // so the JIT-built library runs on any x86-64 CPU.
 #include <Python.h>
+#include <ATen/MemoryOverlap.h>
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/library.h>
 #include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
+
+#include <cmath>
 
 #include "philox.h"
 #include "sgld_update.h"
@@ -104,30 +110,53 @@ void run_tiles(T* x, const T* g, int64_t numel, const Params& p) {
   });
 }
 
-void check_inputs(const at::Tensor& x, const at::Tensor& grad, double clamp_min, double clamp_max) {
+// seed or offset as a 64-bit word.
+uint64_t key_word(const c10::Scalar& v, const char* name) {
+  TORCH_CHECK(v.isIntegral(/*includeBool=*/false), "sgld_step_: ", name, " must be an integer, got ", v.type());
+  if (v.isSymbolic()) return 0;  // tracing (torch.compile): only shapes matter
+  TORCH_CHECK(v.isUnsigned(), "sgld_step_: ", name, " must be in [0, 2^64), got ", v.toLong());
+  return v.toUInt64();
+}
+
+// Every argument check of the op, shared by the CPU, CUDA and Meta kernels (the Python wrapper checks the
+// same things first, with the same meaning). Returns the kernel parameters.
+Params checked_params(const at::Tensor& x, const at::Tensor& grad, double step_size, double noise_std,
+                      double clamp_min, double clamp_max, const c10::Scalar& seed, const c10::Scalar& offset) {
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "sgld_step_: x must be float32 or float64, got ", x.scalar_type());
   TORCH_CHECK(grad.scalar_type() == x.scalar_type(), "sgld_step_: grad dtype ", grad.scalar_type(),
               " differs from x dtype ", x.scalar_type());
-  TORCH_CHECK(grad.sizes() == x.sizes(), "sgld_step_: grad shape ", grad.sizes(), " differs from x shape ",
-              x.sizes());
-  TORCH_CHECK(grad.device() == x.device(), "sgld_step_: grad and x on different devices");
-  TORCH_CHECK(x.is_contiguous() && grad.is_contiguous(), "sgld_step_: x and grad must be contiguous");
-  TORCH_CHECK(!(clamp_min > clamp_max), "sgld_step_: clamp_min > clamp_max");
-}
-
-Params make_params(double step_size, double noise_std, double clamp_min, double clamp_max, int64_t seed,
-                   int64_t offset) {
-  const uint64_t s = static_cast<uint64_t>(seed), o = static_cast<uint64_t>(offset);
+  TORCH_CHECK(grad.sym_sizes() == x.sym_sizes(), "sgld_step_: grad shape ", grad.sym_sizes(),
+              " differs from x shape ", x.sym_sizes());
+  TORCH_CHECK(grad.device() == x.device(), "sgld_step_: grad is on ", grad.device(), " but x is on ", x.device());
+  TORCH_CHECK(x.is_contiguous(), "sgld_step_: x must be contiguous (the update is in place)");
+  TORCH_CHECK(grad.is_contiguous(), "sgld_step_: grad must be contiguous (call .contiguous() first)");
+  const bool symbolic = x.unsafeGetTensorImpl()->has_symbolic_sizes_strides() ||
+                        grad.unsafeGetTensorImpl()->has_symbolic_sizes_strides();  // tracing: no memory
+  TORCH_CHECK(symbolic || at::get_overlap_status(x, grad) == at::MemOverlapStatus::No,
+              "sgld_step_: x and grad share memory; the kernel reads grad while writing x, so pass a separate "
+              "grad (grad.clone())");
+  TORCH_CHECK(!x.requires_grad(), "sgld_step_: x requires grad, but the op has no autograd; pass x.detach()");
+  TORCH_CHECK(!(grad.requires_grad() && c10::GradMode::is_enabled()),
+              "sgld_step_: grad requires grad, but the op has no autograd; pass grad.detach()");
+  TORCH_CHECK(!x.is_inference() || c10::InferenceMode::is_enabled(),
+              "sgld_step_: x is an inference tensor; update it inside torch.inference_mode() or pass x.clone()");
+  TORCH_CHECK(std::isfinite(step_size), "sgld_step_: step_size must be finite, got ", step_size);
+  TORCH_CHECK(std::isfinite(noise_std), "sgld_step_: noise_std must be finite, got ", noise_std);
+  TORCH_CHECK(!std::isnan(clamp_min) && !std::isnan(clamp_max), "sgld_step_: clamp bounds must not be NaN, got [",
+              clamp_min, ", ", clamp_max, "] (use -inf / inf for no bound)");
+  TORCH_CHECK(clamp_min <= clamp_max, "sgld_step_: clamp_min must be <= clamp_max, got ", clamp_min, " > ",
+              clamp_max);
+  const uint64_t s = key_word(seed, "seed"), o = key_word(offset, "offset");
   return Params{static_cast<uint32_t>(s), static_cast<uint32_t>(s >> 32), static_cast<uint32_t>(o),
                 static_cast<uint32_t>(o >> 32), step_size, noise_std, clamp_min, clamp_max};
 }
 
 void sgld_step_cpu(at::Tensor& x, const at::Tensor& grad, double step_size, double noise_std, double clamp_min,
-                   double clamp_max, int64_t seed, int64_t offset) {
-  check_inputs(x, grad, clamp_min, clamp_max);
+                   double clamp_max, const c10::Scalar& seed, const c10::Scalar& offset) {
+  const Params p = checked_params(x, grad, step_size, noise_std, clamp_min, clamp_max, seed, offset);
   TORCH_CHECK(x.device().is_cpu(), "sgld_step_ (CPU): x must be on the CPU");
-  const Params p = make_params(step_size, noise_std, clamp_min, clamp_max, seed, offset);
+  x.unsafeGetTensorImpl()->bump_version();  // an in-place op: autograd must see that x changed
   if (x.scalar_type() == at::kFloat) {
     run_tiles<float, tile_f32>(x.data_ptr<float>(), grad.data_ptr<float>(), x.numel(), p);
   } else {
@@ -137,12 +166,13 @@ void sgld_step_cpu(at::Tensor& x, const at::Tensor& grad, double step_size, doub
 
 #ifdef EBM_OOD_WITH_CUDA
 void sgld_step_cuda(at::Tensor& x, const at::Tensor& grad, double step_size, double noise_std, double clamp_min,
-                    double clamp_max, int64_t seed, int64_t offset) {
-  check_inputs(x, grad, clamp_min, clamp_max);
+                    double clamp_max, const c10::Scalar& seed, const c10::Scalar& offset) {
+  const Params p = checked_params(x, grad, step_size, noise_std, clamp_min, clamp_max, seed, offset);
   TORCH_CHECK(x.is_cuda(), "sgld_step_ (CUDA): x must be on a CUDA device");
+  x.unsafeGetTensorImpl()->bump_version();  // an in-place op: autograd must see that x changed
   const c10::cuda::CUDAGuard guard(x.device());
   void* stream = c10::cuda::getCurrentCUDAStream().stream();
-  const uint64_t s = static_cast<uint64_t>(seed), o = static_cast<uint64_t>(offset);
+  const uint64_t s = p.k0 | (static_cast<uint64_t>(p.k1) << 32), o = p.o0 | (static_cast<uint64_t>(p.o1) << 32);
   const int err = x.scalar_type() == at::kFloat
       ? sgld_step_cuda_f32(x.data_ptr<float>(), grad.data_ptr<float>(), x.numel(), step_size, noise_std, clamp_min,
                            clamp_max, s, o, stream)
@@ -152,18 +182,18 @@ void sgld_step_cuda(at::Tensor& x, const at::Tensor& grad, double step_size, dou
 }
 #endif
 
-// Shape-only kernel for fake/meta tensors (torch.compile, opcheck): the op returns nothing.
-void sgld_step_meta(at::Tensor& x, const at::Tensor& grad, double, double, double clamp_min, double clamp_max,
-                    int64_t, int64_t) {
-  TORCH_CHECK(grad.sizes() == x.sizes(), "sgld_step_: grad shape differs from x shape");
-  TORCH_CHECK(!(clamp_min > clamp_max), "sgld_step_: clamp_min > clamp_max");
+// Kernel for fake/meta tensors (torch.compile, opcheck): the same checks as the real kernels, no data.
+void sgld_step_meta(at::Tensor& x, const at::Tensor& grad, double step_size, double noise_std, double clamp_min,
+                    double clamp_max, const c10::Scalar& seed, const c10::Scalar& offset) {
+  checked_params(x, grad, step_size, noise_std, clamp_min, clamp_max, seed, offset);
+  x.unsafeGetTensorImpl()->bump_version();
 }
 
 }  // namespace
 
 TORCH_LIBRARY(ebm_ood, m) {
   m.def("sgld_step_(Tensor(a!) x, Tensor grad, float step_size, float noise_std, float clamp_min, "
-        "float clamp_max, int seed, int offset) -> ()");
+        "float clamp_max, Scalar seed, Scalar offset) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(ebm_ood, CPU, m) { m.impl("sgld_step_", &sgld_step_cpu); }

@@ -30,6 +30,7 @@ SPLIT_FILES = {
 }
 LABEL_BYTES = {"cifar10": 1, "cifar100": 2}  # CIFAR-100 records: coarse label, fine label
 NAMES_FILE = {"cifar10": "batches.meta.txt", "cifar100": "fine_label_names.txt"}
+N_CLASSES = {"cifar10": 10, "cifar100": 100}
 
 
 def needed(name: str, raw_dir: Path) -> tuple[RawFile, ...]:
@@ -62,6 +63,10 @@ def convert(name: str, raw_dir: Path, **_) -> dict:
         raise FormatError(f"{raw_dir}: expected CIFAR batch files {', '.join(missing)} "
                           f"(in {FILES[name][0].name} or {FOLDER[name]}/), not found")
     classes = [c for c in read_text_member(members.get(NAMES_FILE[name], b"")).split() if c]
+    if not classes:  # names file absent: number the classes (labels are still checked against the count)
+        classes = [str(c) for c in range(N_CLASSES[name])]
+    if len(classes) != N_CLASSES[name]:
+        raise FormatError(f"{NAMES_FILE[name]}: expected {N_CLASSES[name]} class names, got {len(classes)}")
     out = {}
     for split, files in SPLIT_FILES[name].items():
         parts = [parse_cifar_records(members[f], f, LABEL_BYTES[name]) for f in files]

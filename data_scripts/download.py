@@ -1,7 +1,9 @@
 """Getting raw files: find them in the raw folder or download them, and verify their checksums.
 
-A download goes to ``NAME.part`` next to its final name, resumes with an HTTP ``Range`` request when a
-``.part`` is already there, and is renamed to ``NAME`` only after its checksum matches. A checksum mismatch
+A download goes to ``NAME.part`` next to its final name and is renamed to ``NAME`` only after its checksum
+matches. A ``.part`` already there is resumed with an HTTP ``Range`` request only when the result can be
+verified (a recorded sha256 or md5) and the server returns exactly the missing range; a ``.part`` of a file
+without a recorded digest is discarded and downloaded again from the start. A checksum mismatch
 deletes the ``.part`` (never a file the user put there) and raises :class:`ChecksumError`. When nothing can
 be downloaded, :class:`DownloadError` names every missing file, its URLs and the folder to put it in.
 """
@@ -68,26 +70,50 @@ def verify(path: Path, raw: RawFile, log: Callable[[str], None] = print) -> str:
     return sha
 
 
-def _fetch(url: str, part: Path, timeout: float) -> None:
-    """Download ``url`` into ``part``, resuming from its current size when the server honours ``Range``."""
-    have = part.stat().st_size if part.exists() else 0
+def verifiable(raw: RawFile) -> bool:
+    """Whether a digest is recorded for ``raw``: only then can a resumed download be checked."""
+    return raw.sha256 is not None or raw.md5 is not None
+
+
+def _fetch(url: str, part: Path, timeout: float, raw: RawFile) -> None:
+    """Download ``url`` into ``part``. An existing ``.part`` is resumed (HTTP ``Range``) only when ``raw`` has a
+    recorded digest to check the result against, is no longer than ``raw.size`` (when known), and the server
+    answers with exactly the requested range; in every other case the download starts from byte 0."""
+    have = part.stat().st_size if part.is_file() else 0
+    if have and (not verifiable(raw) or (raw.size is not None and have > raw.size)):
+        part.unlink()  # cannot be checked, or cannot be a prefix of the file: start over
+        have = 0
     headers = {"User-Agent": "ebm_ood-data-scripts", **({"Range": f"bytes={have}-"} if have else {})}
     try:
         resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as e:
-        if e.code == 416 and have:  # the range starts at the end: the .part is already complete
-            return
+        if e.code == 416 and have:  # range not satisfiable: the .part is complete, or longer than the file
+            try:
+                verify(part, raw, log=lambda m: None)
+                return
+            except ChecksumError:
+                part.unlink()
+                return _fetch(url, part, timeout, raw)
         raise
     with resp:
-        resumed = have > 0 and getattr(resp, "status", 200) == 206
-        length = resp.headers.get("Content-Length")
-        written = 0
-        with open(part, "ab" if resumed else "wb") as f:
-            for block in iter(lambda: resp.read(1 << 20), b""):
-                f.write(block)
-                written += len(block)
+        partial = have > 0 and getattr(resp, "status", 200) == 206
+        content_range = resp.headers.get("Content-Range") or ""
+        if partial and not content_range.replace("bytes ", "", 1).startswith(f"{have}-"):
+            restart = True  # a range other than the one asked for: splicing it would corrupt the file
+        else:
+            restart = False
+            length = resp.headers.get("Content-Length")
+            written = 0
+            with open(part, "ab" if partial else "wb") as f:
+                for block in iter(lambda: resp.read(1 << 20), b""):
+                    f.write(block)
+                    written += len(block)
+    if restart:
+        part.unlink()
+        return _fetch(url, part, timeout, raw)
     if length is not None and written < int(length):
-        raise OSError(f"connection closed after {written} of {length} bytes (the .part file is kept to resume)")
+        kept = "kept to resume" if verifiable(raw) else "discarded next time: no recorded digest to check a resume"
+        raise OSError(f"connection closed after {written} of {length} bytes (the .part file is {kept})")
 
 
 def download(raw: RawFile, dest_dir: Path, timeout: float = 30.0, log: Callable[[str], None] = print) -> Path:
@@ -103,7 +129,7 @@ def _download(raw: RawFile, dest_dir: Path, timeout: float, log: Callable[[str],
     for url in raw.urls:
         log(f"downloading {url} -> {final}")
         try:
-            _fetch(url, part, timeout)
+            _fetch(url, part, timeout, raw)
         except (urllib.error.URLError, OSError, socket.timeout, ValueError) as e:
             errors.append(f"{url}: {e}")
             continue

@@ -71,6 +71,8 @@ def read_pair(raw_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     img_name, lab_name = f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"
     x = read_idx((raw_dir / img_name).read_bytes(), img_name, IDX_IMAGES_MAGIC)
     y = read_idx((raw_dir / lab_name).read_bytes(), lab_name, IDX_LABELS_MAGIC)
+    if x.shape[1:] != (28, 28):
+        raise FormatError(f"{img_name}: expected 28 x 28 images, got {x.shape[1]} x {x.shape[2]}")
     if len(x) != len(y):
         raise FormatError(f"{img_name} has {len(x)} images but {lab_name} has {len(y)} labels")
     return x[:, None].astype(np.uint8), y.astype(np.int64)
@@ -85,5 +87,5 @@ def convert(name: str, raw_dir: Path, log=print, **_) -> dict:
             log(f"WARNING: skipped {len(skipped)} unreadable image(s): {', '.join(skipped[:5])}")
         return {"test": (x, y, dict(meta, class_names=classes, raw_files=[str(root)], skipped=skipped))}
     train, test = read_pair(raw_dir, "train"), read_pair(raw_dir, "t10k")
-    meta["raw_files"] = list(NAMES)
-    return {"train": (*train, meta), "test": (*test, meta)}
+    return {"train": (*train, dict(meta, raw_files=list(NAMES[:2]))),
+            "test": (*test, dict(meta, raw_files=list(NAMES[2:])))}

@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from data_scripts import cifar, idx, image_folder, svhn, uci  # noqa: E402
 from data_scripts.download import ChecksumError, DownloadError, obtain  # noqa: E402
+from data_scripts.validate import check_split  # noqa: E402
 from ebm_ood.data.formats import FormatError  # noqa: E402
 from ebm_ood.data.store import data_root, dataset_dir, is_prepared, read_manifest, write_dataset  # noqa: E402
 
@@ -34,6 +35,10 @@ def prepare(name: str, raw_dir: str | Path | None = None, root: str | Path | Non
         raise ValueError(f"dataset: unknown name {name!r}; expected one of {', '.join(sorted(PREPARERS))}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size: expected a positive number of pixels, got {size!r}")
+    _folder(data_root(root), "data root (--data-root, else $EBM_OOD_DATA)")
+    _folder(dataset_dir(name, root), f"{name}: prepared dataset folder")
+    if raw_dir is not None:
+        _folder(Path(raw_dir).expanduser(), "raw folder (--raw-dir)")
     if is_prepared(name, root) and not force:
         log(f"{name}: already prepared in {dataset_dir(name, root)} (use --force to prepare again)")
         return dataset_dir(name, root)
@@ -41,11 +46,23 @@ def prepare(name: str, raw_dir: str | Path | None = None, root: str | Path | Non
     raw = Path(raw_dir).expanduser() if raw_dir is not None else data_root(root) / "raw" / name
     digests = obtain(module.needed(name, raw), raw, allow_download=allow_download, log=log)
     splits = module.convert(name, raw, size=size, log=log)
+    for split, (x, y, meta) in splits.items():
+        check_split(name, split, x, y, meta)
     manifest = {"raw_sha256": digests, "raw_dir": str(raw), "prepared_by": "data_scripts/prepare.py"}
     out = write_dataset(name, splits, manifest, root)
     for split, (x, y, _) in splits.items():
         log(f"wrote {out / (split + '.npz')}: x {tuple(x.shape)} {x.dtype}, y {tuple(y.shape)}")
     return out
+
+
+def _folder(path: Path, what: str) -> None:
+    """Refuse ``path`` if it, or the nearest part of it that exists, is not a folder."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                inside = f" (needed for {path})" if p != path else ""
+                raise ValueError(f"{what}: {p} is a file, not a folder{inside}")
+            return
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         prepare(args.name, args.raw_dir, args.data_root, args.force, not args.no_download, args.size)
-    except (ValueError, DownloadError, ChecksumError, FormatError, FileNotFoundError, ImportError) as e:
+    except (ValueError, DownloadError, ChecksumError, FormatError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if is_prepared(args.name, args.data_root):

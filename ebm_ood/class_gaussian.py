@@ -15,6 +15,7 @@ by the Mahalanobis / SSD+ baselines.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,8 +74,11 @@ class ClassGaussianStats:
     def finalize(self, reg: float = 1e-12, relative: bool = False) -> "ClassGaussian":
         """The fitted :class:`ClassGaussian`: ``Σ = scatter / N + reg·I``. Every class needs a sample.
 
-        ``relative=True`` scales the ridge by the mean within-class variance, ``reg · tr(scatter / N) / D``
-        (scale-free; keeps degenerate features such as dead ReLUs invertible — the Mahalanobis baseline)."""
+        ``relative=True`` scales the ridge to the data, ``reg · s`` with ``s = tr(scatter / N) / D`` the mean
+        within-class variance (scale-free; keeps degenerate features such as dead ReLUs invertible). When
+        there is no within-class variance at all (``s`` below 1e-12 of the features' mean second moment
+        ``m = (tr(scatter) + Σ_c N_c ‖μ_c‖²) / (N D)``: every class's samples identical) ``s = m`` is used
+        instead, with a :class:`DegenerateCovarianceWarning`; all-zero features raise ``ValueError``."""
         if not reg >= 0:
             raise ValueError(f"reg: expected reg >= 0, got {reg}")
         empty = torch.nonzero(self.counts == 0).flatten().tolist()
@@ -82,9 +86,31 @@ class ClassGaussianStats:
             raise ValueError(f"y: classes {empty} have no samples; every class 0..{self.num_classes - 1} needs one")
         total = self.counts.sum()
         if relative:
-            reg = reg * max(float(self.scatter.diagonal().sum() / total / self.dim), 1e-300)
+            reg = reg * self.ridge_scale()
         cov = self.scatter / total + reg * torch.eye(self.dim, dtype=torch.float64)
-        return ClassGaussian.from_parameters(self.means.clone(), cov, self.counts.clone())
+        return ClassGaussian.from_parameters(self.means.clone(), cov, self.counts.clone(),
+                                             within_var=self.scatter.diagonal() / total)
+
+    def ridge_scale(self) -> float:
+        """The data's scale for a relative ridge (see :meth:`finalize`): mean within-class variance, or the
+        mean second moment when the within-class variance is (numerically) zero."""
+        total = float(self.counts.sum())
+        within = float(self.scatter.diagonal().sum()) / total / self.dim
+        second = within + float((self.counts[:, None] * self.means**2).sum()) / total / self.dim
+        if within > 1e-12 * second:
+            return within
+        if not second > 0:
+            raise ValueError("z: every feature is zero; the covariance is degenerate (no variance and no scale), "
+                             "so no Gaussian can be fitted")
+        warnings.warn(f"z: the features have no within-class variance (within-class scatter {within:.3g}); the "
+                      f"covariance is degenerate, so the ridge is taken relative to the features' mean second "
+                      f"moment {second:.3g} instead", DegenerateCovarianceWarning, stacklevel=4)
+        return second
+
+
+class DegenerateCovarianceWarning(UserWarning):
+    """The within-class covariance had to be regularised with the features' overall scale (see
+    :meth:`ClassGaussianStats.ridge_scale`)."""
 
 
 @dataclass
@@ -105,8 +131,10 @@ class ClassGaussian:
     logdet: torch.Tensor
 
     @classmethod
-    def from_parameters(cls, means, cov, counts=None) -> "ClassGaussian":
-        """Build from means (C, D), covariance (D, D) and optional class counts (C,) (default: equal)."""
+    def from_parameters(cls, means, cov, counts=None, within_var=None) -> "ClassGaussian":
+        """Build from means (C, D), covariance (D, D) and optional class counts (C,) (default: equal).
+        ``within_var`` (D,), optional: the per-channel variance before any ridge, named in the error when
+        ``cov`` is not positive definite."""
         means, cov = _as_tensor64(means), _as_tensor64(cov)
         if means.ndim != 2 or cov.shape != (means.shape[1], means.shape[1]):
             raise ValueError(f"means, cov: expected (C, D) and (D, D), got {tuple(means.shape)}, {tuple(cov.shape)}")
@@ -115,7 +143,12 @@ class ClassGaussian:
             raise ValueError(f"counts: expected {means.shape[0]} positive class counts, got {counts.tolist()}")
         chol, info = torch.linalg.cholesky_ex(cov)
         if int(info) != 0:
-            raise ValueError("cov: not positive definite; increase reg (the features may be degenerate)")
+            dead = [] if within_var is None else torch.nonzero(_as_tensor64(within_var) <= 0).flatten().tolist()
+            why = (f"{len(dead)} of {cov.shape[0]} feature channels have zero within-class variance "
+                   f"(e.g. channels {dead[:5]}: dead units)" if dead else
+                   "the features span fewer dimensions than D (e.g. fewer samples than dimensions)")
+            raise ValueError(f"cov: the within-class covariance is degenerate (not positive definite): {why}; "
+                             f"use a ridge reg > 0 (relative to the data's scale)")
         eye = torch.eye(cov.shape[0], dtype=torch.float64)
         whiten = torch.linalg.solve_triangular(chol, eye, upper=False)
         return cls(means=means, cov=cov, chol=chol, whiten=whiten, precision=whiten.T @ whiten, counts=counts,

@@ -11,7 +11,9 @@ import argparse
 import importlib
 import json
 import os
+import stat
 import sys
+import tempfile
 import time
 
 from ebm_ood.atomic import write_atomic
@@ -58,17 +60,40 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def check_out_dir(path: str) -> str:
-    """Create ``path`` and prove it is writable before any training starts."""
+def check_out_dir(path: str, outputs: tuple[str, ...] = ()) -> str:
+    """Create ``path``, prove it is writable (with a probe file of a fresh name, so concurrent runs do not
+    collide) and that none of the ``outputs`` (file names in it) is a folder, before any training starts."""
     try:
         os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write-test")
-        with open(probe, "w") as fh:
-            fh.write("ok")
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
+        os.close(fd)
         os.remove(probe)
     except OSError as err:
         raise SystemExit(f"error: --out {path!r} is not a writable folder ({err.strerror or err})")
+    for name in outputs:
+        target = os.path.join(path, name)
+        if os.path.lexists(target) and stat.S_ISDIR(os.lstat(target).st_mode):
+            raise SystemExit(f"error: --out {path!r}: the output {target!r} is a folder; the results could not be "
+                             "written there after training: move it away or choose another --out")
     return path
+
+
+def threads_note() -> str:
+    """The line every Markdown result ends with: the CPU thread count the numbers were computed with."""
+    import torch
+
+    n = torch.get_num_threads()
+    return (f"Computed with {n} CPU thread{'s' if n != 1 else ''} (`--threads {n}`); one seed reproduces these "
+            "numbers exactly for this thread count.")
+
+
+def run_header(args) -> dict:
+    """What every result header records about the run itself: the command's flags and the CPU thread
+    count (results are reproducible for one seed and one thread count; see README, Reliability)."""
+    import torch
+
+    flags = {k: v for k, v in sorted(vars(args).items()) if isinstance(v, (str, int, float, bool, list, type(None)))}
+    return {"threads": torch.get_num_threads(), "flags": flags}
 
 
 def log_stderr(msg: str) -> None:
@@ -92,10 +117,12 @@ def apply_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def add_run_arguments(p: argparse.ArgumentParser, out: str, quick_help: str, full: bool = True) -> None:
+def add_run_arguments(p: argparse.ArgumentParser, out: str, quick_help: str, full: bool = True,
+                      seeds: int = 1) -> None:
     """``--seeds --quick [--full] --device --threads --out``: the flags of every command that trains
     (``ebm-ood benchmark`` and ``ebm-ood experiment NAME``); check them with :func:`check_run_arguments`."""
-    p.add_argument("--seeds", type=parse_seeds, default=[0], help="number of seeds or a comma list (default: 1)")
+    p.add_argument("--seeds", type=parse_seeds, default=list(range(seeds)),
+                   help=f"number of seeds or a comma list (default: {seeds})")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help=quick_help)
     if full:
@@ -111,16 +138,23 @@ def preset_of(args) -> str:
 
 
 def check_run_arguments(args) -> str:
-    """Check ``--device``, ``--out`` and ``--threads`` (before any training; each error names its flag)
-    and apply ``--threads``. Returns the resolved device ("cpu", "cuda", ...)."""
+    """Check ``--device``, ``--out`` (and that none of ``args.outputs``, the command's result files, is a
+    folder) and ``--threads`` (before any training; each error names its flag) and apply ``--threads``.
+    With ``args.cells`` (a file name) set, start ``args.cell_log``: a :class:`~ebm_ood.benchmark.runner.CellLog`
+    in ``--out`` that keeps every finished cell. Returns the resolved device ("cpu", "cuda", ...)."""
     from ebm_ood.validation import resolve_device
 
     try:
         device = str(resolve_device(args.device))
     except ValueError as err:
         raise SystemExit(f"error: --device: {str(err).removeprefix('device: ')}")
-    check_out_dir(args.out)
+    cells = getattr(args, "cells", None)
+    check_out_dir(args.out, tuple(getattr(args, "outputs", ())) + ((cells,) if cells else ()))
     apply_threads(args.threads)
+    if cells:
+        from ebm_ood.benchmark.runner import CellLog
+
+        args.cell_log = CellLog(os.path.join(args.out, cells), run_header(args))
     return device
 
 
@@ -128,11 +162,27 @@ def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", choices=("elflein", "heat", "all"), default="all", help="which paper's methods (default: all)")
     p.add_argument("--dataset", action="append", help=f"dataset name, repeatable (default: {', '.join(DEFAULT_DATASETS)})")
     p.add_argument("--methods", help="comma-separated method names (default: every method of the suite)")
-    add_run_arguments(p, "results", "tiny settings for tests (< 1 minute)")
+    add_run_arguments(p, "results", "tiny settings for tests (< 1 minute)", seeds=3)
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes running (dataset, seed) units in parallel, each with --threads torch "
+                        "threads; results are identical to --jobs 1 (default: CPU cores // --threads)")
+    p.set_defaults(outputs=("results.json", "results.md"), cells="results.cells.jsonl")
     p.add_argument("--json", action="store_true", help="print the JSON instead of Markdown")
-    p.add_argument("--metric", choices=("aupr_in", "aupr_out", "auroc", "fpr95"), default="aupr_in",
-                   help="metric of the Elflein-style table (default aupr_in, ID positive as in the paper's text; "
-                        "aupr_out = OOD positive as in the authors' code)")
+    p.add_argument("--metric", choices=("aupr_out_bal", "aupr_in_bal", "auroc_bal", "aupr_in", "aupr_out", "auroc",
+                                        "fpr95"), default="aupr_out_bal",
+                   help="metric of the Elflein-style table (default aupr_out_bal: the authors' protocol, sets "
+                        "truncated to equal length, OOD positive; aupr_in_bal: ID positive as in the paper's text; "
+                        "without _bal: the full, unbalanced sets)")
+
+
+def jobs_of(args) -> int:
+    """``--jobs``, or by default as many workers as the CPU cores hold at ``--threads`` threads each."""
+    if args.jobs is not None:
+        if args.jobs < 1:
+            raise SystemExit(f"error: --jobs: expected a positive integer, got {args.jobs}")
+        return args.jobs
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, args.threads))
 
 
 def load_datasets(names: list[str]) -> dict:
@@ -166,11 +216,11 @@ def run_benchmark_command(args) -> int:
     datasets = load_datasets(args.dataset or list(DEFAULT_DATASETS))
     preset = preset_of(args)
     t0 = time.perf_counter()
-    results, timings = run_benchmark(list(datasets.values()), specs, args.seeds, preset=preset, device=device,
-                                     log=log_stderr)
+    results, timings = run_benchmark(list(datasets), specs, args.seeds, preset=preset, device=device,
+                                     log=log_stderr, on_cell=args.cell_log, jobs=jobs_of(args))
     groups = {name: {k: v.group for k, v in d.ood.items()} for name, d in datasets.items()}
     md = render_markdown(results, timings, groups, specs, preset=preset, seeds=args.seeds, metric=args.metric,
-                         total_seconds=time.perf_counter() - t0)
+                         total_seconds=time.perf_counter() - t0) + "\n\n" + threads_note()
     text = json.dumps(results, indent=2, sort_keys=True)
     json_path = write_atomic(os.path.join(args.out, "results.json"), text + "\n")
     md_path = write_atomic(os.path.join(args.out, "results.md"), md + "\n")
@@ -190,6 +240,9 @@ def _dispatch(table: dict[str, str], kind: str, argv: list[str]) -> int:
     mod = importlib.import_module(table[name])
     p = argparse.ArgumentParser(prog=f"ebm-ood {kind} {name}", description=(mod.__doc__ or "").strip().splitlines()[0])
     mod.add_arguments(p)
+    if kind == "experiment":  # its result files, checked before training; its cells, kept as they finish
+        stem = getattr(mod, "NAME", name)
+        p.set_defaults(outputs=tuple(f"{stem}.{ext}" for ext in ("json", "md", "png")), cells=f"{stem}.cells.jsonl")
     return int(mod.run(p.parse_args(argv[1:])) or 0)
 
 

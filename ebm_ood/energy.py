@@ -70,4 +70,7 @@ class JEMEnergy(nn.Module):
         return self.net(x)  # (N, K)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return energy_from_logits(self.net(x))  # (N,)
+        logits = self.net(x)                    # (N, K)
+        if logits.ndim == 2 and logits.shape[1] == 1:
+            return -logits[:, 0]                # logsumexp of one logit is that logit, exactly
+        return energy_from_logits(logits)       # (N,)

@@ -5,6 +5,11 @@ class NotFittedError(RuntimeError):
     """A detector was asked to score before ``fit`` was called."""
 
 
+class NonFiniteError(ValueError):
+    """An array holds NaN or Inf values, or (raised by a detector) finite inputs so far outside the data's
+    range that the detector's float32 arithmetic overflowed."""
+
+
 class DivergenceError(RuntimeError):
     """Training produced a non-finite loss or exploding energies.
 

@@ -19,6 +19,15 @@ Which class is "positive" matters for the precision-recall and FPR metrics, and 
   They differ by up to one sample's worth on small sets; tutorial 07 shows a case. The ROC-point
   conventions depend on ranks only; the interpolated percentile does not (it averages two ID scores).
 
+**The Elflein evaluation protocol** (:func:`balance`, the ``*_bal`` metrics of :func:`all_metrics`): the
+authors' evaluation (``OODDetectionModel.eval_ood`` in ``selflein/EBM-OOD-Detection``, called by its
+``evaluate.py`` with ``num=10_000`` and ``batch_size=128``) reads each test set in order for
+``num // batch_size + 1`` batches (at most 10,112 samples), then truncates the ID and the OOD scores to the
+shorter length, and reports ``average_precision_score`` with **OOD positive** (labels 1 for OOD, score
+``-log p``). On such 1:1 sets random scores give ≈ 50 % (:func:`chance_aupr`) and a fully inverted ranking
+``1 - ln 2`` ≈ 30.69 %, the floor of the paper's tables. On the full, unbalanced sets the chance level of
+AP is the positive class's share instead, so it moves with the set sizes.
+
 Values are fractions in [0, 1]; tables multiply by 100.
 """
 from __future__ import annotations
@@ -112,11 +121,80 @@ def fpr_at_tpr(score_id, score_ood, tpr: float = 0.95, convention: str = "percen
     return float(fprs[i])
 
 
+AUTHORS_MAX_ITEMS = 10_000  # evaluate.py: --max-eval default, passed on as eval_ood(num=10_000)
+AUTHORS_BATCH_SIZE = 128  # evaluate.py: eval_model(..., batch_size=128)
+
+
+def balanced_length(n_id: int, n_ood: int, max_items: int = AUTHORS_MAX_ITEMS,
+                    batch_size: int = AUTHORS_BATCH_SIZE) -> int:
+    """The Elflein code's evaluation length: each set is read for ``max_items // batch_size + 1`` whole
+    batches (so at most ``(max_items // batch_size + 1) · batch_size`` = 10,112 samples), then both are cut
+    to the shorter one: ``min(n_id, n_ood, that cap)``."""
+    if max_items < 1 or batch_size < 1:
+        raise ValueError(f"max_items, batch_size: expected positive integers, got {max_items}, {batch_size}")
+    return int(min(n_id, n_ood, (max_items // batch_size + 1) * batch_size))
+
+
+def balance(score_id, score_ood, max_items: int = AUTHORS_MAX_ITEMS,
+            batch_size: int = AUTHORS_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """The first :func:`balanced_length` scores of each set, in their stored order (the authors' test
+    loaders do not shuffle). Returns ``(score_id[:n], score_ood[:n])``."""
+    a, b = _check_pair(score_id, score_ood)
+    n = balanced_length(len(a), len(b), max_items, batch_size)
+    return a[:n], b[:n]
+
+
+def chance_aupr(n_pos: int, n_neg: int) -> float:
+    """Expected average precision of a uniformly random ranking of ``n_pos`` positives among
+    ``n = n_pos + n_neg`` samples (no ties): ``(H_n + (n_pos - 1)/(n - 1) · (n - H_n)) / n`` with the
+    harmonic number ``H_n``. (A positive at rank r has precision ``(1 + #positives above it) / r``, and
+    ``(r - 1)(n_pos - 1)/(n - 1)`` other positives above it on average.) ≈ ``n_pos / n`` for large sets:
+    50 % on the protocol's 1:1 sets."""
+    n = n_pos + n_neg
+    if n_pos < 1 or n_neg < 0:
+        raise ValueError(f"n_pos, n_neg: expected n_pos >= 1 and n_neg >= 0, got {n_pos}, {n_neg}")
+    if n == 1:
+        return 1.0
+    h = float(np.sum(1.0 / np.arange(1, n + 1)))
+    return (h + (n_pos - 1) / (n - 1) * (n - h)) / n
+
+
+def chance_level(metric: str, n_id: int, n_ood: int) -> float:
+    """What random scores give on average for ``metric`` (a key of :func:`all_metrics`) at these set
+    sizes, as a fraction: AUROC 0.5; FPR95 0.95; AP :func:`chance_aupr` of its positive class, on the
+    :func:`balanced_length` sets for the ``*_bal`` metrics."""
+    if metric.endswith("_bal"):
+        n_id = n_ood = balanced_length(n_id, n_ood)
+        metric = metric[: -len("_bal")]
+    if metric == "auroc":
+        return 0.5
+    if metric == "fpr95":
+        return 0.95
+    if metric == "aupr_in":
+        return chance_aupr(n_id, n_ood)
+    if metric == "aupr_out":
+        return chance_aupr(n_ood, n_id)
+    raise ValueError(f"metric: expected one of {', '.join(METRICS)}, got {metric!r}")
+
+
+# every key of all_metrics: the full sets (HEAT), the Elflein protocol's balanced sets (*_bal), the set sizes
+METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95", "aupr_out_bal", "aupr_in_bal", "auroc_bal", "n_id", "n_ood")
+
+
 def all_metrics(score_id, score_ood) -> dict[str, float]:
-    """Every metric we report, as fractions: auroc, aupr_in, aupr_out, fpr95."""
+    """Every metric we report, as fractions: on the full sets ``auroc, aupr_in, aupr_out, fpr95``; on the
+    Elflein protocol's balanced sets (:func:`balance`) ``aupr_out_bal`` (the paper's tables),
+    ``aupr_in_bal``, ``auroc_bal``; and the full set sizes ``n_id, n_ood`` (for :func:`chance_level`)."""
+    a, b = _check_pair(score_id, score_ood)
+    ab, bb = balance(a, b)
     return {
-        "auroc": auroc(score_id, score_ood),
-        "aupr_in": aupr_in(score_id, score_ood),
-        "aupr_out": aupr_out(score_id, score_ood),
-        "fpr95": fpr_at_tpr(score_id, score_ood, 0.95),
+        "auroc": auroc(a, b),
+        "aupr_in": aupr_in(a, b),
+        "aupr_out": aupr_out(a, b),
+        "fpr95": fpr_at_tpr(a, b, 0.95),
+        "aupr_out_bal": aupr_out(ab, bb),
+        "aupr_in_bal": aupr_in(ab, bb),
+        "auroc_bal": auroc(ab, bb),
+        "n_id": float(len(a)),
+        "n_ood": float(len(b)),
     }

@@ -2,8 +2,9 @@
 where figures go.
 
 * ``EBM_OOD_FAST=1`` (the test suite sets it) runs a chapter at a smaller size: :data:`FAST`.
-* Figures go to ``$EBM_OOD_FIGURES``, else ``figures/`` next to the chapter script (``tutorials/figures``),
-  else (in a notebook) ``figures/`` in the working folder.
+* Figures go to ``$EBM_OOD_FIGURES``, else ``figures/`` next to the chapter: beside the script
+  (``tutorials/figures``), or in a notebook beside the notebook (Jupyter starts the kernel in the
+  notebook's folder, so that is the working folder). In a notebook they also show inline.
 """
 from __future__ import annotations
 
@@ -19,10 +20,16 @@ FAST = os.environ.get("EBM_OOD_FAST") == "1"
 
 
 def figures_dir() -> Path:
+    """``$EBM_OOD_FIGURES``, else ``figures/`` beside the running chapter (see the module docstring).
+
+    A notebook's ``sys.argv[0]`` is the kernel launcher inside the virtual environment, never the chapter,
+    so in a notebook (or any session without a script) the working folder is used instead."""
     if os.environ.get("EBM_OOD_FIGURES"):
         return Path(os.environ["EBM_OOD_FIGURES"])
     script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else None
-    return (Path(script).resolve().parent if script else Path.cwd()) / "figures"
+    if script is None or plotting.in_notebook():
+        return Path.cwd() / "figures"
+    return Path(script).resolve().parent / "figures"
 
 
 def setup(seed: int = 0, threads: int = 1):

@@ -5,10 +5,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-def to_numpy(x) -> np.ndarray:
-    """A read-only view as numpy (torch tensors are detached and moved to CPU)."""
+from ebm_ood.errors import NonFiniteError
+
+
+def to_numpy(x, name: str = "input") -> np.ndarray:
+    """A read-only view as numpy (torch tensors are detached and moved to CPU). A tensor numpy cannot hold
+    (a meta tensor, which has no values; bfloat16 and other dtypes numpy lacks) is a ``TypeError`` naming
+    ``name``."""
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        if x.device.type == "meta":
+            raise TypeError(f"{name}: got a meta tensor, which holds no values; pass a tensor with data")
+        try:
+            return x.detach().cpu().numpy()
+        except TypeError as e:
+            raise TypeError(f"{name}: dtype {x.dtype} has no numpy equivalent; convert it first, e.g. "
+                            f"{name.split()[-1]}.float()") from e
     return np.asarray(x)
 
 
@@ -39,7 +50,7 @@ def check_array(
         raise TypeError(f"{name}: expected an array or tensor, got None")
     if isinstance(x, (str, bytes, dict, set)):
         raise TypeError(f"{name}: expected an array or tensor of numbers, got {type(x).__name__}")
-    arr = to_numpy(x)
+    arr = to_numpy(x, name)
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
     if float_only and arr.dtype.kind != "f":
@@ -58,13 +69,13 @@ def check_array(
         if len(tail) != len(shape) or any(s is not None and s != t for s, t in zip(shape, tail)):
             raise ValueError(f"{name}: expected shape (N, {', '.join('*' if s is None else str(s) for s in shape)}), got {arr.shape}")
     if finite and arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
-        raise ValueError(f"{name}: expected finite values, got {_describe_nonfinite(arr)}")
+        raise NonFiniteError(f"{name}: expected finite values, got {_describe_nonfinite(arr)}")
     return arr
 
 
 def check_labels(y, name: str, n: int, num_classes: int | None = None) -> np.ndarray:
     """Validate integer class labels of length ``n`` in ``[0, num_classes)``."""
-    arr = to_numpy(y)
+    arr = to_numpy(y, name)
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array of class labels, got shape {arr.shape}")
     if arr.dtype.kind == "f":

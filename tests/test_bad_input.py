@@ -1,6 +1,8 @@
 """Every method the benchmark knows, against the inputs students will feed it: each bad input is a clear
 ``ValueError``/``TypeError`` naming the argument (non-finite values: their count and first index), an
 unfitted detector raises :class:`NotFittedError`, and nothing the caller passed is modified."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ import torch
 from ebm_ood.benchmark.registry import RunContext, methods_for
 from ebm_ood.benchmark.runner import fit_spec
 from ebm_ood.data.registry import get_dataset
-from ebm_ood.errors import NotFittedError
+from ebm_ood.errors import NonFiniteError, NotFittedError
 
 SPECS = methods_for("all")
 NAMES = [s.name for s in SPECS]
@@ -126,3 +128,101 @@ def test_asking_for_cuda_without_it_is_a_clear_error():
 
     with pytest.raises((ValueError, RuntimeError), match="(?i)cuda"):
         resolve_device("cuda")
+
+
+def _huge_inputs(x):
+    big = float(np.finfo(np.float32).max)
+    for value in (big, -big, 1e30, 1e20):
+        one = x.copy()
+        one[5, 0, 3, 4] = value
+        whole = x.copy()
+        whole[11] = value
+        two = x.copy()
+        two[9, 0, 0, 0], two[2, 0, 7, 1] = value, -value
+        yield f"{value:g} one pixel", one, 5
+        yield f"{value:g} whole image", whole, 11
+        yield f"{value:g} two images", two, 2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_finite_but_huge_inputs_give_finite_scores_or_name_the_sample_and_its_range(fitted, digits, name):
+    # float32 arithmetic overflows on such inputs: a detector must not return NaN/Inf scores, nor blame the
+    # caller's x for non-finite values it does not hold; it names the sample and compares |x| with the fit data.
+    det = fitted[name]
+    x = digits.x_test[:16].copy()
+    for what, bad, first in _huge_inputs(x):
+        before = bad.copy()
+        try:
+            s = det.score(bad)
+        except NonFiniteError as err:
+            assert str(err).startswith(f"x: sample {first} "), f"{name}, {what}: {err}"
+            assert "|x| = " in str(err) and "fit data" in str(err), f"{name}, {what}: {err}"
+        else:
+            assert s.shape == (16,) and np.isfinite(s).all(), f"{name}, {what}: {s}"
+        np.testing.assert_array_equal(bad, before)
+
+
+@pytest.mark.parametrize("name", ["CE", "CD", "SSM", "VERA", "NF"])
+def test_fit_on_one_sample_is_a_clear_error_or_a_fitted_detector(name):
+    tab = get_dataset("tabular")
+    spec = _spec(name)
+    x1, y1 = tab.x_train[:1], tab.y_train[:1]
+    det = spec.build(RunContext(dataset=tab, seed=0, preset="quick"))
+    try:
+        det.fit(x1, y1 if spec.uses_labels else None)
+    except ValueError as err:
+        assert re.search(r"\b[xy]\b.*at least 2", str(err)), f"{name}: {err}"
+    else:
+        assert np.isfinite(det.score(tab.x_test[:4])).all()
+
+
+@pytest.mark.parametrize("name", ["NF", "VERA", "SSM"])
+def test_one_huge_training_sample_is_named_when_training_fails(name):
+    from dataclasses import replace
+
+    from ebm_ood.errors import DivergenceError
+
+    tab = get_dataset("tabular")
+    x = tab.x_train.copy()
+    x[7] = np.finfo(np.float32).max
+    spec = _spec(name)
+    det = spec.build(RunContext(dataset=replace(tab, x_train=x), seed=0, preset="quick"))
+    with pytest.raises((DivergenceError, NonFiniteError), match=r"sample 7 of x reaches \|x\| = 3.4e\+38"):
+        det.fit(x, tab.y_train if spec.uses_labels else None, validation=(tab.x_val, tab.y_val if spec.uses_labels else None))
+
+
+class _SquareSum:
+    """A toy detector: score = Σ_d x_d² in float32, its intermediate checked like every feature detector's."""
+
+    @staticmethod
+    def make():
+        from ebm_ood.detectors.base import Detector
+        from ebm_ood.validation import check_array
+
+        class SquareSum(Detector):
+            name = "square-sum"
+
+            def _fit(self, x, y):
+                pass
+
+            def _score(self, x):
+                z = check_array(x.astype(np.float32) ** 2, "z")  # np overflows to inf for |x| > 1.8e19
+                return z.sum(1)
+
+        return SquareSum()
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 16, 33])
+def test_a_batch_failing_at_once_names_its_first_bad_sample(n):
+    rng = np.random.default_rng(n)
+    det = _SquareSum.make().fit(rng.normal(size=(20, 3)).astype(np.float32))
+    with np.errstate(over="ignore"):
+        for bad in range(n):
+            for second in {bad, min(n - 1, bad + 3)}:
+                x = rng.normal(size=(n, 3)).astype(np.float32)
+                x[bad, 1], x[second, 2] = 1e30, -1e25
+                with pytest.raises(NonFiniteError, match=rf"^x: sample {bad} has a non-finite square-sum score: its "
+                                                          rf"values reach \|x\| = 1e\+30, far outside"):
+                    det.score(x)
+        x = rng.normal(size=(n, 3)).astype(np.float32)
+        np.testing.assert_allclose(det.score(x), (x.astype(np.float64) ** 2).sum(1), rtol=1e-5)

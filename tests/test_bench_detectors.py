@@ -6,7 +6,8 @@ import numpy as np
 
 from ebm_ood.bench import detectors as bench
 
-DETECTORS = ["MSP", "MaxLogit", "ODIN (head only)", "Mahalanobis", "SSD+", "KNN", "ViM", "DICE", "ReAct"]
+DETECTORS = ["MSP", "MaxLogit", "ODIN (head only)", "Mahalanobis", "SSD+", "KNN", "ViM", "DICE", "ReAct",
+             "KNN peer: sklearn brute"]
 HEAT_PARTS = ["HEAT: EL prior E_q", "HEAT: GMM prior E_q (paper form)", "HEAT: GMM prior E_q (code form, L2)",
               "HEAT: residual MLP E_θ forward", "HEAT: hybrid E_q + E_θ (GMM)",
               "HEAT: composition Eq. 7 of 3 standardised energies", "HEAT: full score (3 hybrids + composition)"]
@@ -51,3 +52,11 @@ def test_cli_entry_point_json_and_bad_arguments(capsys):
     assert {r["name"] for r in out["rows"]} >= set(DETECTORS)
     assert bench.run(p.parse_args(["--repeats", "0"])) == 2
     assert "--repeats" in capsys.readouterr().err
+
+
+def test_knn_peers_compute_our_knn_score():
+    cfg = bench.BenchConfig(n_train=200, n_test=40, dim=12, classes=3)
+    z_train, _, z_test, _, _ = bench.synthetic_features(cfg)
+    ours = bench.KNN(k=7).fit(z_train).score(z_test)
+    for name, peer in bench.knn_peer_timers(z_train, z_test, k=7).items():
+        np.testing.assert_allclose(peer(), ours, rtol=1e-5, atol=1e-6, err_msg=name)

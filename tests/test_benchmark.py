@@ -49,13 +49,27 @@ def test_failed_method_becomes_a_cell_and_the_run_goes_on():
     table = elflein_table(res["tabular"], groups)
     assert "failed: DivergenceError" in table and "| Norm |" in table
     assert "| Norm |" in heat_table(res["tabular"], groups)
+    # the default is the authors' protocol: its cells are aupr_out_bal, recomputed here on truncated sets
+    from ebm_ood.data import get_dataset
+    from sklearn.metrics import average_precision_score
+
+    d, det = get_dataset("tabular"), _Norm().fit(get_dataset("tabular").x_train)
+    s_id, s_ood = det.score(d.x_test), det.score(d.ood["held-out"].x)
+    n = min(len(s_id), len(s_ood))
+    ap = average_precision_score(np.r_[np.zeros(n), np.ones(n)], np.r_[s_id[:n], s_ood[:n]])
+    assert f"| Norm | {100 * ap:.1f} ± 0.0 |" in table
+    from ebm_ood.metrics import chance_aupr  # checked against brute force in test_metrics.py
+
+    assert table.splitlines()[-1] == f"Chance level (random scores): {100 * chance_aupr(n, n):.1f} % on every set."
+    full = elflein_table(res["tabular"], groups, "aupr_in")  # ID positive on the unbalanced sets
+    assert "held-out" in full.splitlines()[-1] and "50.0 % on every set" not in full
 
 
 def test_quick_benchmark_is_bit_identical_for_one_seed(tmp_path):
     outs = []
     for k in range(2):
         out = tmp_path / f"run{k}"
-        main(["benchmark", "--quick", "--dataset", "tabular", "--out", str(out)])
+        main(["benchmark", "--quick", "--dataset", "tabular", "--seeds", "1", "--out", str(out)])
         outs.append((out / "results.json").read_bytes())
     assert outs[0] == outs[1]
     main(["benchmark", "--quick", "--dataset", "tabular", "--seeds", "1,2", "--out", str(tmp_path / "other")])

@@ -8,7 +8,7 @@ from ebm_ood.cli import main, parse_seeds
 
 def test_quick_benchmark_writes_json_and_markdown(tmp_path, capsys):
     out = tmp_path / "res"
-    assert main(["benchmark", "--quick", "--methods", "CE", "--out", str(out)]) == 0
+    assert main(["benchmark", "--quick", "--methods", "CE", "--seeds", "1", "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     assert set(res) == {"tabular", "digits"}
     digits = res["digits"]["CE"]

@@ -188,6 +188,40 @@ def test_supervised_cd_uses_class_conditional_sgld_with_20_steps(monkeypatch):
     assert calls == [20] * 3 + [7] * 3
 
 
+class _ClassCentres(nn.Module):
+    """``f(x)[k] = -‖x - μ_k‖²`` with μ_k = (3 + k)·1 outside the buffer's U(-1, 1) start; a parameter that
+    never moves (zero gradient), so training leaves the energy fixed."""
+
+    def __init__(self, k=3, d=2):
+        super().__init__()
+        self.register_buffer("mu", (3.0 + torch.arange(k, dtype=torch.float32))[:, None].repeat(1, d))
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return -((x[:, None, :] - self.mu[None]) ** 2).sum(-1) + 0 * self.w  # (N, K)
+
+
+def test_supervised_cd_pairs_buffer_chunk_y_with_the_energy_of_class_y():
+    """CD-S: a chain drawn from chunk y must run on E(x, y) = -f(x)[y] and go back to chunk y. With
+    f[k] = -‖x - μ_k‖² and step 1/4, 20 decoupled SGLD steps bring a chain to within 1e-5·‖x₀ - μ_y‖ of μ_y
+    (plus σ = 0.01 noise), so every moved slot of chunk y must sit at μ_y."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (60, 2)).astype(np.float32)
+    y = np.arange(60) % 3
+    cfg = _quick(train={"steps": 6, "eval_every": 6}, step_size=0.25, buffer_size=30, reinit_prob=0.0,
+                 l2_weight=0.0, gamma=1.0)
+    det = CDDetector(cfg, seed=0, net=_ClassCentres()).fit(x, y)
+    buf = det.buffer_.buffer.numpy()
+    chunk = det.buffer_.chunk
+    moved = 0
+    for k in range(3):
+        part = buf[k * chunk:(k + 1) * chunk]
+        hit = np.abs(part).max(1) > 1.5  # left U(-1, 1): a chain ran on it
+        moved += hit.sum()
+        np.testing.assert_allclose(part[hit], 3.0 + k, atol=0.05)
+    assert moved >= 10
+
+
 # ----------------------------------------------------------------------------------------- guard, checkpoints
 def test_divergence_guard_huge_learning_rate():
     x, _ = _two_class_data()

@@ -60,7 +60,22 @@ def test_nonnatural_sets_by_construction():
     u = rng2.uniform(-1, 1, size=(3, 1, 8, 8))
     assert np.allclose(smoothness_set(3, (1, 8, 8), 2, rng1)[:, :, 0, 0], u[:, :, :2, :2].mean(axis=(2, 3)))
     with pytest.raises(ValueError, match="pool"):
-        smoothness_set(1, (1, 8, 8), 3, rng)
+        smoothness_set(1, (1, 8, 8), 9, rng)
+
+
+@pytest.mark.parametrize("shape,pool", [((1, 28, 28), 3), ((1, 28, 28), 16), ((3, 32, 32), 3), ((3, 32, 32), 16),
+                                        ((1, 28, 28), 2), ((3, 32, 32), 4)])
+def test_smoothness_sets_match_torch_pool_and_nearest_upsampling(shape, pool):
+    """The paper's recipe with torch's ops as the reference: avg_pool2d(pool, stride pool) of the same
+    uniform draws, then F.interpolate(size=(H, W), mode="nearest")."""
+    import torch
+    from torch.nn import functional as F
+
+    u = np.random.default_rng(5).uniform(-1, 1, size=(4, *shape))
+    ref = F.interpolate(F.avg_pool2d(torch.from_numpy(u), pool), size=shape[1:], mode="nearest").numpy()
+    got = smoothness_set(4, shape, pool, np.random.default_rng(5))
+    assert got.shape == (4, *shape) and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, atol=1e-6)
 
 
 def test_unknown_dataset_lists_valid_names():

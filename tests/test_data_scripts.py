@@ -205,10 +205,12 @@ def test_verify_sha256_md5_and_unknown(tmp_path):
 
 
 class FakeResponse(io.BytesIO):
-    def __init__(self, data, status, length):
+    def __init__(self, data, status, length, start=None):
         super().__init__(data)
         self.status = status
         self.headers = {"Content-Length": str(length)}
+        if start is not None:
+            self.headers["Content-Range"] = f"bytes {start}-{start + length - 1}/*"
 
 
 def test_download_resumes_from_part_and_renames_after_verify(tmp_path, monkeypatch):
@@ -219,7 +221,7 @@ def test_download_resumes_from_part_and_renames_after_verify(tmp_path, monkeypat
         rng = req.get_header("Range")
         seen.append(rng)
         start = int(rng.split("=")[1].rstrip("-")) if rng else 0
-        return FakeResponse(payload[start:], 206 if rng else 200, len(payload) - start)
+        return FakeResponse(payload[start:], 206 if rng else 200, len(payload) - start, start if rng else None)
 
     monkeypatch.setattr(dl.urllib.request, "urlopen", fake_urlopen)
     (tmp_path / "d.bin.part").write_bytes(payload[:1000])  # an interrupted earlier download
@@ -392,3 +394,269 @@ def test_download_restarts_when_server_ignores_range(tmp_path, monkeypatch):
     (tmp_path / "d.bin.part").write_bytes(b"stale bytes from another file")
     raw = dl.RawFile("d.bin", ("http://example.invalid/d.bin",), md5=hashlib.md5(payload).hexdigest())
     assert dl.download(raw, tmp_path, log=lambda m: None).read_bytes() == payload
+
+
+# ---------------------------------------------------------------- bad data stops at preparation
+def _segment_pair(raw, rng, first_row=None, extra_row=None):
+    raw.mkdir(parents=True, exist_ok=True)
+    rows = segment_rows(2, rng)
+    write_uci_csv(raw / "segmentation.data", rows)
+    write_uci_csv(raw / "segmentation.test", rows[:3])
+    text = (raw / "segmentation.data").read_text()
+    if first_row is not None:  # replaces the first data row (line 4: after "", the column names, "")
+        lines = text.split("\n")
+        lines[3] = first_row
+        text = "\n".join(lines)
+    if extra_row is not None:
+        text += extra_row + "\n"
+    (raw / "segmentation.data").write_text(text)
+
+
+GOOD = ",".join(["1.5"] * 19)
+BAD_FIRST_ROWS = {
+    "too few values": "BRICKFACE," + ",".join(["1.5"] * 18),
+    "too many values": "BRICKFACE," + GOOD + ",2.0",
+    "a word among the values": "BRICKFACE," + ",".join(["1.5"] * 18) + ",abc",
+    "unknown class": "TREE," + GOOD,
+    "no class": GOOD + ",1.5",
+    "class only": "SKY",
+    "nan": "SKY," + ",".join(["nan"] + ["1.5"] * 18),
+    "inf": "SKY," + ",".join(["1.5"] * 18 + ["inf"]),
+    "-Infinity": "SKY," + ",".join(["1.5"] * 9 + ["-Infinity"] + ["1.5"] * 9),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FIRST_ROWS))
+def test_malformed_first_data_row_is_an_error_not_header(tmp_path, case):
+    _segment_pair(tmp_path / "raw", np.random.default_rng(20), first_row=BAD_FIRST_ROWS[case])
+    with pytest.raises(formats.FormatError, match=r"segmentation.data, line 4: (expected|unknown class)"):
+        prepare("segment", tmp_path / "raw", tmp_path / "root", allow_download=False, log=lambda m: None)
+    assert not (tmp_path / "root" / "segment").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e999", "-1E400", "Infinity"])
+def test_non_finite_values_are_refused_in_every_text_format(tmp_path, value):
+    _segment_pair(tmp_path / "raw", np.random.default_rng(21), extra_row="CEMENT," + ",".join(["2"] * 18 + [value]))
+    with pytest.raises(formats.FormatError, match=r"segmentation.data, line \d+: expected finite numbers"):
+        prepare("segment", tmp_path / "raw", tmp_path / "root", allow_download=False, log=lambda m: None)
+    statlog = " ".join(["1.0"] * 7 + [value] + ["1.0"] * 11) + " 3\n"
+    with pytest.raises(formats.FormatError, match=r"segment.dat, line 1: expected finite numbers"):
+        formats.parse_statlog_segment(statlog, "segment.dat")
+    sensorless = "".join(" ".join(["0.5"] * 48) + f" {k}\n" for k in range(1, 4)) + " ".join([value] * 48) + " 2\n"
+    with pytest.raises(formats.FormatError, match=r"s.txt, line 4: expected finite numbers"):
+        formats.parse_sensorless(sensorless, "s.txt")
+
+
+@pytest.mark.parametrize("label", [10, 200, 255])
+@pytest.mark.parametrize("prefix", ["train", "t10k"])
+def test_idx_labels_outside_the_classes_are_refused(tmp_path, label, prefix):
+    write_idx_set(tmp_path / "raw", np.random.default_rng(22))
+    lab = tmp_path / "raw" / f"{prefix}-labels-idx1-ubyte.gz"
+    y = formats.read_idx(lab.read_bytes(), lab.name)
+    y[5] = label
+    lab.write_bytes(gzip.compress(idx_bytes(y, 2049)))
+    with pytest.raises(formats.FormatError, match=rf"labels-idx1-ubyte.gz.*outside 0..9 \(10 classes\), the first "
+                                                  rf"{label} at sample 5"):
+        prepare("notmnist", tmp_path / "raw", tmp_path / "root", allow_download=False, log=lambda m: None)
+    assert not (tmp_path / "root" / "notmnist").exists()
+
+
+@pytest.mark.parametrize("label", [10, 200])
+def test_cifar_labels_outside_the_classes_are_refused(tmp_path, label):
+    folder = tmp_path / "raw" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    pix = np.zeros((2, 3072), dtype=np.uint8)
+    for f in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        (folder / f).write_bytes(cifar_bytes(np.array([[1], [label if f == "data_batch_3.bin" else 2]]), pix))
+    with pytest.raises(formats.FormatError, match=rf"data_batch_3.bin.*outside 0..9.*the first {label} at sample 5"):
+        prepare("cifar10", tmp_path / "raw", tmp_path / "root", allow_download=False, log=lambda m: None)
+
+
+def test_split_checks_cover_every_family():
+    from data_scripts.validate import check_split
+
+    ok = {"class_names": ["a", "b"], "raw_files": ["f.bin"]}
+    check_split("d", "train", np.zeros((3, 2)), np.array([0, 1, 1]), ok)
+    check_split("d", "test", np.zeros((2, 3, 4, 4), np.uint8), np.array([-1, -1]), {"raw_files": ["dir"]})
+    bad = [
+        (np.array([[0.0, np.nan]]), np.array([0]), ok, r"f.bin\): 1 non-finite value\(s\), the first nan at sample 0"),
+        (np.array([[np.inf], [0.0]]), np.array([0, 1]), ok, "non-finite"),
+        (np.zeros((2, 2)), np.array([0, 2]), ok, r"outside 0..1 \(2 classes\), the first 2 at sample 1"),
+        (np.zeros((2, 2)), np.array([-1, 0]), ok, "the first -1 at sample 0"),
+        (np.zeros((2, 2)), np.array([0, -1]), {"raw_files": []}, r"outside -1 \(an unlabelled set\)"),
+        (np.zeros((0, 2)), np.zeros(0, np.int64), ok, "at least one sample"),
+        (np.zeros((2, 2)), np.array([0]), ok, "one label per sample"),
+        (np.zeros((2, 2)), np.array([0.0, 1.0]), ok, "integer labels"),
+        (np.array([["a"], ["b"]]), np.array([0, 1]), ok, "numeric samples"),
+    ]
+    for x, y, meta, match in bad:
+        with pytest.raises(formats.FormatError, match=match):
+            check_split("d", "train", x, y, meta)
+
+
+# ---------------------------------------------------------------- downloads never splice what cannot be checked
+def _server(payload, log, honour_range=True, shift=0):
+    """A fake HTTP server for ``payload``: answers Range requests with 206 (the range shifted by ``shift``
+    bytes when asked to misbehave) or 416 past the end."""
+    def urlopen(req, timeout):
+        rng = req.get_header("Range")
+        log.append(rng)
+        if rng and honour_range:
+            start = int(rng.split("=")[1].rstrip("-"))
+            if start >= len(payload):
+                raise dl.urllib.error.HTTPError(req.full_url, 416, "Range Not Satisfiable", {}, None)
+            start = max(start - shift, 0)
+            return FakeResponse(payload[start:], 206, len(payload) - start, start)
+        return FakeResponse(payload, 200, len(payload))
+    return urlopen
+
+
+PAYLOAD = bytes(range(256)) * 20
+
+
+@pytest.mark.parametrize("stale", [b"other file", PAYLOAD[:100], PAYLOAD + b"trailing", b"x" * (len(PAYLOAD) + 1)])
+def test_a_part_without_recorded_digest_is_never_resumed(tmp_path, monkeypatch, stale):
+    asked = []
+    monkeypatch.setattr(dl.urllib.request, "urlopen", _server(PAYLOAD, asked))
+    (tmp_path / "d.bin.part").write_bytes(stale)
+    logs = []
+    out = dl.download(dl.RawFile("d.bin", ("http://example.invalid/d.bin",)), tmp_path, log=logs.append)
+    assert out.read_bytes() == PAYLOAD and asked == [None]
+    assert any("no checksum recorded" in m for m in logs)
+
+
+@pytest.mark.parametrize("stale,ranges", [
+    (PAYLOAD + b"extra", ["bytes=5125-", None]),      # longer than the file: 416, fails verification, restart
+    (b"Z" * len(PAYLOAD), ["bytes=5120-", None]),       # as long as the file but wrong: 416, restart
+    (PAYLOAD, ["bytes=5120-"]),                          # complete already: 416, verified, kept
+    (b"Z" * 100, ["bytes=100-"]),                        # wrong prefix: resumed, then refused by the checksum
+])
+def test_a_resumed_download_is_verified_and_a_416_is_never_taken_on_trust(tmp_path, monkeypatch, stale, ranges):
+    asked = []
+    monkeypatch.setattr(dl.urllib.request, "urlopen", _server(PAYLOAD, asked))
+    (tmp_path / "d.bin.part").write_bytes(stale)
+    raw = dl.RawFile("d.bin", ("http://example.invalid/d.bin",), md5=hashlib.md5(PAYLOAD).hexdigest())
+    if stale[:100] == b"Z" * 100 and len(stale) == 100:
+        with pytest.raises(dl.ChecksumError):
+            dl.download(raw, tmp_path, log=lambda m: None)
+        assert not (tmp_path / "d.bin").exists() and not (tmp_path / "d.bin.part").exists()
+    else:
+        assert dl.download(raw, tmp_path, log=lambda m: None).read_bytes() == PAYLOAD
+    assert asked == ranges
+
+
+def test_a_wrong_content_range_or_a_part_longer_than_the_recorded_size_restarts(tmp_path, monkeypatch):
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    asked = []
+    monkeypatch.setattr(dl.urllib.request, "urlopen", _server(PAYLOAD, asked, shift=7))
+    (tmp_path / "d.bin.part").write_bytes(PAYLOAD[:1000])
+    raw = dl.RawFile("d.bin", ("http://example.invalid/d.bin",), sha256=sha)
+    assert dl.download(raw, tmp_path, log=lambda m: None).read_bytes() == PAYLOAD
+    assert asked == ["bytes=1000-", None]  # the 206 started at byte 993: not spliced
+    asked.clear()
+    (tmp_path / "d.bin").unlink()
+    (tmp_path / "d.bin.part").write_bytes(PAYLOAD + b"more")
+    raw = dl.RawFile("d.bin", ("http://example.invalid/d.bin",), sha256=sha, size=len(PAYLOAD))
+    assert dl.download(raw, tmp_path, log=lambda m: None).read_bytes() == PAYLOAD and asked == [None]
+
+
+# ---------------------------------------------------------------- no raw tracebacks
+def test_decompression_bombs_and_undecodable_images_are_named(tmp_path, monkeypatch):
+    from PIL import Image
+
+    (tmp_path / "imgs" / "A").mkdir(parents=True)
+    Image.new("L", (16, 16), 3).save(tmp_path / "imgs" / "A" / "fine.png")
+    Image.new("L", (64, 64), 0).save(tmp_path / "imgs" / "A" / "bomb.png")      # > 2x the limit: an error in Pillow
+    Image.new("L", (20, 20), 0).save(tmp_path / "imgs" / "A" / "large.png")     # between 1x and 2x: a warning
+    (tmp_path / "imgs" / "A" / "trunc.png").write_bytes((tmp_path / "imgs" / "A" / "fine.png").read_bytes()[:40])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)
+    with pytest.raises(formats.FormatError, match=r"bomb.png: refused as a decompression bomb"):
+        formats.read_image_folder(tmp_path / "imgs", 8)
+    for name, why in (("large.png", "decompression bomb"), ("trunc.png", "unreadable image")):
+        with pytest.raises(formats.FormatError, match=f"{name}: .*{why}"):
+            formats.load_image(tmp_path / "imgs" / "A" / name, 8)
+    x, _, _, skipped = formats.read_image_folder(tmp_path / "imgs", 8, labelled=True, skip_unreadable=True)
+    assert len(x) == 1 and sorted(skipped) == [os.path.join("A", n) for n in ("bomb.png", "large.png", "trunc.png")]
+    rc = prepare_main(["textures", "--raw-dir", str(tmp_path / "imgs"), "--data-root", str(tmp_path / "root")])
+    assert rc == 1 and not (tmp_path / "root" / "textures").exists()
+
+
+@pytest.mark.parametrize("where", ["data-root", "data-root-parent", "raw-dir", "env"])
+def test_data_root_or_raw_dir_that_is_a_file_is_named(tmp_path, capsys, monkeypatch, where):
+    f = tmp_path / "a-file"
+    f.write_text("not a folder")
+    _segment_pair(tmp_path / "raw", np.random.default_rng(23))
+    args = ["segment", "--raw-dir", str(tmp_path / "raw"), "--data-root", str(tmp_path / "root"), "--no-download"]
+    if where == "data-root":
+        args[4] = str(f)
+    elif where == "data-root-parent":
+        args[4] = str(f / "below")
+    elif where == "raw-dir":
+        args[2] = str(f)
+    else:
+        args = args[:3] + args[5:]
+        monkeypatch.setenv("EBM_OOD_DATA", str(f))
+    assert prepare_main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"{f} is a file, not a folder" in err
+    assert ("--raw-dir" if where == "raw-dir" else "data root") in err
+
+
+def test_loading_from_a_data_root_that_is_a_file_says_so(tmp_path):
+    from ebm_ood.data import get_dataset
+    from ebm_ood.data.prepared import DatasetNotPreparedError
+
+    f = tmp_path / "a-file"
+    f.write_text("")
+    with pytest.raises(DatasetNotPreparedError, match=f"data root {f} is a file, not a folder"):
+        get_dataset("segment", data_root=f)
+
+
+@pytest.mark.parametrize("dims", [(2**31, 2**31, 4), (2**32 - 1, 2**32 - 1, 2**32 - 1), (2**16, 2**16, 2**16, 2**16)])
+def test_idx_dimensions_whose_product_overflows_are_a_format_error(dims):
+    head = struct.pack(">I", 0x0800 + len(dims)) + b"".join(struct.pack(">I", d) for d in dims)
+    for data in (head, head + b"\0" * 64):
+        with pytest.raises(formats.FormatError, match=r"IDX header says shape"):
+            formats.read_idx(data, "imgs")
+
+
+def test_idx_header_cut_inside_its_dimensions_is_a_format_error():
+    with pytest.raises(formats.FormatError, match=r"declares 200 dimensions \(804 bytes\), file has 12 bytes"):
+        formats.read_idx(struct.pack(">I", 0x0800 + 200) + b"\0" * 8, "imgs")
+    img = np.zeros((2, 5, 5), np.uint8)
+    with pytest.raises(formats.FormatError, match="expected 28 x 28 images, got 5 x 5"):
+        _read_small_pair(img)
+
+
+def _read_small_pair(img):
+    import tempfile
+
+    from data_scripts import idx as idx_mod
+
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(img, 2051)))
+        Path(d, "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(2, np.uint8), 2049)))
+        idx_mod.read_pair(Path(d), "train")
+
+
+def test_svhn_pixels_outside_uint8_are_refused(tmp_path):
+    from scipy.io import savemat
+
+    y = np.array([[1], [2]], dtype=np.uint8)
+    X = np.full((32, 32, 3, 2), 7.0)
+    savemat(tmp_path / "ok.mat", {"X": X, "y": y})
+    assert formats.read_svhn_mat(tmp_path / "ok.mat")[0].max() == 7
+    for bad in (300.0, -1.0, 2.5, np.nan, np.inf):
+        X[3, 4, 1, 1] = bad
+        savemat(tmp_path / "bad.mat", {"X": X, "y": y})
+        with pytest.raises(formats.FormatError, match=r"bad.mat: expected X to hold pixel values 0..255"):
+            formats.read_svhn_mat(tmp_path / "bad.mat")
+
+
+def test_a_file_where_the_prepared_folder_goes_is_named_and_kept(tmp_path, capsys):
+    _segment_pair(tmp_path / "raw", np.random.default_rng(24))
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "segment").write_text("mine")
+    rc = prepare_main(["segment", "--raw-dir", str(tmp_path / "raw"), "--data-root", str(tmp_path / "root")])
+    assert rc == 1 and f"{tmp_path / 'root' / 'segment'} is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "root" / "segment").read_text() == "mine"

@@ -3,13 +3,17 @@
 Every table row ``| equation | formula | function | reference test |`` must name at least one function as
 ``module.path:name`` (or ``module.path:Class.method``) that imports, and at least one test as
 ``tests/file.py::test_name`` (or ``tests/file.py::TestClass::test_name``; a ``[param]`` suffix is ignored)
-that is defined in that file. Test files are parsed with ``ast``, never imported. The map must also cover
-the numbered equations listed in ``REQUIRED``.
+that is defined in that file. Test files are parsed with ``ast``, never imported. Each named function must
+be *used* by one of its row's tests: its name (the last part of ``module.path:attr.path``, under any
+``import ... as`` alias) appears in the test's body or in a module-level helper or fixture of that file the
+test reaches, directly or through the code of the function's own module (a test of ``DICE`` uses the
+``dice_mask`` that ``DICE`` calls). The map must also cover the numbered equations listed in ``REQUIRED``.
 """
 from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -120,6 +124,80 @@ def _test_names(path: str) -> frozenset[str]:
     return frozenset(names)
 
 
+@lru_cache(maxsize=None)
+def _module(path: str) -> tuple[dict, dict]:
+    """``(functions, aliases)`` of a test file: its module-level function nodes by name, and
+    ``{local name: imported name}`` for every ``import ... as`` / ``from ... import ... as``."""
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"), filename=path)
+    functions, aliases = {}, {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for a in node.names:
+                aliases[a.asname or a.name] = a.name.rsplit(".", 1)[-1]
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            functions[node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            functions.update({f"{node.name}::{m.name}": m for m in node.body
+                              if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))})
+    return functions, aliases
+
+
+def used_names(path: str, test: str) -> set[str]:
+    """Every name and attribute the test ``test`` of ``path`` refers to, following module-level helpers
+    and fixtures of the same file (aliases resolved to their imported names)."""
+    functions, aliases = _module(path)
+    seen, todo, names = set(), [test], set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in functions:
+            continue
+        seen.add(name)
+        node = functions[name]
+        found = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        found |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+        found |= {a.arg for a in node.args.args}  # fixtures
+        found |= {aliases[n] for n in found if n in aliases}
+        names |= found
+        todo.extend(found)
+    return names
+
+
+@lru_cache(maxsize=None)
+def _library_defs(module_name: str) -> dict[str, frozenset[str]]:
+    """``{top-level def or class: names it refers to}`` of a module's source (parsed, not run)."""
+    spec = importlib.util.find_spec(module_name)
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    out = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out[node.name] = frozenset({n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+                                       | {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)})
+    return out
+
+
+def check_usage(functions: list[str], tests: list[str]) -> list[str]:
+    """The row's functions that none of its (existing) tests uses, directly or through the code of the
+    function's module."""
+    used = set()
+    for spec in tests:
+        m = TEST_RE.match(spec)
+        if m and (ROOT / m.group(1)).is_file():
+            used |= used_names(m.group(1), m.group(2))
+    missing = []
+    for f in functions:
+        module_name, attr = f.split(":", 1)
+        defs, reach, todo = _library_defs(module_name), set(used), list(used)
+        while todo:
+            for n in defs.get(todo.pop(), ()):
+                if n not in reach:
+                    reach.add(n)
+                    todo.append(n)
+        if attr.split(".")[-1] not in reach:
+            missing.append(f)
+    return missing
+
+
 def check_test(spec: str) -> str | None:
     m = TEST_RE.match(spec)
     if not m:
@@ -153,6 +231,9 @@ def broken_rows(text: str) -> list[str]:
             reason = check_test(spec)
             if reason:
                 problems.append(f"{where}: test {spec}: {reason}")
+        if not any("test " in p and where in p for p in problems):
+            for spec in check_usage(functions, tests):
+                problems.append(f"{where}: function {spec} is not used by its test(s) {', '.join(tests)}")
     return problems
 
 
@@ -182,12 +263,14 @@ SAMPLE = """
 | Elflein Eq. 2 | `p(y|x) = softmax f(x)` | `ebm_ood.energy:class_log_probabilities` | `tests/test_energy.py::test_class_probabilities_match_categorical` |
 | HEAT Eq. 4 / Eq. 12 | `z - η/2 ∇E + √η w` | `ebm_ood.energy:no_such_function` | `tests/test_energy.py::test_not_there` |
 | HEAT Eq. 5–6 | a \\| b | `no_such_module:f` | `tests/no_such_file.py::test_x[p]` |
+| AUROC | `P(s_ood > s_id)` | `ebm_ood.metrics:fpr_at_tpr` | `tests/test_energy.py::test_class_probabilities_match_categorical` |
+| DICE | mask | `ebm_ood.detectors.dice:dice_mask` | `tests/test_baselines.py::test_dice_matches_numpy_transcription` |
 """
 
 
 def test_parser_on_a_sample_table():
     rows = parse_rows(SAMPLE)
-    assert [len(c) for _, c in rows] == [4, 4, 4]
+    assert [len(c) for _, c in rows] == [4, 4, 4, 4, 4]
     assert rows[0][1][1] == "`p(y|x) = softmax f(x)`"                 # no split inside backticks
     assert rows[2][1][1] == "a | b"                                   # escaped pipe
     assert equation_numbers(rows[1][1][0]) == {("HEAT", 4), ("HEAT", 12)}
@@ -197,6 +280,10 @@ def test_parser_on_a_sample_table():
     assert not any("line 4" in p for p in problems)                    # the good row passes
     assert sum("line 5" in p for p in problems) == 2                   # missing function and missing test
     assert sum("line 6" in p for p in problems) == 2                   # missing module and missing file
+    assert [p for p in problems if "line 7" in p] == [                 # exists, but the test never calls it
+        "line 7 ('AUROC'): function ebm_ood.metrics:fpr_at_tpr is not used by its test(s) "
+        "tests/test_energy.py::test_class_probabilities_match_categorical"]
+    assert not any("line 8" in p for p in problems)                    # used through DICE, which calls it
 
 
 @pytest.mark.parametrize("spec", ["ebm_ood.metrics:auroc", "ebm_ood.sampling.replay_buffer:ReplayBuffer.sample"])

@@ -20,8 +20,8 @@ from ebm_ood.nn import SmallWRN
 def test_percent_improvement_reproduces_elflein_table2_from_tables_5_and_6():
     # Segment, CD -> CD-S (Elflein Tables 5/6 AUC-PR; Table 2 prints 1.85 and 0.89)
     assert round(percent_improvement(100.0, 98.18), 2) == 1.85
-    new = {"constant": {"aupr_in": 94.57}, "noise": {"aupr_in": 98.68}}
-    base = {"constant": {"aupr_in": 96.13}, "noise": {"aupr_in": 95.43}}
+    new = {"constant": {"aupr_out_bal": 94.57}, "noise": {"aupr_out_bal": 98.68}}
+    base = {"constant": {"aupr_out_bal": 96.13}, "noise": {"aupr_out_bal": 95.43}}
     by_hand = ((94.57 - 96.13) / 96.13 + (98.68 - 95.43) / 95.43) / 2 * 100
     assert group_improvement(new, base, ["constant", "noise"]) == pytest.approx(by_hand, rel=1e-12)
     assert round(by_hand, 2) == 0.89
@@ -30,8 +30,8 @@ def test_percent_improvement_reproduces_elflein_table2_from_tables_5_and_6():
 
 
 def test_improvement_by_group_and_edge_cases():
-    base = {"a": {"aupr_in": 0.5}, "b": {"aupr_in": 0.8}, "c": {"aupr_in": 0.4}}
-    new = {"a": {"aupr_in": 0.75}, "b": {"aupr_in": 0.6}, "c": {"aupr_in": 0.5}}
+    base = {"a": {"aupr_out_bal": 0.5}, "b": {"aupr_out_bal": 0.8}, "c": {"aupr_out_bal": 0.4}}
+    new = {"a": {"aupr_out_bal": 0.75}, "b": {"aupr_out_bal": 0.6}, "c": {"aupr_out_bal": 0.5}}
     groups = {"a": "natural", "b": "non-natural", "c": "non-natural"}
     r = improvement_by_group(new, base, groups)
     assert r["natural"] == pytest.approx(50.0)
@@ -67,31 +67,60 @@ def _convs(net):
     return [(n, m.in_channels, m.out_channels, m.kernel_size) for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
 
 
+def _conv_params(layers):
+    return sum(i * o * k * k + o for i, o, k in layers)
+
+
+def test_authors_bottleneck_matches_an_independent_count_of_shapes_and_parameters():
+    """WRN-10-2 on 1×8×8, factor 0.05: after every block two 1×1 convs C → int(0.05 C) → C (the authors'
+    ``_wide_layer``): ranks [1, 3, 6], and the next block and the head read the full width."""
+    net = SmallWRN(1, 1, width=2, bottleneck=0.05)
+    necks = [(i, o, k[0]) for n, i, o, k in _convs(net) if n.startswith("necks.")]
+    assert necks == [(32, 1, 1), (1, 32, 1), (64, 3, 1), (3, 64, 1), (128, 6, 1), (6, 128, 1)]
+    assert net.blocks[1].conv1.in_channels == 32 and net.blocks[2].conv1.in_channels == 64
+    assert net.head.in_features == 128
+    convs = [(1, 16, 3),  # stem
+             (16, 32, 3), (32, 32, 3), (16, 32, 1), (32, 1, 1), (1, 32, 1),  # block 1 + bottleneck
+             (32, 64, 3), (64, 64, 3), (32, 64, 1), (64, 3, 1), (3, 64, 1),  # block 2 + bottleneck
+             (64, 128, 3), (128, 128, 3), (64, 128, 1), (128, 6, 1), (6, 128, 1)]  # block 3 + bottleneck
+    assert sum(p.numel() for p in net.parameters()) == _conv_params(convs) + 128 * 1 + 1  # + linear head
+    # each bottleneck's output is an affine image of rank int(0.05 C) at every pixel
+    h, x = net.stem(torch.randn(64, 1, 8, 8)), None
+    with torch.no_grad():
+        for block, neck, b in zip(net.blocks, net.necks, (1, 3, 6)):
+            h = neck(block(h))
+            x = h.permute(0, 2, 3, 1).reshape(-1, h.shape[1]).double()
+            assert torch.linalg.matrix_rank(x - x.mean(0), rtol=1e-4).item() == b  # float32 round-off
+
+
+def test_reduce_bottleneck_reads_the_reduced_width_downstream():
+    net = SmallWRN(1, 1, width=2, bottleneck=0.2, bottleneck_form="reduce")
+    necks = [(i, o) for n, i, o, _ in _convs(net) if n.startswith("necks.")]
+    assert necks == [(32, 6), (64, 12), (128, 25)]  # int(6.4), int(12.8), int(25.6)
+    assert net.blocks[1].conv1.in_channels == 6 and net.blocks[2].conv1.in_channels == 12
+    assert net.head.in_features == 25
+    convs = [(1, 16, 3), (16, 32, 3), (32, 32, 3), (16, 32, 1), (32, 6, 1), (6, 64, 3), (64, 64, 3), (6, 64, 1),
+             (64, 12, 1), (12, 128, 3), (128, 128, 3), (12, 128, 1), (128, 25, 1)]
+    assert sum(p.numel() for p in net.parameters()) == _conv_params(convs) + 25 + 1
+    with pytest.raises(ValueError, match="bottleneck_form"):
+        SmallWRN(1, 1, bottleneck=0.2, bottleneck_form="wide")
+
+
 def test_bottleneck_factor_one_has_the_unbottlenecked_function_class():
-    """Factor 1.0 = the same convs plus identity-sized 1x1 necks; with identity necks it computes exactly
-    the network without bottleneck (so it can represent every such function)."""
+    """Factor 1.0 (authors' form): with identity 1×1 convs it computes exactly the network without
+    bottleneck (so it can represent every such function)."""
     torch.manual_seed(0)
     plain, full = SmallWRN(1, 3, width=2), SmallWRN(1, 3, width=2, bottleneck=1.0)
-    necks = [c for c in _convs(full) if c[0].startswith("necks.")]
-    assert [(i, o, k) for _, i, o, k in necks] == [(32, 32, (1, 1)), (64, 64, (1, 1)), (128, 128, (1, 1))]
     assert [c for c in _convs(full) if not c[0].startswith("necks.")] == _convs(plain)
     sd = full.state_dict()
     sd.update(plain.state_dict())
-    for i, (_, c, _, _) in enumerate(necks):
-        sd[f"necks.{i}.weight"] = torch.eye(c)[:, :, None, None]
-        sd[f"necks.{i}.bias"] = torch.zeros(c)
+    for i, c in enumerate((32, 64, 128)):
+        for j in (0, 1):
+            sd[f"necks.{i}.{j}.weight"] = torch.eye(c)[:, :, None, None]
+            sd[f"necks.{i}.{j}.bias"] = torch.zeros(c)
     full.load_state_dict(sd)
     x = torch.randn(5, 1, 8, 8)
     assert torch.allclose(full(x), plain(x), atol=1e-5)
-
-
-def test_bottleneck_factor_02_reduces_channels_as_specified():
-    net = SmallWRN(1, 1, width=2, bottleneck=0.2)
-    necks = [(i, o) for n, i, o, _ in _convs(net) if n.startswith("necks.")]
-    assert necks == [(32, 6), (64, 13), (128, 26)]  # round(0.2 * 32) = 6, round(12.8) = 13, round(25.6) = 26
-    assert net.blocks[1].conv1.in_channels == 6 and net.blocks[2].conv1.in_channels == 13
-    assert net.head.in_features == 26
-    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 1)
 
 
 # ----------------------------------------------------------------------------------- embeddings scaling
@@ -130,7 +159,7 @@ def _check_table_json(data, labels):
         row = data["results"][lab]
         assert "error" not in row, row
         for o in groups:
-            assert 0.0 <= row[o]["aupr_in"] <= 1.0
+            assert 0.0 <= row[o]["aupr_out_bal"] <= 1.0
     for r in data["improvement"].values():
         assert set(r) == {"natural", "non-natural"} and all(math.isfinite(v) for v in r.values())
 

@@ -61,7 +61,7 @@ def test_prior_detectors_on_raw_inputs_use_the_right_features():
     bb, x, y = _backbone_and_data()
     f = bb.extract(x)
     gmm_std = make_heat_detector(bb, "GMM-std", residual=False).fit(x, y)
-    ref = GMMPrior().fit(f.z_std, y)
+    ref = GMMPrior(reg=gmm_std.inner.prior_.reg).fit(f.z_std, y)   # the ridge it ended with (degenerate tiny data)
     np.testing.assert_allclose(gmm_std.score(x[:10]), ref(torch.as_tensor(f.z_std[:10])).double().numpy(), rtol=1e-5)
     el = make_heat_detector(bb, "EL", residual=False).fit(x, y)
     raw = -logsumexp(f.logits.astype(np.float64), axis=1)
@@ -112,3 +112,15 @@ def test_gmm_std_on_an_mlp_backbone_is_a_clear_error():
         make_heat_detector(Backbone(net), "GMM-std")
     with pytest.raises(ValueError, match="form"):
         make_heat_detector(Backbone(net), "EL", form="papr")
+
+
+def test_code_form_sets_the_authors_settings_and_overrides_win():
+    bb, _, _ = _backbone_and_data()
+    el = make_heat_detector(bb, "EL", form="code").inner
+    assert el.prior.init == "normal" and el.config.sampler == "code" and el.config.control == "code"
+    assert (el.config.sgld_steps, el.config.step_size, el.config.noise_std, el.config.lam) == (50, 0.1, 0.1, 0.1)
+    std = make_heat_detector(bb, "GMM-std", form="code", sgld_steps=3, reg=1e-3, domain="real").inner
+    assert std.prior.form == "code" and std.config.sgld_steps == 3 and std.config.lam == 10.0
+    assert std.prior.reg == 1e-3 and std.prior.domain == "real"
+    paper = make_heat_detector(bb, "GMM").inner
+    assert paper.config.sampler == "paper" and paper.config.control == "pooled" and paper.config.mlp == "plain"

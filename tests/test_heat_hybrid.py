@@ -88,13 +88,17 @@ def test_input_noise_only_in_training():
 
 
 def test_code_sampler_returns_ends_and_projected_starts():
-    prior, z = _gauss_prior(seed=3)
+    """The authors' sampler projects the prior's starts before the chain and returns them projected."""
+    _, z = _gauss_prior(seed=3)
+    prior = GMMPrior(form="code", domain="nonneg").fit(z)   # post-ReLU features (the authors' ResNets)
     hybrid = HybridEnergy(prior, ResidualMLP(3))
     cfg = heat_config("quick", sampler="code")
     neg = sample_negatives(hybrid, 10, cfg, torch.Generator().manual_seed(0))
     start = prior.sample(10, torch.Generator().manual_seed(0))
-    assert neg.shape == (20, 3) and (neg[:10] >= 0).all()   # ends are ReLU-projected
-    assert torch.allclose(neg[10:], start)                 # then the chain starts, untouched
+    relu_l2 = torch.relu(start) / torch.relu(start).norm(dim=1, keepdim=True)
+    assert neg.shape == (20, 3) and (neg >= 0).all()       # ends and starts are ReLU-projected ...
+    np.testing.assert_allclose(neg.norm(dim=1).numpy(), 1.0, rtol=1e-6)   # ... and L2-normalised
+    np.testing.assert_allclose(neg[10:].numpy(), relu_l2.numpy(), rtol=1e-6)   # the starts, projected
 
 
 def _banana(n, rng):

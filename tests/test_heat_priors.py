@@ -23,7 +23,8 @@ def _features(n=240, d=4, c=3, seed=0):
 
 def _scipy_components(z_fit, y, zq, c=3):
     means = np.stack([z_fit[y == k].mean(0) for k in range(c)])
-    cov = np.cov((z_fit - means[y]).T, bias=True) + 1e-6 * np.eye(z_fit.shape[1])
+    cov = np.cov((z_fit - means[y]).T, bias=True)
+    cov = cov + 1e-6 * np.trace(cov) / len(cov) * np.eye(len(cov))   # ridge relative to the mean variance
     logpdf = np.stack([multivariate_normal(means[k], cov).logpdf(zq) for k in range(c)], 1)   # (N, C)
     return logpdf, np.log(np.bincount(y, minlength=c) / len(y)), cov
 
@@ -95,9 +96,12 @@ def test_samplers_draw_from_the_fitted_gaussians():
     s = prior.sample(20000, torch.Generator().manual_seed(0)).double().numpy()
     np.testing.assert_allclose(s.mean(0), z.mean(0), atol=0.05)   # mixture mean = weighted class means
     assert torch.equal(prior.sample(7, torch.Generator().manual_seed(3)), prior.sample(7, torch.Generator().manual_seed(3)))
-    el = ELPrior(np.ones((2, 4)), np.zeros(2), init="relu-normal").fit(z)
+    el = ELPrior(np.ones((2, 4)), np.zeros(2), init="normal").fit(np.abs(z))   # non-negative features: ReLU(N(0, I))
     r = el.sample(50000, torch.Generator().manual_seed(1)).numpy()
     assert (r >= 0).all() and abs((r == 0).mean() - 0.5) < 0.01 and abs(r.mean() - 1 / np.sqrt(2 * np.pi)) < 0.01
+    el = ELPrior(np.ones((2, 4)), np.zeros(2), init="normal").fit(z - 5.0)     # features of both signs: N(0, I)
+    r = el.sample(50000, torch.Generator().manual_seed(1)).numpy()
+    assert abs((r < 0).mean() - 0.5) < 0.01 and abs(r.mean()) < 0.01 and abs(r.std() - 1) < 0.01
     none = NoPrior().fit(z, y)
     assert float(none(torch.as_tensor(z[:3], dtype=torch.float32)).abs().sum()) == 0.0
     np.testing.assert_allclose(none.sample(20000, torch.Generator().manual_seed(2)).double().numpy().std(0), z.std(0), rtol=0.05)

@@ -100,3 +100,75 @@ def test_bad_inputs():
         aupr([1.0], [2.0], positive="both")
     with pytest.raises(ValueError, match="tpr"):
         fpr_at_tpr([1.0], [2.0], tpr=1.5)
+
+
+# ------------------------------------------------------------------ the Elflein evaluation protocol
+def _authors_eval(s_id, s_ood, num=10_000, batch_size=128):
+    """The authors' ``eval_ood`` written out: ``islice(loader, num // batch_size + 1)`` over unshuffled
+    batches, truncation to the shorter set, sklearn AP with labels 1 = OOD and score ``-log p``."""
+    from itertools import islice
+
+    def read(s):
+        batches = [s[i:i + batch_size] for i in range(0, len(s), batch_size)]
+        return np.concatenate(list(islice(iter(batches), num // batch_size + 1)))
+
+    id_, ood = read(s_id), read(s_ood)
+    n = min(len(id_), len(ood))
+    preds = np.concatenate([-ood[:n], -id_[:n]])  # their scores: log p = -energy
+    labels = np.concatenate([np.ones(n), np.zeros(n)])
+    return average_precision_score(labels, -preds), n
+
+
+def test_balanced_metrics_follow_the_authors_eval_loop():
+    from ebm_ood.metrics import balanced_length
+
+    rng = np.random.default_rng(1)
+    for n_id, n_ood in [(300, 500), (10_000, 26_032), (10_500, 12_000), (40, 7)]:
+        a, b = rng.normal(size=n_id), rng.normal(0.3, size=n_ood)
+        ref, n = _authors_eval(a, b)
+        got = all_metrics(a, b)
+        assert balanced_length(n_id, n_ood) == n
+        assert got["aupr_out_bal"] == pytest.approx(ref, abs=1e-12)
+        assert got["aupr_in_bal"] == pytest.approx(average_precision_score(np.r_[np.ones(n), np.zeros(n)],
+                                                                           -np.r_[a[:n], b[:n]]), abs=1e-12)
+        assert (got["n_id"], got["n_ood"]) == (n_id, n_ood)
+    assert balanced_length(20_000, 20_000) == 10_112  # 79 batches of 128
+
+
+def test_fully_inverted_ranking_on_10k_vs_10k_is_one_minus_ln2():
+    a = np.arange(10_000, 20_000, dtype=float)  # every ID score above every OOD score
+    b = np.arange(10_000, dtype=float)
+    assert 100 * all_metrics(a, b)["aupr_out_bal"] == pytest.approx(100 * (1 - np.log(2)), abs=0.005)  # 30.69 %
+
+
+@pytest.mark.parametrize("n_id,n_ood", [(10_000, 26_032), (288, 500), (2_000, 300)])
+def test_random_scores_give_half_on_balanced_sets_at_any_sizes(n_id, n_ood):
+    rng = np.random.default_rng(n_id + n_ood)
+    reps = 40 if n_id < 5000 else 6
+    vals = [all_metrics(rng.random(n_id), rng.random(n_ood))["aupr_out_bal"] for _ in range(reps)]
+    assert np.mean(vals) == pytest.approx(0.5, abs=0.015)
+    full = [aupr_out(rng.random(n_id), rng.random(n_ood)) for _ in range(reps)]  # unbalanced: the OOD share
+    assert np.mean(full) == pytest.approx(n_ood / (n_id + n_ood), abs=0.02)
+
+
+@pytest.mark.parametrize("n_pos,n_neg", [(1, 1), (1, 6), (3, 5), (4, 8), (7, 3)])
+def test_chance_aupr_closed_form_matches_brute_force(n_pos, n_neg):
+    """Every placement of the positives among n ranks is equally likely: average AP = mean(i / r_i)."""
+    from itertools import combinations
+
+    from ebm_ood.metrics import chance_aupr
+
+    n = n_pos + n_neg
+    aps = [np.mean([(i + 1) / (r + 1) for i, r in enumerate(ranks)]) for ranks in combinations(range(n), n_pos)]
+    assert chance_aupr(n_pos, n_neg) == pytest.approx(np.mean(aps), abs=1e-12)
+
+
+def test_chance_level_per_metric_and_protocol():
+    from ebm_ood.metrics import chance_aupr, chance_level
+
+    assert chance_level("aupr_out_bal", 10_000, 26_032) == pytest.approx(chance_aupr(10_000, 10_000))
+    assert chance_level("aupr_in", 10_000, 26_032) == pytest.approx(chance_aupr(10_000, 26_032))
+    assert 100 * chance_level("aupr_in", 10_000, 26_032) == pytest.approx(27.76, abs=0.05)
+    assert (chance_level("auroc_bal", 5, 9), chance_level("fpr95", 5, 9)) == (0.5, 0.95)
+    with pytest.raises(ValueError, match="metric"):
+        chance_level("accuracy", 5, 9)

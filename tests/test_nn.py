@@ -26,12 +26,13 @@ def test_mlp_forward_matches_numpy():
     np.testing.assert_allclose(net(x).detach().numpy(), want, rtol=1e-12)
 
 
-@pytest.mark.parametrize("bottleneck", [None, 0.2])
-def test_wrn_forward_matches_the_documented_layout(bottleneck):
+@pytest.mark.parametrize("bottleneck,form", [(None, "expand"), (0.2, "expand"), (0.2, "reduce")])
+def test_wrn_forward_matches_the_documented_layout(bottleneck, form):
     """stem conv → 3 pre-activation blocks x + conv(act(conv(act(x)))) (1x1 shortcut when shapes change;
-    strides 1, 2, 2) → optional 1x1 bottleneck → act → global average pool → linear head."""
+    strides 1, 2, 2) → optional 1x1 bottleneck (expand: two 1x1 convs C → b → C; reduce: one C → b)
+    → act → global average pool → linear head."""
     torch.manual_seed(1)
-    net = SmallWRN(2, 4, width=1, bottleneck=bottleneck).double()
+    net = SmallWRN(2, 4, width=1, bottleneck=bottleneck, bottleneck_form=form).double()
     x = torch.randn(3, 2, 9, 9, dtype=torch.float64)
     act = lambda t: F.leaky_relu(t, 0.2)
     conv = lambda t, m, stride, pad: F.conv2d(t, m.weight, m.bias, stride=stride, padding=pad)
@@ -41,7 +42,8 @@ def test_wrn_forward_matches_the_documented_layout(bottleneck):
         short = h if isinstance(block.shortcut, torch.nn.Identity) else conv(h, block.shortcut, stride, 0)
         h = short + r
         if bottleneck is not None:
-            h = conv(h, neck, 1, 0)
+            for m in (neck[0], neck[1]) if form == "expand" else (neck,):
+                h = conv(h, m, 1, 0)
     z = act(h).mean(dim=(2, 3))
     torch.testing.assert_close(net.features(x), z, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(net(x), z @ net.head.weight.T + net.head.bias, rtol=1e-12, atol=1e-12)
@@ -58,8 +60,9 @@ def test_wrn_has_no_normalisation_and_is_size_agnostic():
 
 
 def test_bottleneck_channels():
-    assert bottleneck_channels(128, 0.2) == 26 and bottleneck_channels(32, 0.05) == 2 and bottleneck_channels(8, 0.01) == 1
-    net = SmallWRN(1, 8, width=2, bottleneck=0.2)
+    # the authors' int(f · C): int(25.6) = 25, int(1.6) = 1; at least one channel
+    assert bottleneck_channels(128, 0.2) == 25 and bottleneck_channels(32, 0.05) == 1 and bottleneck_channels(8, 0.01) == 1
+    net = SmallWRN(1, 8, width=2, bottleneck=0.2, bottleneck_form="reduce")
     necks = [m for m in net.necks]
     assert [n.out_channels for n in necks] == [bottleneck_channels(c, 0.2) for c in (32, 64, 128)]
     assert net.head.in_features == bottleneck_channels(128, 0.2)

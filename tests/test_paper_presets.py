@@ -2,7 +2,10 @@
 
 Every value a paper states (``None`` = not stated, skipped) must equal the preset's value, unless the pair
 is in ``ALLOWED`` with its reason (each is also documented in the preset's docstring and in
-``paper_config(...).code_differs`` / ``extra["note"]``). A new paper value must be mapped here.
+``paper_config(...).code_differs`` / ``extra["note"]``). A new paper value must be mapped here. Where the
+paper is silent and a preset takes the authors' code's value, ``paper_config(...).code`` records it (read
+from the authors' configs, e.g. ``configs/model/fc_ssm.yaml``: lr 1e-3; ``img_ssm.yaml``: 1e-4) and the
+preset must match it.
 """
 import inspect
 import math
@@ -138,7 +141,12 @@ def test_allowed_differences_are_real():
 def test_paper_values_outside_the_presets():
     assert inspect.signature(make_composition).parameters["beta"].default == paper_config("cifar10", "heat").extra["beta"]
     assert paper_config("cifar10", "heat").warmup_steps is None  # Lafon et al. state no warm-up
-    assert paper_config("segment", "ssm").lr is None and ssm_config("full", "tabular").train.lr == 1e-4  # code's lr
+    for dataset, kind, code_lr in (("segment", "tabular", 1e-3), ("fmnist", "image", 1e-4)):  # fc_ssm / img_ssm.yaml
+        assert paper_config(dataset, "ssm").lr is None and paper_config(dataset, "ssm").code == {"lr": code_lr}
+        assert ssm_config("full", kind).train.lr == code_lr
+        assert vera_config("full", kind).train.lrs["post"] == paper_config(dataset, "vera").code["posterior_lr"]
+    assert "Rademacher" in paper_config("segment", "ssm").code_differs  # their noise_type="radermacher" default
+    assert "3e-5" in paper_config("segment", "vera").code_differs  # fc_vera.yaml, not 1e-3
 
 
 def test_the_comparison_catches_a_changed_preset(monkeypatch):

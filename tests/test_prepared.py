@@ -153,6 +153,26 @@ def test_fmnist_pairings_scaling_and_oodomain(tmp_path, monkeypatch):
         get_dataset("fmnist", data_root=tmp_path, require_all_ood=True)
 
 
+@pytest.mark.parametrize("name,shape", [("fmnist", (1, 28, 28)), ("cifar10", (3, 32, 32))])
+def test_prepared_images_get_the_smoothness_sets_of_experiment_5(tmp_path, name, shape):
+    from ebm_ood.data.embedded import SMOOTHNESS
+
+    _write_image_set(tmp_path, name, np.random.default_rng(4), shape=shape)
+    with pytest.warns(UserWarning, match="not prepared"):
+        ds = get_dataset(name, seed=1, data_root=tmp_path)
+    assert ds.ood_names(SMOOTHNESS) == ["smooth-2", "smooth-3", "smooth-4", "smooth-16"]
+    h = shape[1]
+    for k in (2, 3, 4, 16):
+        x = ds.ood[f"smooth-{k}"].x
+        assert x.shape == (1000, *shape) and np.abs(x).max() <= 1
+        # constant on every k×k block of the pooled area; h // k distinct values per row and column
+        assert np.all(x[:, :, :k, :k] == x[:, :, :1, :1])
+        assert len(np.unique(x[0, 0, 0])) == h // k
+        # average pooling keeps the mean and shrinks the variance of U(-1, 1) by k²: Var = 1 / (3 k²)
+        assert abs(x[:, :, ::k, ::k][:, :, : h // k, : h // k].var() - 1 / (3 * k * k)) < 0.1 / (3 * k * k) + 2e-3
+    assert NATURAL not in {ds.ood[f"smooth-{k}"].group for k in (2, 3, 4, 16)}
+
+
 def test_ood_set_of_wrong_size_says_how_to_fix(tmp_path):
     rng = np.random.default_rng(3)
     _write_image_set(tmp_path, "cifar10", rng, shape=(3, 32, 32))

@@ -166,3 +166,33 @@ def test_images_use_flattened_mlp_and_score_is_energy():
     with torch.no_grad():
         want = -torch.logsumexp(det.net_(torch.tensor(x)), dim=1).double().numpy()
     np.testing.assert_allclose(det.score(x), want, rtol=1e-6)
+
+
+def test_input_noise_switch_perturbs_training_batches_by_its_std(monkeypatch):
+    """``data_noise_std`` (the authors' image config: 0.1) adds N(0, std²) to every training batch; 0 leaves
+    the batches as drawn from the data."""
+    from ebm_ood.methods import score_matching as sm
+
+    seen = []
+    real = sm.sliced_score_matching_loss
+
+    def spy(energy, x, *args, **kw):
+        if x.requires_grad is False and kw.get("create_graph", True):
+            seen.append(x.detach().clone())
+        return real(energy, x, *args, **kw)
+
+    monkeypatch.setattr(sm, "sliced_score_matching_loss", spy)
+    x = np.random.default_rng(0).uniform(-1, 1, (400, 6)).astype(np.float32)
+    for std in (0.0, 0.1):
+        seen.clear()
+        cfg = ssm_config("quick", "tabular")
+        SSMDetector(replace(cfg, data_noise_std=std, train=replace(cfg.train, steps=10, progress=False))).fit(x)
+        batch = torch.cat(seen).numpy()
+        dist = np.abs(batch[:, None, :] - x[None]).sum(-1).min(1)  # L1 distance to the nearest data row
+        if std == 0:
+            assert dist.max() < 1e-6
+        else:
+            resid = batch - x[np.abs(batch[:, None, :] - x[None]).sum(-1).argmin(1)]
+            assert abs(resid.std() - 0.1) < 0.01
+    with pytest.raises(ValueError, match="data_noise_std"):
+        SSMDetector(replace(cfg, data_noise_std=-1.0))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from ebm_ood.errors import DivergenceError
+from ebm_ood.errors import CheckpointError, DivergenceError
 from ebm_ood.training import TrainConfig, batched_mean, check_preset, train
 
 
@@ -190,3 +190,104 @@ def test_check_preset_names_the_argument():
         check_preset("huge", "image")
     with pytest.raises(ValueError, match="kind"):
         check_preset("quick", "text")
+
+
+@pytest.mark.parametrize("eval_every", [1, 3])
+@pytest.mark.parametrize("lr", [1e9, 1e20, 1e30, 1e37])
+def test_parameter_guard_never_restores_exploded_weights(lr, eval_every):
+    # Adam's first step moves every weight by about lr: the losses of that step are still finite, so only a
+    # check of the parameters stops the exploded weights from becoming the snapshot that is restored.
+    torch.manual_seed(0)
+    x, y = _regression()
+    net = nn.Linear(3, 1)
+    w0, b0 = net.weight.detach().clone(), net.bias.detach().clone()
+    with pytest.raises(DivergenceError, match="parameter net.(weight|bias)") as info:
+        train({"net": net}, _step(net), x, y, TrainConfig(steps=20, lr=lr, eval_every=eval_every, progress=False),
+              name="big-lr")
+    assert info.value.step == 0
+    assert torch.equal(net.weight, w0) and torch.equal(net.bias, b0)
+
+
+@pytest.mark.parametrize("bad", [{"lr": 3e38}, {"lr": 1e38}, {"lr": float(torch.finfo(torch.float32).max)},
+                                 {"lrs": {"main": 3e38}}])
+def test_learning_rates_that_overflow_adam_are_named(bad):
+    x, y = _regression()
+    net = nn.Linear(3, 1)
+    w0 = net.weight.detach().clone()
+    name = "lrs" if "lrs" in bad else "lr"
+    with pytest.raises(ValueError, match=rf"^{name}.*too large"):
+        train({"net": net}, _step(net), x, y, TrainConfig(steps=3, progress=False, **bad), name="huge")
+    assert torch.equal(net.weight, w0)
+
+
+def _ckpt_run(path, steps=20, seed=0, x=None, y=None, name="r", module="net", width=1, identity=None, **cfg):
+    torch.manual_seed(0)
+    xr, yr = _regression()
+    x = xr if x is None else x
+    y = yr if y is None else y
+    net = nn.Linear(3, width)
+
+    def step(xb, yb, _):
+        loss = ((net(xb).mean(1) - yb) ** 2).mean()
+        return loss, {}
+
+    config = TrainConfig(steps=steps, lr=cfg.pop("lr", 0.05), eval_every=10, seed=seed, progress=False,
+                         checkpoint_path=str(path), **cfg)
+    return train({module: net}, step, x, y, config, name=name, identity=identity), net
+
+
+@pytest.mark.parametrize("change, differs", [
+    ({"seed": 1}, "seed"),
+    ({"x": _regression(5)[0]}, "data"),
+    ({"y": _regression()[1] + 1e-3}, "data"),
+    ({"x": _regression()[0][:200], "y": _regression()[1][:200]}, "data"),
+    ({"lr": 0.01}, "lr"),
+    ({"batch_size": 32}, "batch_size"),
+    ({"warmup": 5}, "warmup"),
+    ({"name": "other"}, "method"),
+    ({"identity": {"gamma": 2.0}}, "gamma"),
+    ({"module": "model"}, "modules"),
+    ({"width": 2}, "modules"),
+])
+def test_resuming_another_runs_checkpoint_is_refused_naming_the_difference(tmp_path, change, differs):
+    path = tmp_path / "ck.pt"
+    _ckpt_run(path, identity={"gamma": 1.0} if "identity" in change else None)
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match=f"belongs to another run.*{differs}"):
+        _ckpt_run(path, steps=40, **change)
+    assert path.read_bytes() == before  # the refused run wrote nothing
+
+
+def test_checkpoint_past_the_step_budget_is_refused_and_equal_budget_reports_its_steps(tmp_path):
+    path = tmp_path / "ck.pt"
+    _ckpt_run(path, steps=30)
+    for fewer in (0, 10, 29):
+        with pytest.raises(CheckpointError, match=f"already at step 30, beyond steps={fewer}"):
+            _ckpt_run(path, steps=fewer)
+    hist, _ = _ckpt_run(path, steps=30)
+    assert hist.steps_done == 30 and [s for s, _ in hist.logs] == [10, 20, 30]
+
+
+def test_checkpoint_with_renamed_or_missing_entries_names_the_file(tmp_path):
+    from ebm_ood.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "ck.pt"
+    _ckpt_run(path)
+    good = load_checkpoint(path)
+    for broken in ({**good, "modules": {"model": good["modules"]["net"]}},
+                   {k: v for k, v in good.items() if k != "optimizers"},
+                   {k: v for k, v in good.items() if k != "batch_rng"},
+                   {**good, "modules": {"net": {"weight": torch.zeros(5, 5)}}},
+                   {k: v for k, v in good.items() if k != "identity"}):
+        save_checkpoint(broken, path)
+        with pytest.raises(CheckpointError, match="ck.pt"):
+            _ckpt_run(path, steps=40)
+    hist, net = _ckpt_run(tmp_path / "fresh.pt", steps=0)  # nothing trained: the initial weights
+    for broken in ({k: v for k, v in good.items() if k != "optimizers"}, {k: v for k, v in good.items() if k != "logs"}):
+        save_checkpoint(broken, path)
+        torch.manual_seed(0)
+        other = nn.Linear(3, 1)
+        with pytest.raises(CheckpointError, match="does not fit"):
+            train({"net": other}, lambda xb, yb, s: (other(xb).sum(), {}), *_regression(),
+                  TrainConfig(steps=40, lr=0.05, eval_every=10, progress=False, checkpoint_path=str(path)), name="r")
+        assert torch.equal(other.weight, net.weight) and torch.equal(other.bias, net.bias)  # left as passed in

@@ -49,8 +49,8 @@ n_id, n_ood = (2000, 200) if FAST else (10000, 1000)
 score_id = rng.normal(0.0, 1.0, n_id)             # (N,) energies of the ID test set
 score_ood = rng.normal(1.5, 1.0, n_ood)           # (M,) energies of an OOD set
 metrics = all_metrics(score_id, score_ood)
-for k, v in metrics.items():
-    print(f"{k:>9}: {100 * v:6.2f}")
+for k, v in metrics.items():  # fractions ×100; n_id, n_ood are the set sizes (for chance levels, §5)
+    print(f"{k:>12}: {v:8.0f}" if k.startswith("n_") else f"{k:>12}: {100 * v:8.2f}")
 
 # %% [markdown]
 # ## 2. AUROC: the one metric that does not care which class is positive
@@ -206,11 +206,44 @@ if plt is not None:
     save_figure(fig, "07_metrics_conventions.png")
 
 # %% [markdown]
+# ## 5. The Elflein protocol: balanced sets, OOD positive
+#
+# Where do the Elflein paper's AUC-PR numbers come from? Its evaluation code (`eval_ood` in
+# `selflein/EBM-OOD-Detection`) reads each test set for `10000 // 128 + 1` batches of 128, **truncates the
+# ID and OOD scores to the same length**, and computes `average_precision_score` with **OOD positive**. On
+# 1:1 sets random scores give ≈ 50 %, and the worst possible ranking (every OOD sample scored as most ID)
+# gives `(1/n) Σ_i i/(n+i) → 1 - ln 2 ≈ 30.69 %` — the floor you can spot in the paper's tables. On the
+# full 10 : 1 sets of section 1 the chance level of AUPR-Out would instead be the OOD share, ≈ 9 %.
+# `all_metrics` returns both: the `*_bal` keys follow the protocol (`ebm_ood.metrics.balance`), the others
+# use the full sets; `chance_level` gives what random scores would score for each.
+
+# %%
+from ebm_ood.metrics import balanced_length, chance_level
+
+n_bal = balanced_length(n_id, n_ood)
+print(f"balanced length: {n_bal} of each set ({n_id} ID, {n_ood} OOD)")
+for k in ("aupr_out", "aupr_out_bal", "aupr_in", "aupr_in_bal"):
+    print(f"{k:>12}: {100 * metrics[k]:6.2f}   chance {100 * chance_level(k, n_id, n_ood):6.2f}")
+n_inv = 2000 if FAST else 10000
+worst = all_metrics(np.arange(n_inv, 2 * n_inv, dtype=float), np.arange(n_inv, dtype=float))["aupr_out_bal"]
+print(f"fully inverted ranking, {n_inv} vs {n_inv}: AUPR-Out {100 * worst:.2f} %  (1 - ln 2 = {100 * (1 - np.log(2)):.2f} %)")
+# checks: the floor by its own sum, and the balanced chance level near 50 %
+assert abs(worst - np.mean(np.arange(1, n_inv + 1) / (n_inv + np.arange(1, n_inv + 1)))) < 1e-12
+assert abs(worst - (1 - np.log(2))) < 1e-3 and abs(chance_level("aupr_out_bal", n_id, n_ood) - 0.5) < 0.01
+assert metrics["aupr_out"] < 0.5 < 0.8 < metrics["aupr_out_bal"]
+
+# %% [markdown]
+# The same detector scores AUPR-Out under 50 % on the full 10 : 1 sets and above 80 % on the balanced
+# ones: the protocol, not the detector, moved it. Every Elflein table in this project (the benchmark's and the
+# experiments') uses `aupr_out_bal` and prints the chance level under it; `--metric` switches.
+#
 # ### Summary — our conventions (`ebm_ood.metrics`)
 # * Inputs are always `(score_id, score_ood)`, higher = more OOD; values are fractions (tables × 100).
 # * `auroc`: Mann–Whitney with ties as ½ — class-symmetric.
 # * `aupr_in` (ID positive, HEAT / Elflein text) and `aupr_out` (OOD positive, Elflein code): step-sum AP,
 #   as `average_precision_score`; never the trapezoid rule. Always say which one a table reports.
+# * The Elflein tables: `aupr_out_bal`, the authors' protocol (sets truncated to equal length, OOD positive,
+#   chance ≈ 50 %, floor `1 - ln 2`).
 # * `fpr_at_tpr(..., convention="percentile")` by default; `"first_roc"` and `"nearest_roc"` reproduce other
 #   code bases. On small OOD sets, report the convention.
 #

@@ -183,13 +183,18 @@ show_source("sgld_cpu.cpp", r"^TORCH_LIBRARY\(", 17)
 
 # %% [markdown]
 # Reading the schema: `Tensor(a!) x` says the op *mutates* `x` in place (alias set `a`, written `!`), which
-# lets `torch.compile` and functionalisation reason about it; `float` and `int` are C++ `double` and
-# `int64_t`; `-> ()` returns nothing. `TORCH_LIBRARY(ebm_ood, m)` creates the namespace
-# `torch.ops.ebm_ood`; each `TORCH_LIBRARY_IMPL(ebm_ood, <key>, m)` registers a kernel for one dispatch key:
-# `CPU`, `CUDA` (only when built with CUDA), `Meta` (shapes only, for tracing and `opcheck`), and
-# `Autograd`, where autograd's "not implemented" fallback makes a call on a tensor that requires grad fail
-# loudly instead of silently detaching. The op has no derivative on purpose: SGLD takes `∇ₓE` *before*
-# the update and updates detached tensors.
+# lets `torch.compile` and functionalisation reason about it; `float` is C++ `double`; `Scalar` takes
+# any Python number, so the seed and offset (64-bit Philox words, up to 2⁶⁴ − 1; an `int` stops at
+# 2⁶³ − 1) reach the kernel's own range check; `-> ()` returns nothing. `TORCH_LIBRARY(ebm_ood, m)`
+# creates the namespace `torch.ops.ebm_ood`; each `TORCH_LIBRARY_IMPL(ebm_ood, <key>, m)` registers a
+# kernel for one dispatch key: `CPU`, `CUDA` (only when built with CUDA), `Meta` (no data, for tracing and
+# `opcheck`; it makes the same argument checks as the real kernels), and `Autograd`, where autograd's "not
+# implemented" fallback makes a call on a tensor that requires grad fail loudly instead of silently
+# detaching. The op has no derivative on purpose: SGLD takes `∇ₓE` *before* the update and updates
+# detached tensors. Every kernel checks all its arguments (`checked_params`: dtypes, shapes, devices,
+# contiguity, `x` and `grad` not overlapping — the kernel reads them through `__restrict__` pointers —,
+# finite step and noise, no NaN clamp bound) and bumps `x`'s version counter, as every in-place op must,
+# so a graph that saved `x` earlier refuses to backpropagate through stale values.
 
 # %%
 backend = ops.backend()

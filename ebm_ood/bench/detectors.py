@@ -84,6 +84,33 @@ def detector_timers(z_train, y_train, z_test, w, b) -> dict:
     for name, det, labels in fitted:
         det.fit(z_train, y_train if labels else None)
         timers[name] = lambda det=det: det.score(z_test)
+    timers.update(knn_peer_timers(z_train, z_test, k=50))
+    return timers
+
+
+def knn_peer_timers(z_train, z_test, k: int) -> dict:
+    """The same k-th-neighbour search by library peers, beside our ``KNN``: scikit-learn's exact brute-force
+    ``NearestNeighbors`` and, when installed, faiss ``IndexFlatIP`` (exact inner-product search on the unit
+    rows; the k-th distance follows as ``sqrt(2 - 2 cos)``)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from ebm_ood.detectors.knn import l2_normalize
+
+    unit_train = l2_normalize(z_train)
+    nn_index = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(unit_train)
+    timers = {"KNN peer: sklearn brute": lambda: nn_index.kneighbors(l2_normalize(z_test))[0][:, -1]}
+    try:
+        import faiss
+    except ImportError:
+        return timers
+    flat = faiss.IndexFlatIP(unit_train.shape[1])
+    flat.add(unit_train.astype(np.float32))
+
+    def faiss_knn():
+        cos, _ = flat.search(l2_normalize(z_test).astype(np.float32), k)
+        return np.sqrt(np.maximum(2.0 - 2.0 * cos[:, -1].astype(np.float64), 0.0))
+
+    timers["KNN peer: faiss IndexFlatIP"] = faiss_knn
     return timers
 
 
@@ -128,10 +155,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dim", type=int, default=d.dim, help=f"feature dimension (default {d.dim})")
     p.add_argument("--classes", type=int, default=d.classes, help=f"number of classes (default {d.classes})")
     p.add_argument("--repeats", type=int, default=d.repeats, help=f"timed calls per detector (default {d.repeats})")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=int, default=0,
-                   help="threads for torch and for numpy/sklearn's BLAS and OpenMP pools (default 0: leave them); use 1 on a busy shared machine, "
-                        "where OpenMP threads waiting for each other inflate small kernels by orders of magnitude")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of the synthetic features (default {d.seed})")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for torch and for numpy/sklearn's BLAS and OpenMP pools (default 1; 0 leaves them as "
+                        "they are): on a busy shared machine threads waiting for each other inflate small kernels")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
 

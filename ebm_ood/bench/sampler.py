@@ -1,18 +1,31 @@
-"""Speed of the SGLD sampler: the fused update op vs plain PyTorch, and whole 100-step chains.
+"""Speed of the SGLD sampler: the fused update op against its peers, and whole 100-step chains.
 
-Run: ``ebm-ood bench sampler [--json] [--repeats 21]`` or ``python -m ebm_ood.bench.sampler``.
+Run: ``ebm-ood bench sampler [--json] [--rounds 15] [--threads 1] [--no-compile] [--device cpu|cuda]``.
 
-1. One update ``x <- clamp(x - a g + b n)`` on float32 tensors of 1k ... 4M elements: the fused op
-   (``ebm_ood.sampling.ops.sgld_step_`` with its Python-side input checks, which the sampler runs on a
-   chain's first step only) vs the plain
-   expression ``x.add_(g, alpha=-a).add_(torch.randn_like(x), alpha=b).clamp_(lo, hi)``. Median times,
-   their ratio, and the op's memory throughput (reads x and g, writes x: 12 bytes/element) beside a
-   plain copy's (8 bytes/element), the memory-bandwidth limit.
+1. One update ``x <- clamp(x - a g + b n)``, float32, 1k ... 4M elements, by
+   * ``fused``: ``ebm_ood.sampling.ops.sgld_step_`` (the C++ op, or its twin without a compiler);
+   * ``eager``: ``x.add_(g, alpha=-a).add_(torch.randn_like(x), alpha=b).clamp_(lo, hi)``;
+   * ``compile``: ``torch.compile`` of the same update (Inductor; its compile time is reported apart);
+   * ``floor``: ``torch.compile`` of the update with a constant in place of the noise: one fused pass with no
+     random numbers, the arithmetic floor of any update that must also draw them;
+   * ``copy``: ``y.copy_(x)``, the memory floor.
+   Each is reported in ns and CPU cycles per element, and the ratios ``eager / fused`` and
+   ``compile / fused`` as the median of per-round ratios with their interquartile range.
 2. A 100-step chain, batch 64, on the tabular MLP energy (5 layers, width 100, 18 inputs) and on a small
-   conv energy (the SmallWRN on 1x8x8 digits): ``sampling.sgld`` vs a JEM-style loop
-   (``x.requires_grad_(); g = autograd.grad(E(x).sum(), x); x = x - a g + b randn``), and the floor: the
-   100 energy gradients alone (parameters frozen), at the states our chain visits. Overhead = time / floor - 1.
-Speed is measured here only, never in tests. Timings on a shared machine are noisy: medians help.
+   conv energy (the SmallWRN on 1x8x8 digits), both as the EBM methods use them (``JEMEnergy`` with one
+   logit): ``sampling.sgld`` vs a JEM-style loop (``x.requires_grad_(); g = autograd.grad(E(x).sum(), x);
+   x = x - a g + b randn``) vs the floor, the 100 energy gradients alone at the states our chain visits.
+   Overhead = median per-round ratio to the floor, minus one.
+
+How the timings survive a shared machine: one torch thread by default (with two, every parallel section of
+a loaded 2-core machine lasts whole scheduler ticks; the two-thread figure is a separate, labelled row);
+the implementations are interleaved within each round, in a rotating order, so a burst of load hits all of
+them alike; the headline is the median of per-round ratios, never a ratio of independent medians. When
+the individual calls of an implementation cluster on multiples of the scheduler tick, the row says
+``tick-quantised`` and gives no ratio. Speed is measured here only, never in tests.
+
+``--device cuda`` (on a machine with a GPU) first checks the CUDA kernel bit for bit against the
+pure-PyTorch twin, then times the update there.
 """
 from __future__ import annotations
 
@@ -22,66 +35,158 @@ import os
 import statistics
 import sys
 import time
+from typing import Callable
 
 import torch
 
 from ebm_ood.sampling import ops
 from ebm_ood.sampling.sgld import sgld
 
-SIZES = (1_000, 50_000, 200_000, 1_000_000, 4_000_000)
+SIZES = (1_000, 50_000, 1_000_000, 4_000_000)
+TICK_S = 0.004                       # the Linux scheduler tick at HZ=250
+A, B, LO, HI = 0.01, 0.01, -1.0, 1.0
 
 
-def _times(fn, repeats: int, min_time: float = 0.0) -> tuple[float, float]:
-    """(median, best) seconds of ``fn()`` over ``repeats`` calls (more for very short calls), after one warm-up.
+# ---------------------------------------------------------------------------------------------- measurement
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
 
-    The best time is less disturbed by other processes on a shared machine; the median is the headline."""
-    fn()
-    times = []
-    while len(times) < repeats or sum(times) < min_time:
-        t0 = time.perf_counter()
+
+def interleaved(impls: dict[str, Callable[[], object]], rounds: int, calls: int = 5,
+                device: str = "cpu") -> dict[str, list[list[float]]]:
+    """Time ``calls`` calls of every implementation in each of ``rounds`` rounds, implementations interleaved
+    (the order rotates from round to round). Returns ``{name: [[seconds per call] per round]}``."""
+    names = list(impls)
+    for fn in impls.values():        # warm-up: caches, lazy initialisation, the thread pool
         fn()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 50 * repeats:
-            break
-    return statistics.median(times), min(times)
+    _sync(device)
+    samples: dict[str, list[list[float]]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn, per_call = impls[name], []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn()
+                _sync(device)
+                per_call.append(time.perf_counter() - t0)
+            samples[name].append(per_call)
+    return samples
 
 
-def bench_update(repeats: int) -> list[dict]:
+def round_times(per_round: list[list[float]]) -> list[float]:
+    """The median call time of each round."""
+    return [statistics.median(calls) for calls in per_round]
+
+
+def ratio_summary(numerator: list[list[float]], denominator: list[list[float]]) -> dict:
+    """Median and interquartile range of the per-round ratios ``numerator / denominator``."""
+    ratios = sorted(n / d for n, d in zip(round_times(numerator), round_times(denominator)))
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return {"median": statistics.median(ratios), "q1": q[0], "q3": q[2]}
+
+
+def tick_quantised(per_round: list[list[float]], tick: float = TICK_S, tol: float = 0.1) -> bool:
+    """True when most calls that last at least a tick end within ``tol`` ticks of a whole number of ticks:
+    the time is then the scheduler's, not the work's (a parallel section waiting for a descheduled thread)."""
+    long_calls = [t for calls in per_round for t in calls if t >= 0.9 * tick]
+    if len(long_calls) < 5:
+        return False
+    on_tick = sum(abs(t / tick - round(t / tick)) < tol for t in long_calls)
+    return on_tick >= 0.6 * len(long_calls)
+
+
+def cpu_ghz() -> float | None:
+    """The nominal clock from /proc/cpuinfo (Linux), to turn ns into cycles; None when unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = [float(line.split(":")[1]) for line in f if line.startswith("cpu MHz")]
+        return mhz[0] / 1e3 if mhz else None
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- the update
+def update_impls(x: torch.Tensor, g: torch.Tensor, compiled: dict | None) -> dict[str, Callable[[], object]]:
+    """The implementations of one update on ``x`` (in place), with ``g`` as the gradient."""
+    step = iter(range(1 << 62))
+    y = torch.empty_like(x)
+    impls = {
+        "fused": lambda: ops.sgld_step_(x, g, A, B, LO, HI, seed=1, offset=next(step), check=False),
+        "eager": lambda: x.add_(g, alpha=-A).add_(torch.randn_like(x), alpha=B).clamp_(LO, HI),
+        "copy": lambda: y.copy_(x),
+    }
+    if compiled is not None:
+        impls["compile"] = lambda: compiled["update"](x, g)
+        impls["floor"] = lambda: compiled["floor"](x, g)
+    return impls
+
+
+def _plain_update(x, g):
+    x.copy_(torch.clamp(x - A * g + B * torch.randn_like(x), LO, HI))
+
+
+def _no_rng_update(x, g):
+    x.copy_(torch.clamp(x - A * g + B * 0.5, LO, HI))
+
+
+def compile_peers() -> tuple[dict | None, str | None]:
+    """``torch.compile`` of the plain update and of the no-RNG floor; (None, reason) when it cannot."""
+    try:
+        return {"update": torch.compile(_plain_update, dynamic=False),
+                "floor": torch.compile(_no_rng_update, dynamic=False)}, None
+    except Exception as exc:  # noqa: BLE001 - the compiler is an optional peer
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def bench_update(rounds: int, sizes=SIZES, compiled: dict | None = None, device: str = "cpu") -> list[dict]:
     rows = []
-    a, b, lo, hi = 0.01, 0.01, -1.0, 1.0
-    for n in SIZES:
+    ghz = cpu_ghz() if device == "cpu" else None
+    for n in sizes:
         gen = torch.Generator().manual_seed(0)
-        x, g = torch.rand(n, generator=gen) * 2 - 1, torch.randn(n, generator=gen)
-        y = torch.empty_like(x)
-        step = iter(range(10**9))
-        t_op, b_op = _times(lambda: ops.sgld_step_(x, g, a, b, lo, hi, seed=1, offset=next(step)), repeats, 0.05)
-        t_plain, b_plain = _times(lambda: x.add_(g, alpha=-a).add_(torch.randn_like(x), alpha=b).clamp_(lo, hi),
-                                  repeats, 0.05)
-        t_copy, _ = _times(lambda: y.copy_(x), repeats, 0.05)
-        rows.append({"numel": n, "fused_ms": 1e3 * t_op, "plain_ms": 1e3 * t_plain, "speedup": t_plain / t_op,
-                     "speedup_best": b_plain / b_op, "fused_gbs": 12 * n / t_op / 1e9,
-                     "plain_gbs": 12 * n / t_plain / 1e9, "copy_gbs": 8 * n / t_copy / 1e9})
+        x = (torch.rand(n, generator=gen) * 2 - 1).to(device)
+        g = torch.randn(n, generator=gen).to(device)
+        row: dict = {"numel": n, "threads": torch.get_num_threads()}
+        if compiled is not None:
+            t0 = time.perf_counter()
+            compiled["update"](x, g)
+            compiled["floor"](x, g)
+            _sync(device)
+            row["compile_s"] = time.perf_counter() - t0
+        samples = interleaved(update_impls(x, g, compiled), rounds, device=device)
+        for name, per_round in samples.items():
+            ns = 1e9 * statistics.median(round_times(per_round)) / n
+            row[f"{name}_ns"] = ns
+            row[f"{name}_cycles"] = ns * ghz if ghz else None
+            row[f"{name}_quantised"] = tick_quantised(per_round)
+        quantised = any(row[f"{k}_quantised"] for k in ("fused", "eager"))
+        row["vs_eager"] = None if quantised else ratio_summary(samples["eager"], samples["fused"])
+        if "compile" in samples:
+            quantised_c = row["fused_quantised"] or row["compile_quantised"]
+            row["vs_compile"] = None if quantised_c else ratio_summary(samples["compile"], samples["fused"])
+        rows.append(row)
     return rows
 
 
+# ---------------------------------------------------------------------------------------------- chains
 def _energies():
-    """(name, net, x0) for the tabular MLP energy and the small conv energy, batch 64; E(x) = net(x)[:, 0]."""
+    """(name, energy module, parameters' owner, x0): the tabular MLP and the small conv energy, batch 64,
+    each as ``JEMEnergy`` with one logit (``E(x) = -f(x)[0]``), as CD, SSM and VERA train them."""
+    from ebm_ood.energy import JEMEnergy
     from ebm_ood.nn import MLP, SmallWRN
 
     torch.manual_seed(0)
-    mlp = MLP(18, 1, width=100, depth=5)
-    conv = SmallWRN(1, 1, width=2)
+    mlp = JEMEnergy(MLP(18, 1, width=100, depth=5))
+    conv = JEMEnergy(SmallWRN(1, 1, width=2))
     return [("mlp", mlp, torch.rand(64, 18) * 2 - 1), ("conv", conv, torch.rand(64, 1, 8, 8) * 2 - 1)]
 
 
-def bench_chains(repeats: int, n_steps: int = 100) -> list[dict]:
+def bench_chains(rounds: int, n_steps: int = 100) -> list[dict]:
     rows = []
     a, b = 1.0, 0.01
-    for name, net, x0 in _energies():
-        energy = lambda x, net=net: net(x)[:, 0]  # noqa: E731
-
+    for name, energy, x0 in _energies():
         def ours():
-            sgld(energy, x0, n_steps=n_steps, step_size=a, noise_std=b, module=net)
+            sgld(energy, x0, n_steps=n_steps, step_size=a, noise_std=b, module=energy)
 
         def jem_loop():                      # the reference loop of the JEM / Elflein code
             x = x0.clone()
@@ -91,9 +196,9 @@ def bench_chains(repeats: int, n_steps: int = 100) -> list[dict]:
                 x = (x - a * g + b * torch.randn_like(x)).detach()
             return x
 
-        # The floor: the same 100 energy gradients at the very states our chain visits (timing depends on
-        # the values: activations near zero are slow denormals on CPUs), without any update arithmetic.
-        _, states = sgld(energy, x0, n_steps=n_steps, step_size=a, noise_std=b, module=net, return_chain=True)
+        # The floor: the same energy gradients at the very states our chain visits (timing depends on the
+        # values: activations near zero are slow denormals on CPUs), without any update arithmetic.
+        _, states = sgld(energy, x0, n_steps=n_steps, step_size=a, noise_std=b, module=energy, return_chain=True)
         states = [s.requires_grad_(True) for s in states[:n_steps]]
 
         def floor():
@@ -101,60 +206,141 @@ def bench_chains(repeats: int, n_steps: int = 100) -> list[dict]:
                 (g,) = torch.autograd.grad(energy(x).sum(), x)
             return g
 
-        net.eval()
-        t_ours, b_ours = _times(ours, repeats)
-        t_ref, b_ref = _times(jem_loop, repeats)
-        net.requires_grad_(False)            # as sgld(module=net) does; the nets above train all parameters
-        t_floor, b_floor = _times(floor, repeats)
-        net.requires_grad_(True)
-        rows.append({"energy": name, "ours_ms": 1e3 * t_ours, "jem_ms": 1e3 * t_ref, "floor_ms": 1e3 * t_floor,
-                     "overhead": t_ours / t_floor - 1.0, "jem_overhead": t_ref / t_floor - 1.0,
-                     "overhead_best": b_ours / b_floor - 1.0})
+        energy.eval()
+        samples = interleaved({"ours": ours, "jem": jem_loop, "floor": floor}, rounds, calls=1)
+        energy.train()
+        over = ratio_summary(samples["ours"], samples["floor"])
+        over_jem = ratio_summary(samples["jem"], samples["floor"])
+        rows.append({"energy": name, **{f"{k}_ms": 1e3 * statistics.median(round_times(v))
+                                         for k, v in samples.items()},
+                     "overhead": over["median"] - 1.0, "overhead_q1": over["q1"] - 1.0,
+                     "overhead_q3": over["q3"] - 1.0, "jem_overhead": over_jem["median"] - 1.0})
     return rows
+
+
+# ---------------------------------------------------------------------------------------------- CUDA check
+def check_cuda_against_twin(numel: int = 1_000_003) -> list[dict]:
+    """Bit-for-bit comparison of the CUDA kernel with the twin (float32 and float64, odd size, clamp
+    active). Returns one row per dtype with the number of differing elements (0 expected)."""
+    rows = []
+    for dtype in (torch.float32, torch.float64):
+        gen = torch.Generator().manual_seed(0)
+        x = (torch.rand(numel, generator=gen, dtype=torch.float64) * 4 - 2).to(dtype)
+        g = torch.randn(numel, generator=gen, dtype=torch.float64).to(dtype)
+        want = ops.sgld_step_twin_(x.clone(), g, 0.3, 0.7, -1.5, 2.0, 99, 3)
+        got = x.cuda()
+        ops.sgld_step_(got, g.cuda(), 0.3, 0.7, -1.5, 2.0, seed=99, offset=3)
+        diff = int((got.cpu() != want).sum())
+        rows.append({"dtype": str(dtype).removeprefix("torch."), "numel": numel, "differing": diff})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- report
+def _ratio(r: dict | None) -> str:
+    return "tick-quantised" if r is None else f"{r['median']:.2f}x [{r['q1']:.2f}-{r['q3']:.2f}]"
+
+
+def _cell(row: dict, name: str) -> str:
+    if f"{name}_ns" not in row:
+        return "-"
+    cycles = row.get(f"{name}_cycles")
+    return f"{row[f'{name}_ns']:.2f}" + (f" ({cycles:.1f})" if cycles is not None else "")
+
+
+def render(result: dict) -> str:
+    lines = [f"SGLD update x <- clamp(x - a g + b n), float32, device={result['device']}, "
+             f"backend={result['backend']}, load average {result['load_avg']:.1f}, clock "
+             f"{result['ghz'] or float('nan'):.2f} GHz (nominal), {result['rounds']} interleaved rounds",
+             "ns per element (CPU cycles per element); ratios = median of per-round ratios [interquartile range]",
+             "", "| elements | threads | fused | eager | compile | floor (no RNG) | copy | eager / fused "
+             "| compile / fused |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["update"] + result["update_2threads"]:
+        label = f"{r['threads']}" + (" (labelled row: 2 threads)" if r in result["update_2threads"] else "")
+        lines.append(f"| {r['numel']:,} | {label} | {_cell(r, 'fused')} | {_cell(r, 'eager')} | "
+                     f"{_cell(r, 'compile')} | {_cell(r, 'floor')} | {_cell(r, 'copy')} | {_ratio(r['vs_eager'])} | "
+                     f"{_ratio(r.get('vs_compile')) if 'vs_compile' in r else '-'} |")
+    if result["compile_note"]:
+        lines.append(f"\ntorch.compile peer unavailable: {result['compile_note']}")
+    elif result["update"] and "compile_s" in result["update"][0]:
+        secs = ", ".join(f"{r['numel']:,}: {r['compile_s']:.1f} s" for r in result["update"])
+        lines.append(f"\ntorch.compile time (both peers, first call per size, not in the ratios): {secs}")
+    if result["chains"]:
+        lines += ["", "100-step SGLD chain, batch 64, JEMEnergy with one logit (overhead = median per-round "
+                  "ratio to the gradient-only floor - 1)", "",
+                  "| energy | ours ms | JEM loop ms | floor ms | ours over floor [IQR] | JEM over floor |",
+                  "|---|---|---|---|---|---|"]
+        for r in result["chains"]:
+            lines.append(f"| {r['energy']} | {r['ours_ms']:.2f} | {r['jem_ms']:.2f} | {r['floor_ms']:.2f} | "
+                         f"{100 * r['overhead']:.1f}% [{100 * r['overhead_q1']:.1f}-{100 * r['overhead_q3']:.1f}] | "
+                         f"{100 * r['jem_overhead']:.1f}% |")
+    if result.get("cuda_check"):
+        lines += ["", "CUDA kernel vs the twin, bit for bit: " + ", ".join(
+            f"{r['dtype']} {r['differing']} of {r['numel']:,} differ" for r in result["cuda_check"])]
+    fmt = lambda v, pct=False: "n/a" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.2f}")  # noqa: E731
+    lines.append(f"\nspeedup_1m={fmt(result['speedup_1m'])} (target >= 3), speedup_50k={fmt(result['speedup_50k'])}, "
+                 f"vs_compile_1m={fmt(result['vs_compile_1m'])}, overhead_mlp={fmt(result['overhead_mlp'], True)}, "
+                 f"overhead_conv={fmt(result['overhead_conv'], True)} (target <= 10%)")
+    return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON only")
-    parser.add_argument("--repeats", type=int, default=21, help="timed calls per measurement (median reported)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--rounds", type=int, default=15,
+                        help="interleaved rounds per measurement; the ratios are medians over rounds (default 15)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for the main rows (default 1; a 2-thread row is always added)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile peers (they compile "
+                        "C++ on first use, about a minute)")
+    parser.add_argument("--no-chains", action="store_true", help="time the update only")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="cpu (default) or cuda: check the CUDA kernel bit for bit against the twin, then time it")
+
+
+def _speedup(rows: list[dict], n: int, key: str) -> float | None:
+    ratio = next((r.get(key) for r in rows if r["numel"] == n), None)
+    return None if ratio is None else ratio["median"]
 
 
 def run(args) -> int:
-    if args.repeats < 1:
-        print("error: --repeats must be >= 1", file=sys.stderr)
+    if args.rounds < 2:
+        print("error: --rounds must be >= 2 (the ratios are medians over rounds)", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    backend = ops.backend()
-    upd, chains = bench_update(args.repeats), bench_chains(max(3, args.repeats // 4))
-    by_n = {r["numel"]: r for r in upd}
+    if args.threads < 1:
+        print("error: --threads must be >= 1", file=sys.stderr)
+        return 2
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda: torch sees no GPU (torch.cuda.is_available() is False)", file=sys.stderr)
+        return 2
+    if args.device == "cuda" and ops.backend() != "extension":
+        print("error: --device cuda: the compiled op is not loaded (backend 'twin'), so there is no CUDA kernel "
+              "to check; see the warning above for why it did not build", file=sys.stderr)
+        return 2
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        backend = ops.backend()
+        cuda_check = check_cuda_against_twin() if args.device == "cuda" else []
+        compiled, note = (None, "--no-compile") if args.no_compile else compile_peers()
+        upd = bench_update(args.rounds, compiled=compiled, device=args.device)
+        two = []
+        if args.device == "cpu" and args.threads != 2:
+            torch.set_num_threads(2)
+            two = bench_update(args.rounds, sizes=(1_000_000,), device=args.device)
+            torch.set_num_threads(args.threads)
+        chains = [] if args.no_chains or args.device == "cuda" else bench_chains(max(5, args.rounds // 2))
+    finally:
+        torch.set_num_threads(previous)
     by_e = {r["energy"]: r for r in chains}
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    result = {"backend": backend, "threads": torch.get_num_threads(), "torch": torch.__version__, "load_avg": load,
-              "speedup_1m": by_n[1_000_000]["speedup"], "speedup_50k": by_n[50_000]["speedup"],
-              "overhead_mlp": by_e["mlp"]["overhead"], "overhead_conv": by_e["conv"]["overhead"],
-              "update": upd, "chains": chains}
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(f"SGLD update x <- clamp(x - a g + b n), float32, backend={backend}, {result['threads']} threads, "
-          f"load average {load:.1f} (other processes distort timings)")
-    print(f"{'elements':>10} {'fused ms':>10} {'plain ms':>10} {'speedup':>8} {'(best)':>7} {'fused GB/s':>11}"
-          f" {'plain GB/s':>11} {'copy GB/s':>10}")
-    for r in upd:
-        print(f"{r['numel']:>10,} {r['fused_ms']:>10.4f} {r['plain_ms']:>10.4f} {r['speedup']:>7.2f}x "
-              f"{r['speedup_best']:>6.2f}x "
-              f"{r['fused_gbs']:>11.2f} {r['plain_gbs']:>11.2f} {r['copy_gbs']:>10.2f}")
-    print("\n100-step SGLD chain, batch 64 (overhead = time / gradient-only floor - 1)")
-    print(f"{'energy':>8} {'ours ms':>9} {'JEM loop ms':>12} {'floor ms':>9} {'ours over floor':>16} {'(best)':>8}"
-          f" {'JEM over floor':>15}")
-    for r in chains:
-        print(f"{r['energy']:>8} {r['ours_ms']:>9.2f} {r['jem_ms']:>12.2f} {r['floor_ms']:>9.2f} "
-              f"{100 * r['overhead']:>15.1f}% {100 * r['overhead_best']:>7.1f}% {100 * r['jem_overhead']:>14.1f}%")
-    print(f"\nspeedup_1m={result['speedup_1m']:.2f} (target >= 3), speedup_50k={result['speedup_50k']:.2f} "
-          f"(target >= 1.5), overhead_mlp={100 * result['overhead_mlp']:.1f}%, "
-          f"overhead_conv={100 * result['overhead_conv']:.1f}% (target <= 10%)")
-    return 0
+    result = {"device": args.device, "backend": backend, "threads": args.threads, "torch": torch.__version__,
+              "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"), "ghz": cpu_ghz(),
+              "rounds": args.rounds, "compile_note": None if args.no_compile else note,
+              "speedup_1m": _speedup(upd, 1_000_000, "vs_eager"), "speedup_50k": _speedup(upd, 50_000, "vs_eager"),
+              "vs_compile_1m": _speedup(upd, 1_000_000, "vs_compile"),
+              "overhead_mlp": by_e["mlp"]["overhead"] if "mlp" in by_e else None,
+              "overhead_conv": by_e["conv"]["overhead"] if "conv" in by_e else None,
+              "update": upd, "update_2threads": two, "chains": chains, "cuda_check": cuda_check}
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 1 if any(r["differing"] for r in cuda_check) else 0
 
 
 def main(argv=None) -> int:

@@ -1,20 +1,21 @@
 """The benchmark's Markdown report: one table per dataset and suite, and wall times per method."""
 from __future__ import annotations
 
-from ebm_ood.benchmark.tables import METRIC_LABELS, elflein_table, heat_table, timing_table
+from ebm_ood.benchmark.tables import elflein_table, heat_table, metric_caption, timing_table
 
 
 def render_markdown(results: dict, timings: dict, groups: dict, specs, *, preset: str, seeds, metric: str,
                     total_seconds: float) -> str:
     """``results``/``timings`` of :func:`~ebm_ood.benchmark.runner.run_benchmark`; ``groups``: {dataset:
-    {ood_set: group}}; ``metric``: the Elflein tables' metric (a key of ``METRIC_LABELS``)."""
+    {ood_set: group}}; ``metric``: the Elflein tables' metric (a key of
+    :data:`~ebm_ood.benchmark.tables.METRIC_LABELS`; the caption says which protocol)."""
     suites = {s.name: s.suites for s in specs}
     parts = [f"# ebm-ood benchmark (preset {preset}, seeds {','.join(map(str, seeds))})", ""]
     for dataset, per_method in results.items():
         ell = {m: r for m, r in per_method.items() if "elflein" in suites.get(m, ())}
         heat = {m: r for m, r in per_method.items() if "heat" in suites.get(m, ())}
         if ell:
-            parts += [f"## {dataset}: {METRIC_LABELS[metric]} (%) — Elflein Table 1 style", "",
+            parts += [f"## {dataset}: {metric_caption(metric)} (%) — Elflein Table 1 style", "",
                       elflein_table(ell, groups[dataset], metric), ""]
         if heat:
             parts += [f"## {dataset}: FPR95 ↓ / AUROC ↑ (%) — HEAT Table 1 style (near = natural, far = non-natural)", "",

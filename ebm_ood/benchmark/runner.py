@@ -3,21 +3,23 @@
 For every (dataset, seed, method): seed everything, ``build(ctx)``, ``fit`` on ID training data (with
 ID validation data for model selection — never OOD data), ``score`` the ID test set and every OOD set,
 and compute all metrics of :mod:`ebm_ood.metrics`. A method that fails (e.g. diverges) becomes a failed
-cell with its reason; the run goes on with the other methods.
+cell with its reason; the run goes on with the other methods. Each finished cell can be handed to
+``on_cell`` at once (:class:`CellLog` appends it to a file), so a failure late in a run loses no result.
 """
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ebm_ood.atomic import write_atomic
 from ebm_ood.benchmark.registry import MethodSpec, RunContext
 from ebm_ood.data.registry import OODDataset, get_dataset
-from ebm_ood.metrics import all_metrics
+from ebm_ood.metrics import METRICS, all_metrics
 from ebm_ood.training import seed_everything
-
-METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
 
 
 @dataclass
@@ -67,7 +69,7 @@ def aggregate(cells: list[CellResult]) -> dict:
     out = {}
     for ood in cells[0].metrics:
         row = {}
-        for m in METRICS:
+        for m in (k for k in METRICS if k in cells[0].metrics[ood]):
             vals = np.array([c.metrics[ood][m] for c in cells], dtype=np.float64)
             row[m] = float(vals.mean())
             row[f"{m}_std"] = float(vals.std())
@@ -75,31 +77,134 @@ def aggregate(cells: list[CellResult]) -> dict:
     return out
 
 
+class CellLog:
+    """``on_cell`` for :func:`run_specs`: appends every finished cell to a JSON Lines file as it completes.
+
+    Creating the log removes an older one; the first cell writes the line ``{"header": header}``; each
+    cell adds a line ``{"dataset", "seed", "method", "seconds", "error", "metrics"}``, flushed and synced,
+    so a run that dies later (a full disk, a kill, a failed table write) keeps every finished cell.
+    """
+
+    def __init__(self, path: str | os.PathLike, header: dict):
+        self.path, self.header = os.fspath(path), header
+        if os.path.lexists(self.path):
+            os.remove(self.path)
+
+    def __call__(self, dataset: str, seed: int, method: str, cell: CellResult) -> None:
+        if not os.path.exists(self.path):
+            write_atomic(self.path, json.dumps({"header": self.header}, sort_keys=True, default=str) + "\n")
+        line = json.dumps({"dataset": dataset, "seed": seed, "method": method, "seconds": cell.seconds,
+                           "error": cell.error, "metrics": cell.metrics}, sort_keys=True,
+                          default=lambda v: v.item() if isinstance(v, np.generic) else str(v))
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _report(dataset: str, seed: int, spec_name: str, cell: CellResult, log, on_cell) -> None:
+    log(f"[{dataset} seed={seed}] {spec_name}: {cell.seconds:.1f} s ({cell.error or 'ok'})")
+    if on_cell is not None:
+        on_cell(dataset, seed, spec_name, cell)
+
+
+def _summarise(cells: dict[str, list[CellResult]]) -> tuple[dict, dict]:
+    """``{method: [cell per seed]}`` → ``({method: aggregate}, {method: seconds summed over seeds})``."""
+    return ({m: aggregate(c) for m, c in cells.items()},
+            {m: float(sum(x.seconds for x in c)) for m, c in cells.items()})
+
+
 def run_specs(dataset: OODDataset, specs: list[MethodSpec], seeds, preset: str = "default", device: str = "cpu",
-              log=print) -> tuple[dict, dict]:
+              log=print, on_cell=None) -> tuple[dict, dict]:
     """Every spec on every seed of one dataset (one :class:`RunContext` per seed, so shared pieces such as
     the CE classifier are trained once per seed). Returns ``(results, timings)``: ``{method: aggregate}``
-    and ``{method: seconds summed over seeds}``. The benchmark and the experiments run through here."""
+    and ``{method: seconds summed over seeds}``. ``on_cell(dataset, seed, method, cell)`` (e.g. a
+    :class:`CellLog`) gets every cell as soon as it is done. The benchmark and the experiments run
+    through here."""
     cells: dict[str, list[CellResult]] = {s.name: [] for s in specs}
     for seed in seeds:
         ctx = RunContext(dataset=dataset, seed=seed, preset=preset, device=device)
         for spec in specs:
             cell = run_one(spec, ctx)
             cells[spec.name].append(cell)
-            log(f"[{dataset.name} seed={seed}] {spec.name}: {cell.seconds:.1f} s ({cell.error or 'ok'})")
-    return ({m: aggregate(c) for m, c in cells.items()},
-            {m: float(sum(x.seconds for x in c)) for m, c in cells.items()})
+            _report(dataset.name, seed, spec.name, cell, log, on_cell)
+    return _summarise(cells)
+
+
+# ------------------------------------------------------------------------------- parallel (dataset, seed) units
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_unit(dataset: str | OODDataset, spec_names: list[str], seed: int, preset: str, device: str):
+    """In a worker process: every spec on one (dataset, seed), sharing one :class:`RunContext` exactly as
+    :func:`run_specs` does, so each cell equals the serial run's."""
+    from ebm_ood.benchmark.registry import methods_for
+
+    d = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    ctx = RunContext(dataset=d, seed=seed, preset=preset, device=device)
+    return [run_one(spec, ctx) for spec in methods_for("all", spec_names)]
+
+
+def _check_registered(specs: list[MethodSpec]) -> None:
+    from ebm_ood.benchmark.registry import methods_for
+
+    registered = methods_for("all")
+    foreign = [s.name for s in specs if not any(s is r for r in registered)]
+    if foreign:
+        raise ValueError(f"jobs: worker processes rebuild methods from the registry by name, and "
+                         f"{', '.join(foreign)} is not a registered method; use jobs=1")
+
+
+def _run_parallel(named: list[tuple[str | OODDataset, OODDataset]], specs: list[MethodSpec], seeds, preset: str,
+                  device: str, log, on_cell, jobs: int) -> tuple[dict, dict]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+
+    _check_registered(specs)
+    units = [(source, d, seed) for source, d in named for seed in seeds]
+    cells = {d.name: {s.name: {} for s in specs if d.kind in s.kinds} for _, d in named}
+    context = multiprocessing.get_context("spawn")     # fork is unsafe once torch's thread pools exist
+    with ProcessPoolExecutor(max_workers=min(jobs, len(units)), mp_context=context, initializer=_worker_init,
+                             initargs=(torch.get_num_threads(),)) as pool:
+        futures = {pool.submit(_run_unit, source, list(cells[d.name]), seed, preset, device): (d.name, seed)
+                   for source, d, seed in units}
+        for future in as_completed(futures):
+            name, seed = futures[future]
+            try:
+                unit = future.result()
+            except Exception as err:  # a worker that died (killed, out of memory) fails its cells, not the run
+                unit = [CellResult(error=f"{type(err).__name__}: worker process failed: {err}")] * len(cells[name])
+            for spec_name, cell in zip(cells[name], unit):
+                cells[name][spec_name][seed] = cell
+                _report(name, seed, spec_name, cell, log, on_cell)
+    results, timings = {}, {}
+    for name, by_spec in cells.items():
+        results[name], timings[name] = _summarise({m: [by_seed[s] for s in seeds] for m, by_seed in by_spec.items()})
+    return results, timings
 
 
 def run_benchmark(datasets: list[str | OODDataset], specs: list[MethodSpec], seeds: list[int], preset: str = "default",
-                  device: str = "cpu", log=print) -> tuple[dict, dict]:
+                  device: str = "cpu", log=print, on_cell=None, jobs: int = 1) -> tuple[dict, dict]:
     """``datasets``: registered names or loaded datasets (every name is loaded before any training).
     Returns ``(results, timings)``: results ``{dataset: {method: {ood_set: {metric: mean, metric_std:
     std}}}}`` and timings ``{dataset: {method: seconds summed over seeds}}``; each dataset runs only the
-    specs whose ``kinds`` include its kind."""
-    loaded = [get_dataset(d) if isinstance(d, str) else d for d in datasets]
+    specs whose ``kinds`` include its kind; ``on_cell`` as in :func:`run_specs`.
+
+    ``jobs > 1`` runs the (dataset, seed) units in that many worker processes (each with this process's
+    torch thread count); every cell is computed exactly as in the serial run, so the results are
+    identical, and ``on_cell`` sees the cells in the order they finish."""
+    if int(jobs) != jobs or jobs < 1:
+        raise ValueError(f"jobs: expected a positive integer, got {jobs!r}")
+    loaded = [(d, get_dataset(d) if isinstance(d, str) else d) for d in datasets]
+    if jobs > 1 and len(loaded) * len(seeds) > 1:
+        return _run_parallel(loaded, specs, seeds, preset, device, log, on_cell, int(jobs))
     results, timings = {}, {}
-    for d in loaded:
+    for _, d in loaded:
         applicable = [s for s in specs if d.kind in s.kinds]
-        results[d.name], timings[d.name] = run_specs(d, applicable, seeds, preset, device, log)
+        results[d.name], timings[d.name] = run_specs(d, applicable, seeds, preset, device, log, on_cell)
     return results, timings

@@ -1,7 +1,9 @@
 """Paper-style Markdown tables from benchmark results (values in percent, mean ± std over seeds).
 
-* Elflein Table 1 style: one metric (AUC-PR), rows = methods, columns = OOD sets split into *natural*
-  and *non-natural*, plus the average of each group.
+* Elflein Table 1 style: one metric, rows = methods, columns = OOD sets split into *natural* and
+  *non-natural*, plus the average of each group. Default ``aupr_out_bal``: the authors' protocol (sets
+  truncated to equal length, AUC-PR with OOD positive; :mod:`ebm_ood.metrics`). :func:`metric_caption`
+  says which protocol a table uses and :func:`chance_line` what random scores would give.
 * HEAT Table 1/4 style: FPR95 ↓ / AUROC ↑ per OOD set (near = natural, far = non-natural) and averages.
 """
 from __future__ import annotations
@@ -9,8 +11,38 @@ from __future__ import annotations
 import numpy as np
 
 from ebm_ood.data.registry import NATURAL, NON_NATURAL
+from ebm_ood.metrics import chance_level
 
-METRIC_LABELS = {"aupr_in": "AUPR-In", "aupr_out": "AUPR-Out", "auroc": "AUROC", "fpr95": "FPR95"}
+ELFLEIN_METRIC = "aupr_out_bal"  # the paper's tables, as the authors' code computes them
+METRIC_LABELS = {
+    "aupr_out_bal": "AUC-PR, OOD positive, balanced sets as in the authors' code",
+    "aupr_in_bal": "AUC-PR, ID positive as in the paper's text, balanced sets",
+    "auroc_bal": "AUROC, balanced sets",
+    "aupr_in": "AUPR-In, ID positive, full unbalanced sets",
+    "aupr_out": "AUPR-Out, OOD positive, full unbalanced sets",
+    "auroc": "AUROC, full sets",
+    "fpr95": "FPR95, full sets",
+}
+
+
+def metric_caption(metric: str) -> str:
+    """The table caption of ``metric`` (a key of :data:`METRIC_LABELS`); unknown keys are an error."""
+    if metric not in METRIC_LABELS:
+        raise ValueError(f"metric: expected one of {', '.join(METRIC_LABELS)}, got {metric!r}")
+    return METRIC_LABELS[metric]
+
+
+def chance_line(dataset_results: dict, groups: dict[str, str], metric: str) -> str:
+    """``Chance level (random scores): set x %, ...`` from the set sizes stored with the results
+    (:func:`ebm_ood.metrics.chance_level`); one number when every set has the same."""
+    rows = [r for r in dataset_results.values() if "error" not in r]
+    names = [n for n, g in groups.items() if g in (NATURAL, NON_NATURAL)]
+    if not rows or not all("n_id" in rows[0].get(n, {}) for n in names):
+        return "Chance level: set sizes not recorded."
+    levels = {n: 100 * chance_level(metric, int(rows[0][n]["n_id"]), int(rows[0][n]["n_ood"])) for n in names}
+    if len({f"{v:.1f}" for v in levels.values()}) == 1:
+        return f"Chance level (random scores): {next(iter(levels.values())):.1f} % on every set."
+    return "Chance level (random scores): " + ", ".join(f"{n} {v:.1f} %" for n, v in levels.items()) + "."
 
 
 def _cell(row: dict, metric: str) -> str:
@@ -23,8 +55,10 @@ def _group_avg(res: dict, names: list[str], metric: str) -> str:
     return f"{100 * np.mean([res[n][metric] for n in names]):.1f}"
 
 
-def elflein_table(dataset_results: dict, groups: dict[str, str], metric: str = "aupr_in") -> str:
-    """``dataset_results``: {method: {ood_set: {metric, metric_std}}}; ``groups``: ood_set → group."""
+def elflein_table(dataset_results: dict, groups: dict[str, str], metric: str = ELFLEIN_METRIC) -> str:
+    """``dataset_results``: {method: {ood_set: {metric, metric_std}}}; ``groups``: ood_set → group.
+    The table, then its :func:`chance_line`."""
+    metric_caption(metric)
     nat = [n for n, g in groups.items() if g == NATURAL]
     non = [n for n, g in groups.items() if g == NON_NATURAL]
     cols = nat + non
@@ -36,7 +70,7 @@ def elflein_table(dataset_results: dict, groups: dict[str, str], metric: str = "
             continue
         cells = [_cell(res[c], metric) for c in cols]
         lines.append("| " + " | ".join([method] + cells + [_group_avg(res, nat, metric), _group_avg(res, non, metric)]) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", chance_line(dataset_results, groups, metric)])
 
 
 def heat_table(dataset_results: dict, groups: dict[str, str]) -> str:

@@ -15,6 +15,9 @@ expected and what was found. Nothing here unpickles anything.
 from __future__ import annotations
 
 import gzip
+import math
+import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -33,24 +36,31 @@ SENSORLESS_N_FEATURES = 48
 
 
 def _floats(fields: list[str], source: str, lineno: int) -> list[float]:
+    """The fields of one row as finite floats; a non-number, NaN or infinity is a :class:`FormatError`."""
     try:
-        return [float(v) for v in fields]
+        values = [float(v) for v in fields]
     except ValueError as e:
         raise FormatError(f"{source}, line {lineno}: expected numbers, got {','.join(fields)[:80]!r} ({e})") from e
+    bad = [f for f, v in zip(fields, values) if not math.isfinite(v)]
+    if bad:
+        raise FormatError(f"{source}, line {lineno}: expected finite numbers, got {', '.join(bad[:3])}")
+    return values
 
 
 def parse_uci_segmentation(text: str, source: str) -> tuple[np.ndarray, list[str]]:
     """UCI CSV ``segmentation.data``/``segmentation.test``: returns ``x`` (N, 19) float64 and the lower-case
-    class names (N,). Lines before the first data row are the comment header; after it every non-blank
-    line must be a data row."""
+    class names (N,). The header (the column names) comes before the first data row: a header line holds
+    no number and no class name, so a malformed data row is an error, never mistaken for header; every
+    non-blank line after the header must be a data row."""
     rows, names, started = [], [], False
     for lineno, line in enumerate(text.splitlines(), start=1):
         fields = [f.strip() for f in line.strip().split(",")]
         is_row = (len(fields) == SEGMENT_N_RAW_FEATURES + 1 and fields[0].isalpha()
                   and all(_is_number(v) for v in fields[1:]))
-        if not started and not is_row:
-            continue  # comment header
         if not line.strip():
+            continue
+        is_header = not any(_is_number(v) or v.lower() in SEGMENT_CLASSES for v in fields)
+        if not started and not is_row and is_header:
             continue
         if not is_row:
             raise FormatError(
@@ -62,7 +72,7 @@ def parse_uci_segmentation(text: str, source: str) -> tuple[np.ndarray, list[str
             raise FormatError(f"{source}, line {lineno}: unknown class {fields[0]!r}; expected one of "
                               f"{', '.join(c.upper() for c in SEGMENT_CLASSES)}")
         names.append(name)
-        rows.append([float(v) for v in fields[1:]])
+        rows.append(_floats(fields[1:], source, lineno))
     if not rows:
         raise FormatError(f"{source}: no data rows found (expected lines 'CLASS,' + {SEGMENT_N_RAW_FEATURES} numbers)")
     return np.asarray(rows, dtype=np.float64), names
@@ -136,9 +146,11 @@ def read_idx(data: bytes, source: str, expect_magic: int | None = None) -> np.nd
     if zero != 0 or code not in _IDX_DTYPES:
         raise FormatError(f"{source}: not an IDX file (magic number {magic})")
     head = 4 + 4 * ndim
+    if len(data) < head:
+        raise FormatError(f"{source}: IDX header declares {ndim} dimensions ({head} bytes), file has {len(data)} bytes")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[code])
-    expected = head + int(np.prod(shape)) * dtype.itemsize
+    expected = head + math.prod(shape) * dtype.itemsize  # Python ints: no overflow however large the dims
     if len(data) != expected:
         raise FormatError(f"{source}: IDX header says shape {shape} ({expected} bytes), file has {len(data)} bytes")
     return np.frombuffer(data, dtype=dtype, offset=head).reshape(shape).astype(dtype.newbyteorder("="))
@@ -174,6 +186,10 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise FormatError(f"{path}: expected X of shape (32, 32, 3, N) with N = len(y) = {len(y)}, got {x.shape}")
     if not np.all((y >= 1) & (y <= 10)):
         raise FormatError(f"{path}: expected labels 1..10 (10 = digit 0), got {np.unique(y)[:12].tolist()}")
+    pixels = x.dtype == np.uint8 or (x.dtype.kind in "iuf" and np.all((x >= 0) & (x <= 255) & (x == np.round(x))))
+    if not pixels:
+        raise FormatError(f"{path}: expected X to hold pixel values 0..255 (uint8), got dtype {x.dtype} holding "
+                          "other values")
     return np.ascontiguousarray(x.transpose(3, 2, 0, 1)).astype(np.uint8), (y % 10).astype(np.int64)
 
 
@@ -186,7 +202,23 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def load_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
-    """One image centre-cropped to a square, resized to ``size`` (bilinear): (C, size, size) uint8."""
+    """One image centre-cropped to a square, resized to ``size`` (bilinear): (C, size, size) uint8.
+
+    A file Pillow cannot decode (corrupt, truncated, or a decompression bomb: more pixels than Pillow's
+    ``Image.MAX_IMAGE_PIXELS``) raises :class:`FormatError` naming it."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return _decode(path, size, mode)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise FormatError(f"{path}: refused as a decompression bomb ({e})") from e
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
+        raise FormatError(f"{path}: unreadable image ({e})") from e
+
+
+def _decode(path: Path, size: int, mode: str) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
@@ -221,9 +253,9 @@ def read_image_folder(folder: Path, size: int, mode: str = "RGB", labelled: bool
     for p in files:
         try:
             xs.append(load_image(p, size, mode))
-        except (OSError, ValueError, SyntaxError) as e:
+        except FormatError:
             if not skip_unreadable:
-                raise FormatError(f"{p}: unreadable image ({e})") from e
+                raise
             skipped.append(str(p.relative_to(folder)))
             continue
         parts = p.relative_to(folder).parts

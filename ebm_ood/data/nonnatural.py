@@ -19,13 +19,19 @@ def constant_set(n: int, shape: tuple[int, ...], rng: np.random.Generator, low=-
 
 
 def smoothness_set(n: int, shape: tuple[int, int, int], pool: int, rng: np.random.Generator) -> np.ndarray:
-    """Experiment 5: U(-1, 1) noise average-pooled with window ``pool`` then nearest-upsampled back.
+    """Experiment 5 (Elflein App. A.1): U(-1, 1) noise per pixel, average-pooled with window and stride
+    ``pool``, then resized back to ``shape`` by nearest-neighbour upsampling. (n, C, H, W) float32.
 
-    ``shape = (C, H, W)`` with H, W divisible by ``pool``; ``pool = 1`` is plain uniform noise.
+    Any ``1 <= pool <= min(H, W)`` works: pooling keeps the ``⌊H/pool⌋ × ⌊W/pool⌋`` whole windows (the
+    remainder rows/columns are dropped, as ``torch.nn.functional.avg_pool2d`` does), and the upsampling
+    takes output pixel ``i`` from pooled pixel ``⌊i · h'/H⌋`` (``F.interpolate(mode="nearest")``).
+    ``pool = 1`` is plain uniform noise; the paper uses pools 2, 3, 4 and 16.
     """
     c, h, w = shape
-    if h % pool or w % pool:
-        raise ValueError(f"pool: expected a divisor of the image size {h}x{w}, got {pool}")
+    if isinstance(pool, bool) or not isinstance(pool, (int, np.integer)) or not 1 <= pool <= min(h, w):
+        raise ValueError(f"pool: expected an integer in [1, {min(h, w)}] for images of size {h}x{w}, got {pool!r}")
     u = rng.uniform(-1.0, 1.0, size=(n, c, h, w))
-    pooled = u.reshape(n, c, h // pool, pool, w // pool, pool).mean(axis=(3, 5))
-    return np.repeat(np.repeat(pooled, pool, axis=2), pool, axis=3).astype(np.float32)
+    hp, wp = h // pool, w // pool
+    pooled = u[:, :, : hp * pool, : wp * pool].reshape(n, c, hp, pool, wp, pool).mean(axis=(3, 5))
+    rows, cols = (np.arange(h) * hp) // h, (np.arange(w) * wp) // w
+    return pooled[:, :, rows][:, :, :, cols].astype(np.float32)

@@ -3,9 +3,11 @@
 Plain frozen dataclasses; ``paper_config(dataset, method)`` returns one :class:`PaperConfig`
 (change fields with ``dataclasses.replace``; not to be confused with :class:`ebm_ood.training.TrainConfig`,
 the trainer's settings that the methods' ``full`` presets fill in). Values come from
-the papers' texts (Elflein et al. 2021, App. B; Lafon et al. 2023, App. B) as condensed in
-``shared/papers.md``; where the official code differs, the field ``code_differs`` says how. ``None`` means the
-paper does not state the value (we do not guess it); the caller keeps its own default then.
+the papers' texts (Elflein et al. 2021, App. B; Lafon et al. 2023, App. B). Where the official code differs,
+``code_differs`` says how and ``code`` holds the code's values where a preset uses them (read from the
+authors' configs, e.g. ``configs/model/fc_ssm.yaml`` of ``selflein/EBM-OOD-Detection``; every difference
+is listed in ``docs/paper_vs_code.md``). ``None`` means the paper does not state the value (we do not guess
+it); the caller keeps its own default then, or the code's value.
 
 The methods' ``full`` presets (``cd_config``, ``ce_config``, ``ssm_config``, ``vera_config``, ``flow_config``,
 ``ebm_ood.heat.hybrid.heat_config``) follow these values; ``tests/test_paper_presets.py`` cross-checks them
@@ -31,8 +33,9 @@ class PaperConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     architecture: str = ""
-    extra: dict = field(default_factory=dict)  # method-specific settings (names as in papers.md)
+    extra: dict = field(default_factory=dict)  # method-specific settings stated by the paper
     code_differs: str = ""
+    code: dict = field(default_factory=dict)  # the authors' code's values that a preset takes (paper silent)
 
 
 def _schedule(dataset: str) -> dict:
@@ -56,25 +59,32 @@ def elflein_config(dataset: str, method: str) -> PaperConfig:
         return PaperConfig("cd", lr=1e-3, extra={
             "sgld_steps": 100, "sgld_step_size": 1.0, "buffer_size": 10_000, "reinit_prob": 0.05,
             "input_noise_variance": 0.1 if image else 0.0,
-            "note": "App. B's sentence on the input noise does not name the data; shared/papers.md records "
-                    "it for images only, and so do we"}, **s,
+            "note": "App. B's sentence on the input noise does not name the data; we add it on images only, "
+                    "where the authors' configs add noise (img_mcmc.yaml: sigma 0.1)"}, **s,
             code_differs="SGLD noise sigma 0.01 decoupled from the step; L2 energy penalty weight 1; "
-                         "buffer initialised U(-1, 1); supervised runs use 20 class-conditional SGLD steps")
+                         "buffer initialised U(-1, 1); supervised runs use 20 class-conditional SGLD steps; "
+                         "input noise std 0.1 (variance 0.01) on image training and validation batches; "
+                         "images: lr 1e-4, AdamW, StepLR, 20 epochs (img_mcmc.yaml)")
     if method == "ssm":
         return PaperConfig("ssm", lr=None, extra={"projection": "rademacher", "n_projections": 1,
                                                   "variance_reduced": True}, **s,
-                           code_differs="lr 1e-4 with a step decay (our full preset keeps the 1e-4; the paper "
-                                        "states no lr), 5,000 steps, Gaussian projections")
+                           code_differs="lr 1e-3 on tabular data (fc_ssm.yaml) and 1e-4 on images (img_ssm.yaml), "
+                                        "AdamW with a StepLR decay; input noise std 0.1 on image training and "
+                                        "validation batches; Rademacher projections, as the paper",
+                           code={"lr": 1e-4 if image else 1e-3})
     if method == "vera":
         return PaperConfig("vera", lr=3e-4, extra={
             "generator_lr": 6e-4, "generator_betas": (0.0, 0.9), "entropy_weight": 1e-4, "eta_init": 0.1,
             "eta_clamp": (0.01, 0.3), "n_importance_samples": 20, "grad_penalty": 0.1,
             "latent_dim": 128 if image else 16,
-            "note": "App. B states lr 3e-4 (EBM) and 6e-4 (generator); shared/papers.md records 3e-5 and 6e-5. "
-                    "App. B gives Adam (0, 0.9) for the generator only (EBM: the default (0.9, 0.999))"},
+            "note": "App. B gives Adam (0, 0.9) for the generator only (EBM: the default (0.9, 0.999))"},
             **s,
-            code_differs="clamps the generator's sigma (not eta) to [0.01, 0.3], eta initialised 0.1; tabular "
-                         "lr 1e-3 / 1e-3, posterior lr 3e-5; one Adam beta pair for both the EBM and the generator")
+            code_differs="lr 3e-5 (EBM) / 6e-5 (generator) in fc_vera.yaml and img_vera.yaml (fc_vera_supervised.yaml: "
+                         "1e-3 / 1e-3), posterior lr 3e-5; clamps the generator's sigma (not eta) to [0.01, 0.3], "
+                         "eta initialised 0.1, one eta per latent dimension; gradient penalty on the batch mean "
+                         "(0.1/N^2 per sample); EBM step before the generator step; VERA-S on images: classifier "
+                         "weight 100; one Adam beta pair for both the EBM and the generator",
+            code={"posterior_lr": 3e-5})
     if method == "flow":
         arch = "Glow L=3, K=32, C=512" if image else "20 stacked radial flows"
         layers = {"glow_levels": 3, "glow_steps": 32, "glow_channels": 512} if image else {"radial_layers": 20}

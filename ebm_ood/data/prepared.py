@@ -17,6 +17,8 @@ else ``~/.cache/ebm_ood`` (``ebm_ood/data/store.py``). A dataset that is not pre
   ``oodomain``: the paper's OODomain set (KMNIST for FMNIST, SVHN for CIFAR) **without** normalisation,
   i.e. in [0, 255]; where that set is not prepared, the ID test images unnormalised
   (``meta["oodomain_source"]`` says which).
+* Images also get the Experiment 5 smoothness sets ``smooth-2``, ``smooth-3``, ``smooth-4``, ``smooth-16``
+  (group ``smoothness``; 1,000 images each, as in the paper; :func:`~ebm_ood.data.nonnatural.smoothness_set`).
 """
 from __future__ import annotations
 
@@ -27,10 +29,10 @@ from functools import partial
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from ebm_ood.data.embedded import minmax_fit, stratified_split
-from ebm_ood.data.nonnatural import constant_set, noise_set
+from ebm_ood.data.embedded import SMOOTHNESS, minmax_fit, stratified_split
+from ebm_ood.data.nonnatural import constant_set, noise_set, smoothness_set
 from ebm_ood.data.registry import NATURAL, NON_NATURAL, OODDataset, OODSet, register_dataset
-from ebm_ood.data.store import dataset_dir, is_prepared, load_split
+from ebm_ood.data.store import data_root, dataset_dir, is_prepared, load_split
 
 
 class DatasetNotPreparedError(FileNotFoundError):
@@ -55,6 +57,8 @@ PAIRINGS = {
     "svhn": Pairing(("cifar10", "cifar100", "textures")),
 }
 TABULAR = ("segment", "sensorless")
+SMOOTH_POOLS = (2, 3, 4, 16)  # Elflein App. A.1, Figure 3
+N_SMOOTH = 1000  # images per pool size (Elflein App. A.1)
 
 
 def prepare_command(name: str) -> str:
@@ -62,6 +66,9 @@ def prepare_command(name: str) -> str:
 
 
 def _load(name: str, split: str, root) -> tuple[np.ndarray, np.ndarray, dict]:
+    if data_root(root).exists() and not data_root(root).is_dir():
+        raise DatasetNotPreparedError(f"data root {data_root(root)} is a file, not a folder; pass data_root (or set "
+                                      "$EBM_OOD_DATA) to the folder given to data_scripts/prepare.py --data-root")
     if not is_prepared(name, root):
         raise DatasetNotPreparedError(
             f"dataset {name!r} is not prepared in {dataset_dir(name, root)}. Run: {prepare_command(name)} "
@@ -131,6 +138,8 @@ def load_image(name: str, seed: int = 0, data_root=None, split_seed: int = 0, va
     src = pairing.oodomain if pairing.oodomain and is_prepared(pairing.oodomain, data_root) else name
     raw = raw_tests[src] if src in raw_tests else _checked_test(src, shape, name, data_root)
     ood["oodomain"] = OODSet(raw.astype(np.float32), NON_NATURAL)  # [0, 255]: deliberately not normalised
+    for k in SMOOTH_POOLS:
+        ood[f"smooth-{k}"] = OODSet(smoothness_set(N_SMOOTH, shape, k, rng), SMOOTHNESS)
     return OODDataset(
         name=name, kind="image", x_train=to_unit_range(x_tr), y_train=y_tr, x_val=to_unit_range(x_va), y_val=y_va,
         x_test=to_unit_range(x_test_raw), y_test=y_test, ood=ood, num_classes=int(y_all.max()) + 1,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -78,7 +78,8 @@ def write_dataset(name: str, splits: dict[str, tuple[np.ndarray, np.ndarray, dic
     """
     target = dataset_dir(name, root)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=target.parent))
+    tmp = target.with_name(f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp.mkdir()  # the umask's permissions, like every other folder (tempfile.mkdtemp would make it 0700)
     try:
         for split, (x, y, meta) in splits.items():
             save_split(tmp / f"{split}.npz", x, y, meta)

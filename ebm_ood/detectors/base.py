@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ebm_ood.errors import NotFittedError
+from ebm_ood.errors import DivergenceError, NonFiniteError, NotFittedError
 from ebm_ood.validation import check_array, check_labels, resolve_device
 
 
@@ -41,7 +41,24 @@ class Detector:
         if y is not None:
             self.num_classes_ = int(y.max()) + 1
         self.validation_ = self._check_validation(validation, y is not None)
-        self._fit(x, y)
+        self.input_range_ = max(abs(float(x.min())), abs(float(x.max()))) if x.size else 0.0
+        try:
+            self._fit(x, y)
+        except NonFiniteError as err:  # x itself is finite: an intermediate value overflowed
+            mags = _magnitudes(x)
+            i = int(np.argmax(mags))
+            raise NonFiniteError(
+                f"x: fitting {self.name} produced non-finite intermediate values ({err}); the largest input is "
+                f"sample {i} with |x| = {mags[i]:.3g}: values this large overflow float32 arithmetic; "
+                "rescale or standardize the data") from err
+        except DivergenceError as err:  # name an outlier that float32 training cannot digest
+            mags = _magnitudes(x)
+            i, typical = int(np.argmax(mags)), float(np.median(mags))
+            if mags[i] <= 1e6 * max(typical, np.finfo(np.float32).tiny):
+                raise
+            raise DivergenceError(err.method, err.step, f"{err.reason}; sample {i} of x reaches |x| = {mags[i]:.3g}, "
+                                  f"far beyond the typical sample's {typical:.3g}: rescale the data or remove it",
+                                  err.last_finite) from err
         self.fitted_ = True
         return self
 
@@ -61,11 +78,12 @@ class Detector:
         if self.validation_ is not None:
             return x, y, self.validation_[0], self.validation_[1]
         n = x.shape[0]
-        n_val = max(1, int(round(fraction * n))) if n > 1 else 0
+        if n < 2:
+            raise ValueError(f"x: {self.name} holds out part of x for model selection when no validation data is "
+                             f"given, so it needs at least 2 samples, got {n}; pass validation=(x_val, y_val)")
+        n_val = max(1, int(round(fraction * n)))
         perm = np.random.default_rng(seed).permutation(n)
         va, tr = perm[:n_val], perm[n_val:]
-        if len(tr) == 0:
-            tr = perm
         sel = lambda a, i: None if a is None else a[i]
         return x[tr], sel(y, tr), x[va], sel(y, va)
 
@@ -76,10 +94,45 @@ class Detector:
             raise ValueError(f"x: expected samples of shape {self.input_shape_} (as in fit), got {tuple(x.shape[1:])}")
         if x.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
-        out = np.asarray(self._score(x), dtype=np.float64).reshape(-1)
+        try:
+            out = np.asarray(self._score(x), dtype=np.float64).reshape(-1)
+        except NonFiniteError as err:  # x itself is finite: an intermediate value overflowed
+            raise self._nonfinite_error(x, None) from err
         if out.shape[0] != x.shape[0]:
             raise RuntimeError(f"{self.name}: produced {out.shape[0]} scores for {x.shape[0]} samples")
+        if not np.isfinite(out).all():
+            raise self._nonfinite_error(x, int(np.flatnonzero(~np.isfinite(out))[0]))
         return out
+
+    def _fails(self, x: np.ndarray) -> bool:
+        try:
+            return not np.isfinite(np.asarray(self._score(x), dtype=np.float64)).all()
+        except NonFiniteError:
+            return True
+
+    def _nonfinite_error(self, x: np.ndarray, bad: int | None) -> NonFiniteError:
+        """The error for finite inputs whose score is not finite, naming the first such sample (found by
+        bisection when the whole batch failed at once) and comparing its range with the fit data's."""
+        mags = _magnitudes(x)
+        if bad is None:
+            lo, hi = 0, x.shape[0]
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if self._fails(x[lo:mid]) else (mid, hi)
+            bad = lo if self._fails(x[lo:lo + 1]) else None
+        fit_range = getattr(self, "input_range_", float("nan"))
+        if bad is None:
+            i = int(np.argmax(mags))
+            return NonFiniteError(
+                f"x: {self.name} computed non-finite values for this batch (no single sample alone causes it); "
+                f"the largest input is sample {i} with |x| = {mags[i]:.3g} (fit data: |x| <= {fit_range:.3g}); "
+                "rescale or clip inputs to the data's range")
+        where = f"x: sample {bad} has a non-finite {self.name} score: its values reach |x| = {mags[bad]:.3g}"
+        if mags[bad] > 1e3 * max(fit_range, 1.0):
+            return NonFiniteError(f"{where}, far outside the fit data's range (|x| <= {fit_range:.3g}), so the "
+                                  "detector's float32 arithmetic overflows; rescale or clip inputs to the data's range")
+        return NonFiniteError(f"{where}, within the fit data's range (|x| <= {fit_range:.3g}): a numerical "
+                              "failure of the detector on this sample")
 
     def check_fitted(self) -> None:
         if not getattr(self, "fitted_", False):
@@ -101,6 +154,12 @@ class Detector:
     def map_batches(self, fn, x: np.ndarray) -> np.ndarray:
         """Apply ``fn: Tensor (B, ...) -> Tensor (B,)`` batch by batch and concatenate as numpy float64."""
         return np.concatenate([fn(b).detach().double().cpu().numpy() for b in self.batches(x)])
+
+
+def _magnitudes(x: np.ndarray) -> np.ndarray:
+    """``max |x_n|`` per sample (N,), in float64."""
+    flat = x.reshape(x.shape[0], -1)
+    return np.maximum(np.abs(flat.max(1).astype(np.float64)), np.abs(flat.min(1).astype(np.float64)))
 
 
 def labels_for_gamma(method: str, gamma: float, y):

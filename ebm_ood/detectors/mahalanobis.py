@@ -7,7 +7,9 @@ class means ``μ_c`` and ``Σ = (1/N) Σ_c Σ_{i∈c} (z_i - μ_c)(z_i - μ_c)�
 
 This is the single-layer version without input pre-processing (as in HEAT Table 4). ``reg`` is relative:
 ``reg · tr(Σ₀) / D`` (Σ₀: Σ before the ridge, i.e. ``reg`` times the mean within-class variance) is added
-to the diagonal so that degenerate features (dead ReLUs) stay invertible.
+to the diagonal so that degenerate features (dead ReLUs) stay invertible. With no within-class variance
+at all (every class's features identical) the ridge is relative to the features' mean second moment
+instead, with a :class:`~ebm_ood.class_gaussian.DegenerateCovarianceWarning`; all-zero features raise.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ebm_ood.benchmark.registry import MethodSpec, RunContext
-from ebm_ood.benchmark.tables import elflein_table
+from ebm_ood.benchmark.tables import elflein_table, metric_caption
 from ebm_ood.data.embedded import minmax_fit
 from ebm_ood.detectors.base import Detector
 from ebm_ood.experiments.common import (Settings, add_common_arguments, build_ebm, finish, improvement_table,
@@ -83,10 +83,11 @@ def render(data: dict) -> str:
     return "\n".join([
         f"# Elflein Table 3 — embeddings on {data['dataset']} (preset {data['preset']}, "
         f"seeds {','.join(map(str, data['seeds']))})", "",
-        "% improvement in AUC-PR (ID positive) of M-E (trained on the CE classifier's features) over M "
-        f"(trained on inputs), mean over the OOD sets of each group. Features scaled: {data['scale']}.", "",
+        f"% improvement in {metric_caption(data['metric'])} of M-E (trained on the CE classifier's features) "
+        f"over M (trained on inputs), mean over the OOD sets of each group. Features scaled: {data['scale']}.", "",
         improvement_table(data["improvement"], data["dataset"]), "",
-        "## AUC-PR (%) per OOD set", "", elflein_table(data["results"], data["groups"]), ""])
+        f"## {metric_caption(data['metric'])} (%) per OOD set", "",
+        elflein_table(data["results"], data["groups"], data["metric"]), ""])
 
 
 def add_arguments(p) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ebm_ood.benchmark.tables import chance_line, metric_caption
 from ebm_ood.data.registry import NATURAL
-from ebm_ood.experiments.common import (METRIC, Settings, add_common_arguments, ebm_spec, finish, fmt, groups_of,
+from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, groups_of,
                                         load_dataset, parse_floats, run_cells, settings_from_args)
 
 NAME = "gamma_sweep"
@@ -40,16 +41,16 @@ def run_experiment(cfg: GammaSweepConfig, log=None) -> dict:
     results = run_cells(s, specs, log)
     groups = groups_of(load_dataset(s.dataset))
     aupr = {m: {f"{g:g}": ({"error": results[label(m, g)]["error"]} if "error" in results[label(m, g)] else
-                           {o: results[label(m, g)][o][METRIC] for o in groups}) for g in grid} for m in s.methods}
-    std = {m: {f"{g:g}": {o: results[label(m, g)][o][f"{METRIC}_std"] for o in groups}
+                           {o: results[label(m, g)][o][s.metric] for o in groups}) for g in grid} for m in s.methods}
+    std = {m: {f"{g:g}": {o: results[label(m, g)][o][f"{s.metric}_std"] for o in groups}
                for g in grid if "error" not in results[label(m, g)]} for m in s.methods}
     return {**s.header(NAME), "gammas": list(grid), "groups": groups, "aupr": aupr, "aupr_std": std, "results": results}
 
 
 def render(data: dict) -> str:
     groups = data["groups"]
-    parts = [f"# Elflein Figure 1 — AUC-PR (%) vs γ on {data['dataset']} (preset {data['preset']}, "
-             f"seeds {','.join(map(str, data['seeds']))}; mean ± std over seeds)", ""]
+    parts = [f"# Elflein Figure 1 — {metric_caption(data['metric'])} (%) vs γ on {data['dataset']} "
+             f"(preset {data['preset']}, seeds {','.join(map(str, data['seeds']))}; mean ± std over seeds)", ""]
     for m, per in data["aupr"].items():
         head = ["γ"] + [f"{o} ({'nat.' if g == NATURAL else 'non-nat.'})" for o, g in groups.items()]
         lines = [f"## {m}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -59,6 +60,7 @@ def render(data: dict) -> str:
                 [f"{fmt(100 * row[o], 1)} ± {fmt(100 * sd[o], 1)}" for o in groups]
             lines.append("| " + " | ".join([g] + cells) + " |")
         parts += lines + [""]
+    parts += [chance_line(data["results"], groups, data["metric"]), ""]
     return "\n".join(parts)
 
 

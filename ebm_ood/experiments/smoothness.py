@@ -11,7 +11,10 @@ The table gives, per model, the mean log density of each set relative to the ID 
 (``mean E(test) - mean E(set)``; < 0: less likely than ID data) and the AUROC of separating ID test from
 each set (higher: better detected).
 
-Run: ``ebm-ood experiment smoothness [--methods CD] [--quick]`` (image datasets with smoothness sets).
+Every image dataset has smoothness sets: ``digits`` (8×8) pools 1, 2, 4; the prepared 28×28 and 32×32
+datasets the paper's pools 2, 3, 4 and 16 (1,000 images each; :mod:`ebm_ood.data.prepared`).
+
+Run: ``ebm-ood experiment smoothness [--dataset digits|fmnist|cifar10] [--methods CD] [--quick]``.
 Writes ``smoothness.md``, ``.json`` and ``.png``.
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ebm_ood.benchmark.tables import elflein_table
+from ebm_ood.benchmark.tables import elflein_table, metric_caption
 from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, improvement_table,
                                         run_variants, settings_from_args)
 
@@ -39,9 +39,10 @@ def render(data: dict) -> str:
     return "\n".join([
         f"# Elflein Table 2 — supervision (γ = {data['gamma']}) on {data['dataset']} "
         f"(preset {data['preset']}, seeds {','.join(map(str, data['seeds']))})", "",
-        "% improvement in AUC-PR (ID positive) of M-S over M, mean over the OOD sets of each group.", "",
-        improvement_table(data["improvement"], data["dataset"]), "",
-        "## AUC-PR (%) per OOD set", "", elflein_table(data["results"], data["groups"]), ""])
+        f"% improvement in {metric_caption(data['metric'])} of M-S over M, mean over the OOD sets of each group.",
+        "", improvement_table(data["improvement"], data["dataset"]), "",
+        f"## {metric_caption(data['metric'])} (%) per OOD set", "",
+        elflein_table(data["results"], data["groups"], data["metric"]), ""])
 
 
 def add_arguments(p) -> None:

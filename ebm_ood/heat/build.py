@@ -14,32 +14,50 @@ from ebm_ood.heat.priors import ELPrior, GMMPrior, NoPrior
 PRIORS = ("EL", "GMM", "GMM-std")          # HEAT's three priors (Table 1)
 _WHICH = {"EL": "z", "GMM": "z", "GMM-std": "z_std", "EBM": "z"}
 
+# The authors' code (heatood, heat/config/ebm/heat_*_c10.yaml and heat/ebm/losses.py): per-prior sampler
+# and loss settings, applied by form="code". All use an MLP without skips and L_C = mean pos² + mean neg².
+_CODE_COMMON = dict(sampler="code", mlp="plain", control="code", step_size=1e-4, step_end=1e-5,
+                    noise_std=5e-3, noise_end=5e-4, lam=10.0)
+CODE_SETTINGS = {
+    "EL": {**_CODE_COMMON, "sgld_steps": 50, "step_size": 0.1, "step_end": 0.01, "noise_std": 0.1,
+           "noise_end": 0.01, "lam": 0.1},          # and starts from N(0, I) (ELPrior init="normal")
+    "GMM": {**_CODE_COMMON, "sgld_steps": 40},
+    "GMM-std": {**_CODE_COMMON, "sgld_steps": 1},
+    "EBM": {**_CODE_COMMON, "sgld_steps": 40},      # no heatood config; the GMM one
+}
 
-def make_prior(backbone: Backbone, prior: str, form: str = "paper"):
+
+def make_prior(backbone: Backbone, prior: str, form: str = "paper", reg: float = 1e-6, domain: str = "auto"):
     """A fresh prior module: "EL" (the backbone's head), "GMM", "GMM-std" (paper/code ``form``), or
-    "EBM" (no prior: the plain-EBM baseline of HEAT Table 2 / Fig. 4)."""
+    "EBM" (no prior: the plain-EBM baseline of HEAT Table 2 / Fig. 4). ``reg``: the Gaussian's ridge,
+    relative to the mean within-class variance; ``domain``: the feature domain ("auto": read from the
+    training features; see :mod:`ebm_ood.heat.priors`)."""
     if form not in ("paper", "code"):
         raise ValueError(f"form: expected 'paper' or 'code', got {form!r}")
     if prior == "EL":
         w, b = backbone.weight_bias()
-        return ELPrior(w, b, init="gaussian" if form == "paper" else "relu-normal")
+        return ELPrior(w, b, init="gaussian" if form == "paper" else "normal", reg=reg, domain=domain)
     if prior in ("GMM", "GMM-std"):
-        return GMMPrior(form=form)
+        return GMMPrior(form=form, reg=reg, domain=domain)
     if prior == "EBM":
-        return NoPrior()
+        return NoPrior(reg=reg, domain=domain)
     raise ValueError(f"prior: expected one of {PRIORS + ('EBM',)}, got {prior!r}")
 
 
 def make_heat_detector(backbone: Backbone, prior: str, residual: bool = True, preset: str = "default",
-                       seed: int = 0, form: str = "paper", **overrides) -> FeatureSpaceDetector:
+                       seed: int = 0, form: str = "paper", reg: float = 1e-6, domain: str = "auto",
+                       **overrides) -> FeatureSpaceDetector:
     """Prior alone (``residual=False``: "EL", "GMM", "GMM-std") or its hybrid ("HEAT-<prior>"), on raw
-    inputs. ``overrides`` are :class:`~ebm_ood.heat.hybrid.HEATConfig` fields (e.g. ``lam``)."""
+    inputs. ``form="code"``: the authors' code throughout (prior form and :data:`CODE_SETTINGS`).
+    ``reg``, ``domain``: see :func:`make_prior`. ``overrides`` are
+    :class:`~ebm_ood.heat.hybrid.HEATConfig` fields (e.g. ``lam``); they win over ``form``'s settings."""
     if prior == "GMM-std" and not hasattr(backbone.net, "feature_map"):
         raise ValueError(f"prior: GMM-std needs a conv backbone (std-pooled spatial features); "
                          f"{type(backbone.net).__name__} has no feature_map — use EL or GMM")
-    p = make_prior(backbone, prior, form)
+    p = make_prior(backbone, prior, form, reg, domain)
     name = f"HEAT-{prior}" if residual else prior
-    det = HEATDetector(p, heat_config(preset, **overrides), residual=residual, device=backbone.device,
+    settings = {**(CODE_SETTINGS[prior] if form == "code" else {}), **overrides}
+    det = HEATDetector(p, heat_config(preset, **settings), residual=residual, device=backbone.device,
                        seed=seed, name=name)
     return FeatureSpaceDetector(backbone, det, which=_WHICH[prior], name=name)
 

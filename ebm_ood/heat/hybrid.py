@@ -6,20 +6,31 @@
     Eq. 6   L_Tot  = L_MLE + λ L_C                           (λ = 10)
     Eq. 4   z'_{t+1} = z'_t - η/2 ∇E_h(z'_t) + √η w,  z'_0 ~ q      (ebm_ood.sampling.sgld)
 
-``E_θ`` is a residual MLP with 6 distinct linear layers (the authors' code re-uses one hidden layer
-object, so its hidden layers share weights — a bug we do not copy), width 2·D (paper: 1024 for 512-d
-features), Gaussian input noise std 1e-4 during training. Ours, documented: the MLP standardises its
-input with fixed training-feature statistics, and its last layer starts at zero so that training starts
-from ``E_h = E_q``. Model selection: none (the last weights; no OOD data is used).
+``E_θ`` is an MLP with 6 distinct linear layers ("a 6 layers MLP", HEAT §3.2; the authors' code re-uses
+one hidden layer object, so its hidden layers share weights — a bug we do not copy), width 2·D (paper:
+1024 for 512-d features), Gaussian input noise std 1e-4 during training. ``HEATConfig.mlp``: "plain"
+(default, as the paper and the authors' code) or "skip" (residual blocks ``h + act(W h)``). Ours,
+documented: the MLP standardises its input with fixed training-feature statistics, and its last layer
+starts at zero so that training starts from ``E_h = E_q``. ``E_θ`` sees the features through the prior's
+map (:meth:`~ebm_ood.heat.priors._GaussianBuffers.features`: L2-normalised for the "code" GMM form, as
+the authors' code normalises ``z`` before the loss and the scorer). Model selection: none (the last
+weights; no OOD data is used).
+
+``HEATConfig.control``: "pooled" (default, Eq. 5 as one expectation over real and sampled z:
+``mean(cat(E_θ(z), E_θ(z'))²)``) or "code" (the authors' code: ``mean E_θ(z)² + mean E_θ(z')²``, i.e.
+twice the pooled value for equal batch sizes, so their λ = 5 is our λ = 10).
 
 Sampler (``HEATConfig.sampler``): "paper" — Langevin form (Eq. 4), 20 steps, η 1e-4 → 1e-5 linear,
-negatives = chain ends. "code" — the authors' code: decoupled step α 1e-4 → 1e-5 and noise σ 5e-3 → 5e-4,
-quadratic decay within the chain, negatives = chain ends **and** starts, and a projection after every
-step (ReLU + L2 for the L2-normalised GMM "code" prior, ReLU otherwise). The paper's appendix quotes
-the noise 5e-3 → 5e-4 too; with Eq. 4 the noise is fixed by η, so those numbers only apply to "code".
+negatives = chain ends, starts ``z'_0 ~ q``. "code" — the authors' code: decoupled step α and noise σ
+with quadratic decay within the chain, the starts projected onto the feature domain and every step
+projected too (:meth:`~ebm_ood.heat.priors._GaussianBuffers.project`: ReLU for non-negative features,
+then L2 for the "code" GMM form), negatives = chain ends **and** projected starts. The authors' per-prior
+settings are :data:`ebm_ood.heat.build.CODE_SETTINGS`. The paper's appendix quotes the noise
+5e-3 → 5e-4 too; with Eq. 4 the noise is fixed by η, so those numbers only apply to "code".
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -27,22 +38,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ebm_ood.class_gaussian import DegenerateCovarianceWarning
 from ebm_ood.detectors.base import Detector
-from ebm_ood.sampling import project_relu_l2, sgld
+from ebm_ood.sampling import sgld
 from ebm_ood.training import TrainConfig, check_preset, to_tensor, train
 
 
+MLPS, CONTROLS, SAMPLERS = ("plain", "skip"), ("pooled", "code"), ("paper", "code")
+
+
 class ResidualMLP(nn.Module):
-    """``E_θ``: (N, D) -> (N,). ``depth`` distinct linear layers: D→W, (depth-2) residual W→W blocks, W→1.
+    """``E_θ``: (N, D) -> (N,). ``depth`` distinct linear layers: D→W, (depth-2) hidden W→W layers, W→1,
+    LeakyReLU(``slope``) after each but the last; ``skip=True`` makes each hidden layer a residual block
+    ``h + act(W h)``.
 
     The input is standardised with fixed buffers ``shift`` (D,) and ``scale`` (D,) set by
     :meth:`set_input_stats`; the output layer is zero-initialised (``E_θ ≡ 0`` at start).
     """
 
-    def __init__(self, dim: int, width: int | None = None, depth: int = 6, slope: float = 0.2):
+    def __init__(self, dim: int, width: int | None = None, depth: int = 6, slope: float = 0.2, skip: bool = False):
         super().__init__()
         if depth < 2:
             raise ValueError(f"depth: expected >= 2 linear layers, got {depth}")
+        self.skip = bool(skip)
         width = int(width or 2 * dim)
         self.inp = nn.Linear(dim, width)
         self.hidden = nn.ModuleList([nn.Linear(width, width) for _ in range(depth - 2)])  # distinct layers
@@ -59,20 +77,25 @@ class ResidualMLP(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.inp((z - self.shift) / self.scale), self.slope)   # (N, W)
         for layer in self.hidden:
-            h = h + F.leaky_relu(layer(h), self.slope)                          # (N, W) residual block
+            a = F.leaky_relu(layer(h), self.slope)                              # (N, W)
+            h = h + a if self.skip else a
         return self.out(h).squeeze(-1)                                         # (N,)
 
 
 class HybridEnergy(nn.Module):
-    """HEAT Eq. 2: ``E_h(z) = E_q(z) + E_θ(z)``. (N, D) -> (N,); ``input_noise`` std is added to the
-    input of ``E_θ`` in training mode only."""
+    """HEAT Eq. 2: ``E_h(z) = E_q(z) + E_θ(φ(z))``. (N, D) -> (N,); ``φ`` is the prior's feature map
+    (``prior.features``: identity, or L2 normalisation for the "code" GMM form) so that the residual sees
+    what the prior sees; ``input_noise`` std is added to the input of ``E_θ`` in training mode only."""
 
     def __init__(self, prior: nn.Module, residual: nn.Module, input_noise: float = 1e-4):
         super().__init__()
         self.prior, self.residual, self.input_noise = prior, residual, float(input_noise)
 
     def residual_energy(self, z: torch.Tensor) -> torch.Tensor:
-        """``E_θ(z)`` (N,), with input noise while training."""
+        """``E_θ(φ(z))`` (N,), with input noise while training."""
+        features = getattr(self.prior, "features", None)
+        if features is not None:
+            z = features(z)
         if self.training and self.input_noise > 0:
             z = z + self.input_noise * torch.randn_like(z)
         return self.residual(z)
@@ -86,15 +109,19 @@ def mle_loss(e_pos: torch.Tensor, e_neg: torch.Tensor) -> torch.Tensor:
     return e_pos.mean() - e_neg.mean()
 
 
-def control_loss(e_pos: torch.Tensor, e_neg: torch.Tensor) -> torch.Tensor:
+def control_loss(e_pos: torch.Tensor, e_neg: torch.Tensor, form: str = "pooled") -> torch.Tensor:
     """HEAT Eq. 5: ``mean (E_h - E_q)²`` over real and sampled z, i.e. ``mean E_θ²`` of the pooled
-    residual energies (B + B',)."""
-    return torch.cat([e_pos, e_neg]).pow(2).mean()
+    residual energies (B + B',) (``form="pooled"``); ``form="code"``: ``mean E_θ(z)² + mean E_θ(z')²``."""
+    if form == "pooled":
+        return torch.cat([e_pos, e_neg]).pow(2).mean()
+    if form == "code":
+        return e_pos.pow(2).mean() + e_neg.pow(2).mean()
+    raise ValueError(f"control: expected one of {CONTROLS}, got {form!r}")
 
 
-def heat_loss(e_pos: torch.Tensor, e_neg: torch.Tensor, lam: float) -> tuple[torch.Tensor, dict]:
+def heat_loss(e_pos: torch.Tensor, e_neg: torch.Tensor, lam: float, control: str = "pooled") -> tuple[torch.Tensor, dict]:
     """HEAT Eq. 6: ``L_MLE + λ L_C``. Returns (loss, logs)."""
-    mle, ctrl = mle_loss(e_pos, e_neg), control_loss(e_pos, e_neg)
+    mle, ctrl = mle_loss(e_pos, e_neg), control_loss(e_pos, e_neg, control)
     logs = {"l_mle": float(mle.detach()), "l_c": float(ctrl.detach()),
             "e_pos": float(e_pos.detach().mean()), "e_neg": float(e_neg.detach().mean())}
     return mle + lam * ctrl, logs
@@ -106,6 +133,8 @@ class HEATConfig:
     lam: float = 10.0                  # λ in Eq. 6
     width: int | None = None           # MLP width (None: 2·D)
     depth: int = 6                     # linear layers of E_θ
+    mlp: str = "plain"                 # "plain" (paper, authors' code) | "skip" (residual blocks)
+    control: str = "pooled"            # Eq. 5 as one pooled mean | "code": mean(pos²) + mean(neg²)
     input_noise: float = 1e-4          # std of the Gaussian noise on E_θ's input (training)
     sampler: str = "paper"             # "paper" (Eq. 4) | "code" (authors' code), see module docstring
     sgld_steps: int = 20               # T in Alg. 1
@@ -140,22 +169,64 @@ def sample_negatives(hybrid: HybridEnergy, n: int, cfg: HEATConfig, generator: t
     if cfg.sampler == "paper":
         return sgld(hybrid, z0, n_steps=cfg.sgld_steps, step_size=cfg.step_size, step_end=cfg.step_end,
                     form="langevin", schedule="linear", module=hybrid, generator=generator)
-    project = project_relu_l2 if getattr(hybrid.prior, "normalize", False) else F.relu
+    project = hybrid.prior.project                                    # ReLU (if non-negative) [+ L2]
+    z0 = project(z0)                                                  # the code projects the starts too
     zt = sgld(hybrid, z0, n_steps=cfg.sgld_steps, step_size=cfg.step_size, step_end=cfg.step_end,
               noise_std=cfg.noise_std, noise_end=cfg.noise_end, form="decoupled", schedule="poly",
               project=project, module=hybrid, generator=generator)
     return torch.cat([zt, z0])
 
 
+def fit_stable_prior(prior: nn.Module, z: np.ndarray, y, cfg: HEATConfig, name: str = "HEAT") -> nn.Module:
+    """Fit ``prior`` on ``z`` (N, D), labels ``y``; if its energy is too stiff for the sampler's first
+    gradient step ``a`` (η/2 for "paper", α for "code"): ``a · max_curvature > 1``, which happens when the
+    covariance is degenerate (a dead feature channel: zero within-class variance), refit it once with the
+    ridge raised to ``reg' = 2a / (T s)`` (``s`` the mean within-class variance, so the smallest variance
+    is at least ``2a / T``; set on ``prior.reg`` in place) and warn. Priors without ``max_curvature`` are
+    fitted as they are."""
+    prior = prior.fit(z, y)
+    curvature = getattr(prior, "max_curvature", lambda: None)()
+    step = cfg.step_size / 2 if cfg.sampler == "paper" else cfg.step_size
+    if curvature is None or step * curvature <= 1.0:
+        return prior
+    t = float(prior.t_)
+    new_reg = max(2 * step / (t * _ridge_scale(prior.gaussian, prior.reg)), 10 * prior.reg)
+    dead = _dead_channels(z, y)
+    warnings.warn(f"{name}: the prior's covariance is degenerate for SGLD (smallest variance "
+                  f"{1 / (curvature * t):.3g}, temperature {t:.3g}"
+                  + (f"; {len(dead)} feature channel(s) with zero within-class variance, e.g. {dead[:5]}" if dead else "")
+                  + f"): a gradient step {step:.3g} would overshoot by {step * curvature:.3g}x, so the ridge is "
+                  f"raised from reg={prior.reg:.3g} to reg={new_reg:.3g} (relative to the mean within-class "
+                  f"variance); make_heat_detector(..., reg=...) sets it", DegenerateCovarianceWarning, stacklevel=3)
+    prior.reg = new_reg
+    return prior.fit(z, y)
+
+
+def _ridge_scale(g, reg: float) -> float:
+    """The ``s`` of a relative ridge ``reg · s`` already in ``g.cov``: ``tr(Σ) / D = s (1 + reg)``."""
+    return float(torch.trace(g.cov)) / g.dim / (1.0 + reg)
+
+
+def _dead_channels(z: np.ndarray, y) -> list[int]:
+    """Feature channels whose within-class variance is zero (every class constant on them)."""
+    z = np.asarray(z, np.float64)
+    labels = np.zeros(len(z), np.int64) if y is None else np.asarray(y)
+    spread = sum(np.ptp(z[labels == c], axis=0) for c in np.unique(labels))
+    return np.flatnonzero(spread == 0).tolist()
+
+
 def train_hybrid(prior: nn.Module, z: np.ndarray, cfg: HEATConfig, *, device="cpu", seed: int = 0,
                  name: str = "HEAT") -> tuple[HybridEnergy, object]:
     """Fit ``E_θ`` on top of a fitted ``prior`` with Alg. 1 on features ``z`` (N, D). Returns
     (hybrid in eval mode, training history)."""
-    if cfg.sampler not in ("paper", "code"):
-        raise ValueError(f"sampler: expected 'paper' or 'code', got {cfg.sampler!r}")
+    for field_, value, allowed in (("sampler", cfg.sampler, SAMPLERS), ("mlp", cfg.mlp, MLPS),
+                                   ("control", cfg.control, CONTROLS)):
+        if value not in allowed:
+            raise ValueError(f"{field_}: expected one of {allowed}, got {value!r}")
     torch.manual_seed(seed)
-    residual = ResidualMLP(z.shape[1], cfg.width, cfg.depth)
-    residual.set_input_stats(z)
+    residual = ResidualMLP(z.shape[1], cfg.width, cfg.depth, skip=cfg.mlp == "skip")
+    with torch.no_grad():   # E_θ's input statistics on what it sees: the prior's feature map of z
+        residual.set_input_stats(prior.features(torch.as_tensor(z)).numpy() if hasattr(prior, "features") else z)
     hybrid = HybridEnergy(prior, residual, cfg.input_noise).to(device)
     zt = to_tensor(z, device)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -164,7 +235,7 @@ def train_hybrid(prior: nn.Module, z: np.ndarray, cfg: HEATConfig, *, device="cp
         z_neg = sample_negatives(hybrid, zb.shape[0], cfg, gen)      # z' ~ p_h (SGLD from q)
         hybrid.train()
         e_pos, e_neg = hybrid.residual_energy(zb), hybrid.residual_energy(z_neg)
-        return heat_loss(e_pos, e_neg, cfg.lam)                      # Eq. 6
+        return heat_loss(e_pos, e_neg, cfg.lam, cfg.control)         # Eq. 6
 
     hist = train({"residual": residual}, step, zt, None, replace(cfg.train, seed=seed), name=name)
     hybrid.eval()
@@ -175,6 +246,7 @@ class HEATDetector(Detector):
     """HEAT-<prior> on feature vectors (N, D): fit the prior, then its residual EBM (Alg. 1);
     score = ``E_h(z)`` (Eq. 2), higher = more OOD. ``residual=False`` scores with the prior alone
     (the EL / GMM / GMM-std baselines). Labels are used by class-conditional priors when given.
+    The prior is fitted with :func:`fit_stable_prior` either way, so "X" and "HEAT-X" share it.
     After fit: ``hybrid_`` (HybridEnergy or None), ``prior_``, ``history_``."""
 
     def __init__(self, prior: nn.Module, config: HEATConfig | None = None, residual: bool = True,
@@ -187,8 +259,9 @@ class HEATDetector(Detector):
         if x.ndim != 2:
             raise ValueError(f"x: HEAT works on feature vectors (N, D), got shape {x.shape}; "
                              "wrap it in FeatureSpaceDetector to use raw inputs")
-        self.prior_ = self.prior.fit(x, y).to(self.device)
         self.hybrid_, self.history_ = None, None
+        # the same ridge rule with and without the residual, so that HEAT-X and X share one prior
+        self.prior_ = fit_stable_prior(self.prior, x, y, self.config, self.name).to(self.device)
         if self.residual:
             self.hybrid_, self.history_ = train_hybrid(self.prior_, x, self.config, device=self.device,
                                                        seed=self.seed, name=self.name)

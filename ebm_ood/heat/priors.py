@@ -18,21 +18,35 @@ SGLD), ``sample(n, generator)`` -> (n, D).
   keeps a Gaussian proposal to start SGLD.
 
 Samplers. GMM: ``c ~ π``, ``z = μ_c + L ε`` (Cholesky, ``L Lᵀ = Σ``). EL has no closed-form sampler:
-by default (``init="gaussian"``) we start from the class-Gaussian fitted on the same features, then
-ReLU (features are post-ReLU); ``init="relu-normal"`` is the authors' code, ``ReLU(N(0, I))``.
+by default (``init="gaussian"``) we start from the class-Gaussian fitted on the same features;
+``init="normal"`` is the authors' code, ``N(0, I)``; both are then projected onto the feature domain.
+
+Feature domain (``domain``). The authors' ResNets end in ReLU, so their SGLD starts and steps are
+ReLU-projected. This project's backbones may end in LeakyReLU (features of both signs), where a ReLU
+would put the negatives in a region no real feature visits. ``domain="auto"`` (default) reads it from
+the training features at fit time: ``"nonneg"`` if every coordinate is >= 0 (project with ReLU), else
+``"real"`` (no ReLU). :meth:`_GaussianBuffers.project` is that projection (plus the L2 normalisation of
+the "code" GMM form); :meth:`_GaussianBuffers.features` is the map every energy applies to ``z`` first.
+
+Ridge. Σ gets ``reg · s · I`` with ``s`` the mean within-class variance of the training features
+(:meth:`~ebm_ood.class_gaussian.ClassGaussianStats.ridge_scale`), so a dead feature channel (zero
+variance) stays invertible whatever the features' scale.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ebm_ood.class_gaussian import ClassGaussian, fit_class_gaussian
+from ebm_ood.class_gaussian import ClassGaussian, DegenerateCovarianceWarning, fit_class_gaussian
 from ebm_ood.energy import energy_from_logits
 from ebm_ood.errors import NotFittedError
 from ebm_ood.validation import check_array, check_positive
 
+DOMAINS = ("auto", "nonneg", "real")
 _GAUSSIAN_FIELDS = ("means", "cov", "chol", "whiten", "precision", "counts", "log_weights", "logdet")
 
 
@@ -46,18 +60,46 @@ class _GaussianBuffers(nn.Module):
     vectors); a fixed number reproduces that, ``T = 1`` gives the formulas verbatim.
     """
 
-    def _init_temperature(self, temperature) -> None:
+    normalize = False   # the "code" GMM form L2-normalises z before its energy
+
+    def _init_common(self, temperature, reg: float, domain: str) -> None:
+        """Check and store the temperature, the relative ridge ``reg`` and the feature ``domain``."""
         if temperature != "auto":
             check_positive(temperature, "temperature")
-        self.temperature = temperature
+        check_positive(reg, "reg", allow_zero=True)
+        if domain not in DOMAINS:
+            raise ValueError(f"domain: expected one of {DOMAINS}, got {domain!r}")
+        self.temperature, self.reg, self.domain = temperature, float(reg), domain
+        self.domain_ = None if domain == "auto" else domain
         self.register_buffer("t_", torch.tensor(1.0 if temperature == "auto" else float(temperature), dtype=torch.float64))
+
+    def _fit_domain(self, z: np.ndarray) -> None:
+        if self.domain == "auto":
+            self.domain_ = "nonneg" if float(np.min(z)) >= 0 else "real"
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """The map applied to ``z`` before every energy: L2 normalisation for the "code" GMM form, else
+        identity. (N, D) -> (N, D)."""
+        return F.normalize(z, dim=-1) if self.normalize else z
+
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        """Onto the feature domain: ReLU if the features are non-negative, then :meth:`features`.
+        (N, D) -> (N, D). Before ``fit`` with ``domain="auto"``: ReLU (the papers' post-ReLU features)."""
+        return self.features(F.relu(z) if self.domain_ in (None, "nonneg") else z)
 
     @torch.no_grad()
     def _fit_temperature(self, z: np.ndarray) -> None:
         if self.temperature == "auto":
             e = torch.cat([self.raw_energy(torch.as_tensor(z[i:i + 4096], dtype=torch.float32, device=self.t_.device))
                            for i in range(0, len(z), 4096)]).double()
-            self.t_.fill_(max(float(e.std(unbiased=False)), 1e-12))  # population std
+            std, scale = float(e.std(unbiased=False)), float(e.abs().mean())   # population std
+            if not std > 1e-4 * scale:    # constant up to rounding (e.g. N <= D: equal d² for all)
+                warnings.warn(f"{type(self).__name__}: the prior energy is constant on the training features "
+                              f"(std {std:.3g}; for a Gaussian prior: a degenerate covariance, e.g. one sample per "
+                              f"class), so the temperature 'auto' is undefined; using T = 1",
+                              DegenerateCovarianceWarning, stacklevel=3)
+                std = 1.0
+            self.t_.fill_(std)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``E_q(z) = raw_energy(z) / T``: (N, D) -> (N,), differentiable in z."""
@@ -77,7 +119,7 @@ class _GaussianBuffers(nn.Module):
         """Fit the class-Gaussian on ``z`` (N, D) with labels ``y`` (N,); ``y=None``: one Gaussian."""
         z = check_array(z, "z", ndim=2)
         y = np.zeros(len(z), np.int64) if y is None else y
-        self.set_gaussian(fit_class_gaussian(z, y, batch_size=batch_size, reg=reg))
+        self.set_gaussian(fit_class_gaussian(z, y, batch_size=batch_size, reg=reg, relative=True))
 
 
 class ELPrior(_GaussianBuffers):
@@ -85,29 +127,31 @@ class ELPrior(_GaussianBuffers):
     with the backbone's linear head, divided by the energy temperature ``T`` (see the base class).
 
     weight (C, D), bias (C,): the head. logit_temperature: τ (Liu et al.: 1). init: "gaussian" (default,
-    ours) or "relu-normal" (authors' code) — how ``sample`` draws SGLD starting points.
+    ours) or "normal" (authors' code) — how ``sample`` draws SGLD starting points. reg: relative ridge of
+    the Gaussian proposal; domain: the feature domain (module docstring).
     """
 
     name = "EL"
 
     def __init__(self, weight, bias, logit_temperature: float = 1.0, temperature="auto", init: str = "gaussian",
-                 reg: float = 1e-6):
+                 reg: float = 1e-6, domain: str = "auto"):
         super().__init__()
         check_positive(logit_temperature, "logit_temperature")
-        if init not in ("gaussian", "relu-normal"):
-            raise ValueError(f"init: expected 'gaussian' or 'relu-normal', got {init!r}")
+        if init not in ("gaussian", "normal"):
+            raise ValueError(f"init: expected 'gaussian' or 'normal', got {init!r}")
         w = torch.as_tensor(np.asarray(weight), dtype=torch.float32)
         b = torch.as_tensor(np.asarray(bias), dtype=torch.float32)
         if w.ndim != 2 or b.shape != (w.shape[0],):
             raise ValueError(f"weight, bias: expected (C, D) and (C,), got {tuple(w.shape)}, {tuple(b.shape)}")
         self.register_buffer("weight", w)
         self.register_buffer("bias", b)
-        self.logit_temperature, self.init, self.reg = float(logit_temperature), init, float(reg)
-        self._init_temperature(temperature)
+        self.logit_temperature, self.init = float(logit_temperature), init
+        self._init_common(temperature, reg, domain)
 
     def fit(self, z, y=None, batch_size: int | None = None) -> "ELPrior":
         """The energy is the classifier's; only the SGLD proposal and ``T`` are fitted."""
         z = check_array(z, "z", ndim=2, shape=(self.weight.shape[1],))
+        self._fit_domain(z)
         self._fit_gaussian(z, y, batch_size, self.reg)
         self._fit_temperature(z)
         return self
@@ -119,12 +163,12 @@ class ELPrior(_GaussianBuffers):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(n, D) starting points for SGLD."""
-        if self.init == "relu-normal":
-            eps = torch.randn(int(n), self.weight.shape[1], generator=generator)
-            return F.relu(eps).to(self.weight.device)
-        z, _ = self.gaussian.sample(n, generator)
-        return F.relu(z)
+        """(n, D) starting points for SGLD, projected onto the feature domain (:meth:`project`)."""
+        if self.init == "normal":
+            z = torch.randn(int(n), self.weight.shape[1], generator=generator).to(self.weight.device)
+        else:
+            z, _ = self.gaussian.sample(n, generator)
+        return self.project(z)
 
 
 class GMMPrior(_GaussianBuffers):
@@ -134,39 +178,46 @@ class GMMPrior(_GaussianBuffers):
       distance to the class mean ``μ_c``; energy temperature ``T`` "auto" by default (base class).
     form="code" (authors' code): ``z ← z / ‖z‖`` first, raw energy the full ``-log q(z)``,
       ``q = Σ_c π_c N(μ_c, Σ)`` with class-frequency weights; ``T = T_G = 1e3`` by default.
-    Σ is the ML covariance of class-centred features plus ``reg · I`` (default 1e-6 in both forms; the
-    authors' code uses 1e-12), fitted with :class:`~ebm_ood.class_gaussian.ClassGaussianStats`, streamed
+    Σ is the ML covariance of class-centred features plus ``reg · s · I``, ``s`` the mean within-class
+    variance (default reg 1e-6 in both forms; the authors' code adds an absolute 1e-12), fitted with :class:`~ebm_ood.class_gaussian.ClassGaussianStats`, streamed
     in chunks when ``fit`` gets a ``batch_size``.
     """
 
     name = "GMM"
 
-    def __init__(self, form: str = "paper", temperature=None, reg: float = 1e-6):
+    def __init__(self, form: str = "paper", temperature=None, reg: float = 1e-6, domain: str = "auto"):
         super().__init__()
         if form not in ("paper", "code"):
             raise ValueError(f"form: expected 'paper' or 'code', got {form!r}")
-        check_positive(reg, "reg", allow_zero=True)
-        self.form, self.reg = form, float(reg)
+        self.form = form
         self.normalize = form == "code"
-        self._init_temperature(("auto" if form == "paper" else 1e3) if temperature is None else temperature)
-
-    def _prepare(self, z):
-        return F.normalize(z, dim=-1) if self.normalize else z
+        self._init_common(("auto" if form == "paper" else 1e3) if temperature is None else temperature, reg, domain)
 
     def fit(self, z, y=None, batch_size: int | None = None) -> "GMMPrior":
         """z (N, D) numpy features, y (N,) labels (None: one Gaussian); streamed in ``batch_size`` chunks."""
         z = check_array(z, "z", ndim=2)
-        zf = self._prepare(torch.as_tensor(z)).numpy() if self.normalize else z   # the map forward applies
+        self._fit_domain(z)
+        zf = self.features(torch.as_tensor(z)).numpy() if self.normalize else z   # the map forward applies
         self._fit_gaussian(zf, y, batch_size, self.reg)
         self._fit_temperature(z)
         return self
 
     def raw_energy(self, z: torch.Tensor) -> torch.Tensor:
         """(N, D) -> (N,), differentiable in z."""
-        g, zp = self.gaussian, self._prepare(z)
+        g, zp = self.gaussian, self.features(z)
         if self.form == "paper":   # -logsumexp_c(-½ d²_c)
             return -torch.logsumexp(-0.5 * g.mahalanobis(zp), dim=1)
         return -g.log_density(zp)  # -log q(z)
+
+    def max_curvature(self) -> float | None:
+        """An upper bound of the largest eigenvalue of the Hessian ``∇²_z E_q``: ``1 / (λ_min(Σ) T)`` for
+        the paper form (the mixture's Hessian is ``Σ⁻¹`` minus a covariance, divided by ``T``); None for the
+        code form (its L2 map is projected after each SGLD step). SGLD with gradient step ``a`` overshoots
+        along a direction of curvature ``κ`` when ``a κ > 1`` and diverges when ``a κ > 2``."""
+        if self.form != "paper":
+            return None
+        lam_min = float(torch.linalg.eigvalsh(self.gaussian.cov)[0])
+        return 1.0 / (lam_min * float(self.t_))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -181,12 +232,13 @@ class NoPrior(_GaussianBuffers):
 
     name = "EBM"
 
-    def __init__(self, reg: float = 1e-6):
+    def __init__(self, reg: float = 1e-6, domain: str = "auto"):
         super().__init__()
-        self.reg = float(reg)
-        self._init_temperature(1.0)
+        self._init_common(1.0, reg, domain)
 
     def fit(self, z, y=None, batch_size: int | None = None) -> "NoPrior":
+        z = check_array(z, "z", ndim=2)
+        self._fit_domain(z)
         self._fit_gaussian(z, None, batch_size, self.reg)
         return self
 

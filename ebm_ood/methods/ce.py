@@ -87,7 +87,7 @@ class CEClassifier(Detector):
 
         cfg = replace(self.config.train, seed=self.seed)
         self.history_ = train({"net": self.net_}, step, xt, yt, cfg, name="CE",
-                              validate=lambda: classification_accuracy(self.net_, xv, yv))
+                              validate=lambda: classification_accuracy(self.net_, xv, yv), identity=self.config)
         self.val_accuracy_ = self.history_.best_value
 
     def logits(self, x) -> np.ndarray:

@@ -10,13 +10,15 @@ The energy is JEM-style (Elflein Eq. 3): a network ``f(x) ∈ R^K`` and ``E(x) =
 Unsupervised CD uses ``K = 1`` logit, so ``E(x) = -f(x)[0]``; with supervision (``gamma > 0``, "CD-S")
 ``K = C`` classes and the loss gains ``γ · CrossEntropy(f(x⁺), y)``.
 
-Paper vs the authors' code (``shared/papers.md``), and what we do:
+Paper vs the authors' code (every difference: ``docs/paper_vs_code.md``), and what we do:
 
 * L2 energy penalty ``α (mean_i E(x⁺_i)² + mean_j E(x⁻_j)²)`` (Du & Mordatch): the paper's text does
   not mention it, the code uses α = 1. ``l2_weight`` (default 1, the code; 0 = the bare loss above).
 * SGLD form: the code's decoupled ``x ← x - α∇E + σε`` (α = 1, σ = 0.01) by default — the paper only
   says "step size 1"; ``sgld_form="langevin"`` gives ``x ← x - (η/2)∇E + √η ε``.
-* Input noise: paper "Gaussian noise of variance 0.1" → ``data_noise_std = √0.1`` on images (0 on tabular).
+* Input noise: paper "Gaussian noise of variance 0.1" → ``data_noise_std = √0.1`` on images (0 on tabular),
+  on training batches. The authors' image config adds std 0.1 (``sigma: 0.1``, variance 0.01), also to
+  validation batches: ``data_noise_std=0.1`` gives their amount on training batches.
 * Supervised runs (code): class-conditional SGLD on ``E(x, y) = -f(x)[y]`` with ``y ~ U{0..C-1}``, the
   buffer split into per-class chunks, 20 steps (``conditional_sgld_steps``).
 * Model selection: the code used OOD validation data; we use ID data only — the training objective on
@@ -109,6 +111,7 @@ class CDConfig:
     select: str = "val_loss"  # model selection on ID validation data: "val_loss" | "last"
     widen: int = 2  # WRN widening factor (images)
     bottleneck: float | None = None  # 1x1-conv bottleneck factor (images)
+    bottleneck_form: str = "expand"  # "expand": C → ⌊f·C⌋ → C (the authors'); "reduce": C → ⌊f·C⌋ (ebm_ood.nn.wrn)
     mlp_width: int = 100  # tabular MLP width (paper: 100)
     mlp_depth: int = 5  # tabular MLP layers (paper: 5)
 
@@ -174,7 +177,7 @@ class CDDetector(Detector):
         x_tr, y_tr, x_va, y_va = self.split_validation(x, y, self.seed)
         n_logits = self.num_classes_ if supervised else 1
         net = self.net or build_network(self.input_shape_, n_logits, widen=c.widen, bottleneck=c.bottleneck,
-                                        mlp_width=c.mlp_width, depth=c.mlp_depth)
+                                        mlp_width=c.mlp_width, depth=c.mlp_depth, bottleneck_form=c.bottleneck_form)
         self.net_ = net.to(self.device)
         self.model_ = model = JEMEnergy(self.net_)
         if supervised:
@@ -218,7 +221,8 @@ class CDDetector(Detector):
 
         cfg = replace(c.train, seed=self.seed)
         self.history_ = train({"net": self.net_}, step, xt, yt, cfg, name=self.name,
-                              validate=validate if c.select == "val_loss" else None, stateful={"buffer": buf})
+                              validate=validate if c.select == "val_loss" else None, stateful={"buffer": buf},
+                              identity=c)
 
     def _score(self, x):
         self.model_.eval()

@@ -14,12 +14,18 @@ becomes ``E_data[∇θE] - E_q[∇θE]`` and ``q`` is trained to maximise ``E_q[
 * EBM loss ``mean E(x_data) - mean E(x_gen) + 0.1 · mean ½‖∇ₓE(x_data)‖²``; generator loss
   ``mean E(x_gen) - λ H`` (λ = 1e-4), where ``H`` enters through the surrogate ``-(score.detach()·x_gen)``.
 
-Paper vs code (see ``vera_config``): Elflein App. B gives lr 3e-4 (EBM) / 6e-4 (generator) with Adam
-β = (0, 0.9) — our ``full`` preset; ``shared/papers.md`` quotes 3e-5 / 6e-5, which the seed text does not
-support. The authors' tabular config uses 1e-3 / 1e-3, a 2,500-step warm-up, posterior lr 3e-5 and a
-BatchNorm+ReLU generator; we use a LeakyReLU(0.2) MLP generator without batch norm. App. B's sentence on
+Paper vs code (see ``vera_config``; every difference: ``docs/paper_vs_code.md``): Elflein App. B gives
+lr 3e-4 (EBM) / 6e-4 (generator) with Adam β = (0, 0.9) — our ``full`` preset. The authors' current configs
+use 3e-5 / 6e-5 (``fc_vera.yaml``, ``img_vera.yaml``; the supervised tabular config 1e-3 / 1e-3), a 2,500-step
+warm-up, posterior lr 3e-5 and a BatchNorm MLP generator (a ResNet generator on images); we use a
+LeakyReLU(0.2) MLP generator without batch norm and a small transposed-conv generator. App. B's sentence on
 clamping to [0.01, 0.3] names η, but the code clamps the generator's σ (``min_sigma``/``max_sigma``) and
-initialises η at 0.1; we follow the code there.
+initialises η at 0.1; we follow the code there (their η is per latent dimension, ours one scalar).
+**Gradient penalty.** The code differentiates the batch *mean* of the log density,
+``∇ₓ mean_n log p(x_n) = ∇ₓ log p(x_n) / N``, so its weight 0.1 acts as 0.1/N² on the per-sample
+penalty; ``grad_penalty_form="batch_mean"`` reproduces that, ``"per_sample"`` (default) penalises each
+sample's own gradient. **Update order.** The code takes the EBM step first and computes the generator loss
+with the updated EBM; we compute both losses from the same EBM and step all optimizers together.
 """
 from __future__ import annotations
 
@@ -140,10 +146,25 @@ def entropy_surrogate(x_gen: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
     return -(score.detach() * x_gen).flatten(1).sum(1).mean()
 
 
-def gradient_penalty(e: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``mean ½‖∇ₓE(x)‖²`` for energies ``e`` (N,) computed from ``x`` (N, *shape), with its graph."""
-    grad = torch.autograd.grad(e.sum(), x, create_graph=True)[0]
+PENALTY_FORMS = ("per_sample", "batch_mean")
+
+
+def gradient_penalty(e: torch.Tensor, x: torch.Tensor, form: str = "per_sample") -> torch.Tensor:
+    """``mean_n ½‖∇ₓₙ E(xₙ)‖²`` for energies ``e`` (N,) computed from ``x`` (N, *shape), with its graph.
+
+    ``form="batch_mean"`` is the authors' code: the gradient of ``mean_n E(xₙ)``, i.e. each sample's
+    gradient divided by N, so the value is the per-sample form divided by N²."""
+    if form not in PENALTY_FORMS:
+        raise ValueError(f"grad_penalty_form: expected one of {', '.join(PENALTY_FORMS)}, got {form!r}")
+    grad = torch.autograd.grad(e.sum() if form == "per_sample" else e.mean(), x, create_graph=True)[0]
     return 0.5 * grad.flatten(1).pow(2).sum(1).mean()
+
+
+def variational_log_z(e_q: torch.Tensor, entropy) -> torch.Tensor:
+    """The identity VERA rests on (Elflein §3; Grathwohl et al. 2021): ``log Z = max_q E_q[-E(x)] + H(q)``.
+    For any ``q`` the right side is a lower bound, ``log Z - KL(q ‖ p)``, tight at ``q = p``; this returns its
+    Monte-Carlo value ``mean(-e_q) + H(q)`` from energies ``e_q`` (N,) of samples of ``q`` and its entropy."""
+    return -e_q.mean() + entropy
 
 
 def vera_ebm_loss(e_data: torch.Tensor, e_gen: torch.Tensor, penalty: torch.Tensor, weight: float = 0.1) -> torch.Tensor:
@@ -165,6 +186,7 @@ class VERAConfig:
     n_importance: int = 20  # M
     entropy_weight: float = 1e-4  # λ
     grad_penalty: float = 0.1  # weight of mean ½‖∇ₓE(x_data)‖²
+    grad_penalty_form: str = "per_sample"  # "batch_mean": the authors' code (weight 0.1/N² per sample)
     sigma_init: float = 0.01
     sigma_min: float = 0.01
     sigma_max: float = 0.3
@@ -175,6 +197,7 @@ class VERAConfig:
     gen_channels: int = 32  # transposed-conv generator (images)
     widen: int = 2
     bottleneck: float | None = None
+    bottleneck_form: str = "expand"  # see ebm_ood.nn.wrn
 
 
 def vera_config(preset: str = "default", kind: str = "image") -> VERAConfig:
@@ -227,6 +250,9 @@ class VERADetector(Detector):
         check_positive(self.config.gamma, "gamma", allow_zero=True)
         if self.config.n_importance < 1:
             raise ValueError(f"n_importance: expected >= 1, got {self.config.n_importance}")
+        if self.config.grad_penalty_form not in PENALTY_FORMS:
+            raise ValueError(f"grad_penalty_form: expected one of {', '.join(PENALTY_FORMS)}, "
+                             f"got {self.config.grad_penalty_form!r}")
         self.seed = seed
 
     def _fit(self, x, y):
@@ -234,7 +260,8 @@ class VERADetector(Detector):
         y = labels_for_gamma("VERA", cfg.gamma, y)
         torch.manual_seed(self.seed)
         out = cfg.num_outputs or (self.num_classes_ if y is not None else 1)
-        self.net_ = build_network(self.input_shape_, out, widen=cfg.widen, bottleneck=cfg.bottleneck).to(self.device)
+        self.net_ = build_network(self.input_shape_, out, widen=cfg.widen, bottleneck=cfg.bottleneck,
+                                  bottleneck_form=cfg.bottleneck_form).to(self.device)
         self.generator_ = make_generator(self.input_shape_, cfg).to(self.device)
         self.proposal_ = PosteriorProposal(cfg.eta_init).to(self.device)
         net, gen, post = self.net_, self.generator_, self.proposal_
@@ -246,7 +273,7 @@ class VERADetector(Detector):
             xd = xb.detach().requires_grad_(True)
             logits = net(xd)
             e_data, e_gen = energy_from_logits(logits), energy_from_logits(net(x_gen))
-            ebm = vera_ebm_loss(e_data, e_gen, gradient_penalty(e_data, xd), cfg.grad_penalty)
+            ebm = vera_ebm_loss(e_data, e_gen, gradient_penalty(e_data, xd, cfg.grad_penalty_form), cfg.grad_penalty)
             h_prop, log_xi = post.sample(h.detach(), cfg.n_importance)
             score, log_w = importance_score(x_gen.detach(), h_prop, log_xi, gen.g, gen.sigma.detach())
             logs = {"e_pos": e_data.mean().item(), "e_neg": e_gen.mean().item(),
@@ -261,7 +288,7 @@ class VERADetector(Detector):
 
         groups = {"ebm": ["ebm"], "gen": ["gen"], "post": ["post"]}
         self.history_ = train({"ebm": net, "gen": gen, "post": post}, step, xt, yt,
-                              replace(cfg.train, seed=self.seed), name=self.name, groups=groups)
+                              replace(cfg.train, seed=self.seed), name=self.name, groups=groups, identity=cfg)
 
     def sample(self, n: int) -> np.ndarray:
         """``n`` generator samples ``x = g(h) + σε`` as numpy (n, *input_shape)."""

@@ -3,11 +3,19 @@
 Layout: a 3x3 stem conv, then three groups of one pre-activation residual block each (widths 16k, 32k,
 64k with widening factor ``width=k``; strides 1, 2, 2), LeakyReLU(0.2), **no batch norm** (an EBM's
 energy must not depend on the batch), global average pooling and a linear head. It is input-size
-agnostic. Optional 1x1-conv **bottlenecks** (Elflein §4.3, Table 4/7) after every block map the block's
-C channels to ``max(1, round(factor * C))`` channels; the next block reads from the bottleneck.
-``bottleneck=1.0`` inserts a 1x1 conv with as many output as input channels: the same function class as
-no bottleneck (a 1x1 conv of full rank can be absorbed into the next conv), but a different
-parametrisation.
+agnostic.
+
+Optional 1x1-conv **bottlenecks** (Elflein §4.3, Experiment 4, Tables 4/7) after every block, with
+``b = max(1, ⌊factor · C⌋)`` channels (:func:`bottleneck_channels`):
+
+* ``bottleneck_form="expand"`` (default; the authors' ``WideResNet._wide_layer``): two 1x1 convs
+  ``C → b → C`` with nothing between them, so the next block and the head see the full width again and
+  every block's output is confined to a rank-``b`` linear image. At factor 0.05 and k = 2 the ranks are
+  [1, 3, 6].
+* ``bottleneck_form="reduce"``: one 1x1 conv ``C → b``; the next block (after its LeakyReLU) and the head
+  read the reduced width — a different function class.
+
+``docs/paper_vs_code.md`` lists where this net departs from the authors' WideResNet.
 """
 from __future__ import annotations
 
@@ -16,11 +24,27 @@ from torch import nn
 from torch.nn import functional as F
 
 
+BOTTLENECK_FORMS = ("expand", "reduce")
+
+
 def bottleneck_channels(channels: int, factor: float) -> int:
-    """Channels after a 1x1 bottleneck of ``factor`` (Elflein Table 7: 0.05, 0.1, 0.2, 1.0)."""
+    """Channels inside a 1x1 bottleneck of ``factor`` (Elflein Table 7: 0.05, 0.1, 0.2, 1.0):
+    ``int(factor · channels)`` as the authors' code computes it, at least 1 (their WRN-10-2 never goes
+    below 32 channels; our narrower presets would reach 0 at factor 0.05)."""
     if not factor > 0:
         raise ValueError(f"bottleneck: expected a factor > 0, got {factor}")
-    return max(1, int(round(factor * channels)))
+    return max(1, int(factor * channels))
+
+
+def bottleneck_layer(channels: int, factor: float, form: str) -> tuple[nn.Module, int]:
+    """``(module, output channels)`` of one bottleneck: ``"expand"`` = 1x1 convs C → b → C (the
+    authors'), ``"reduce"`` = one 1x1 conv C → b. Input (N, C, H, W)."""
+    b = bottleneck_channels(channels, factor)
+    if form == "expand":
+        return nn.Sequential(nn.Conv2d(channels, b, 1), nn.Conv2d(b, channels, 1)), channels
+    if form == "reduce":
+        return nn.Conv2d(channels, b, 1), b
+    raise ValueError(f"bottleneck_form: expected one of {', '.join(BOTTLENECK_FORMS)}, got {form!r}")
 
 
 class ResBlock(nn.Module):
@@ -40,10 +64,14 @@ class ResBlock(nn.Module):
 
 
 class SmallWRN(nn.Module):
-    """``forward(x: (N, C, H, W)) -> (N, out_dim)``; ``feature_map(x) -> (N, 64k or bottleneck, H', W')``."""
+    """``forward(x: (N, C, H, W)) -> (N, out_dim)``; ``feature_map(x) -> (N, 64k, H', W')`` (the
+    bottleneck width with ``bottleneck_form="reduce"``)."""
 
-    def __init__(self, in_channels: int, out_dim: int, width: int = 2, bottleneck: float | None = None, slope: float = 0.2):
+    def __init__(self, in_channels: int, out_dim: int, width: int = 2, bottleneck: float | None = None, slope: float = 0.2,
+                 bottleneck_form: str = "expand"):
         super().__init__()
+        if bottleneck_form not in BOTTLENECK_FORMS:
+            raise ValueError(f"bottleneck_form: expected one of {', '.join(BOTTLENECK_FORMS)}, got {bottleneck_form!r}")
         widths = [16 * width, 32 * width, 64 * width]
         self.stem = nn.Conv2d(in_channels, 16, 3, 1, 1)
         blocks, necks, c = [], [], 16
@@ -51,14 +79,13 @@ class SmallWRN(nn.Module):
             blocks.append(ResBlock(c, w, s, slope))
             c = w
             if bottleneck is not None:
-                c_b = bottleneck_channels(w, bottleneck)
-                necks.append(nn.Conv2d(w, c_b, 1))
-                c = c_b
+                neck, c = bottleneck_layer(w, bottleneck, bottleneck_form)
+                necks.append(neck)
             else:
                 necks.append(nn.Identity())
         self.blocks, self.necks = nn.ModuleList(blocks), nn.ModuleList(necks)
         self.head = nn.Linear(c, out_dim)
-        self.feature_dim, self.slope, self.bottleneck = c, slope, bottleneck
+        self.feature_dim, self.slope, self.bottleneck, self.bottleneck_form = c, slope, bottleneck, bottleneck_form
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)

@@ -118,7 +118,7 @@ class NormalizingFlowDetector(Detector):
                 return batched_mean(flow.log_prob, xv, batch_size=self.batch_size)
 
         self.history_ = train({"flow": flow}, step, xt, None, replace(self.config.train, seed=self.seed),
-                              name="NF", validate=validate)
+                              name="NF", validate=validate, identity=self.config)
         self.val_log_likelihood_ = self.history_.best_value
 
     # ------------------------------------------------------------------------------------------ score
