@@ -6,10 +6,32 @@
 // (seed, offset, element index). No autograd: the op is a sampler update on detached tensors.
 //
 // Speed: plain PyTorch spends most of its time in single-threaded randn. Here the work is split into
-// tiles of kTile elements over threads (at::parallel_for), and each tile runs three flat loops over
-// lanes -- Philox words, Box–Muller, update -- that the compiler auto-vectorises. The tile function is
-// compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time (GCC function multiversioning),
-// so the JIT-built library runs on any x86-64 CPU.
+// tiles of kTile elements over threads (at::parallel_for), and each tile runs one of two kernels that give
+// the same numbers, bit for bit:
+//  * generic (any CPU): three flat loops over lanes -- Philox words, Box–Muller, update -- that the compiler
+//    auto-vectorises, compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time (GCC function
+//    multiversioning), so the JIT-built library runs on any x86-64 CPU.
+//  * AVX-512 (tile_f32_avx512 / tile_f64_avx512, GCC/Clang on x86-64): intrinsics in target("avx512f")
+//    functions, used when __builtin_cpu_supports("avx512f") says the CPU and OS have AVX-512F, unless
+//    EBM_OOD_SGLD_GENERIC is set to a value other than "0" (read once); -DEBM_OOD_NO_AVX512 leaves it out.
+//    One pass per 128 elements (32 Philox blocks), nothing stored between the steps:
+//    - Philox: four independent groups of eight blocks, one block per 64-bit lane, interleaved op by op to
+//      hide the multiplier latency. A word lives in the low half of its lane (the high half is don't-care),
+//      so mulhilo(M, c) is one vpmuludq, its high word one 64-bit shift away, and the three-way xor one
+//      vpternlogd. The counter words b >> 32, offset are the same for every block of a tile, so the first
+//      two rounds are half scalar (M1 * c2 of round 1 and M0 * c0 of round 2 are computed once per tile).
+//    - Element order without interleaving shuffles: group lanes hold blocks in the order 0 4 1 5 2 6 3 7;
+//      one masked vpshufd each merges (w0, w2) and (w1, w3) into 32-bit lanes, Box–Muller runs on the 16
+//      word pairs at once, and unpacklo / unpackhi of (r cos, r sin), which work inside 128-bit lanes, emit
+//      blocks 0-3 and 4-7 each as four whole blocks, in element order.
+//    - Box–Muller makes every floating-point operation of philox.h (multiplies, adds, converts, sqrt), in
+//      the same order, and IEEE rounds them the same in a vector lane as in a scalar (-ffp-contract=off
+//      keeps the compiler from fusing a multiply and an add into an FMA): the polynomials cannot be
+//      shortened without changing the numbers. Only integer steps are rewritten to equal values (the
+//      exponent of u with vgetexpps, the angle remainder by sign extension, the quadrant from wb + 2^29).
+//    - The update is sgld_update.h's: vmaxps(lo, v) / vminps(hi, v) are its selects, NaN included; masked
+//      loads and stores cover a tile's last partial 128 elements.
+//    The per-element definitions stay in philox.h and sgld_update.h, shared by the generic and CUDA kernels.
 #include <Python.h>
 #include <ATen/MemoryOverlap.h>
 #include <ATen/Parallel.h>
@@ -19,6 +41,12 @@
 #include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(EBM_OOD_NO_AVX512)
+#include <immintrin.h>
+#endif
 
 #include "philox.h"
 #include "sgld_update.h"
@@ -99,13 +127,273 @@ EBM_MULTIVERSION void tile_f64(double* x, const double* g, int64_t start, int64_
   tile_body<double>(x, g, start, count, p);
 }
 
-template <typename T, void (*Tile)(T*, const T*, int64_t, int64_t, const Params&)>
-void run_tiles(T* x, const T* g, int64_t numel, const Params& p) {
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(EBM_OOD_NO_AVX512)
+#define EBM_OOD_AVX512_KERNEL 1
+#define EBM_AVX512 __attribute__((target("avx512f"))) inline __attribute__((always_inline))
+
+// Philox4x32-10 on K groups of eight blocks, one block per 64-bit lane: each lane holds a 32-bit word in its
+// low half (the high half is don't-care: vpmuludq reads only the low halves, and only they are read at the
+// end). mulhilo(M, c) is one vpmuludq; its high word is moved to the low half by a 64-bit shift.
+// The K groups are independent chains, interleaved op by op so that the multiplier latency is hidden.
+template <int K>
+struct PhiloxK {
+  __m512i c0[K], c1[K], c2[K], c3[K];
+};
+
+// The per-tile constants: the round keys, and the words that do not depend on the block index (the counter
+// words c1 = b >> 32, c2, c3 are the same for every block of a tile, so round 1's M1 * c2 and round 2's
+// M0 * c0 are scalars).
+struct TileKeys {
+  uint32_t k0[10], k1[10];
+  uint32_t r1_c2x;                           // round 1: c3 ^ k1, xor-ed into hi(M0 c0)
+  uint32_t r2_c2x, r2_c0x, r2_c3;            // round 2: hi(M0 c0) ^ k1, c1 ^ k0, lo(M0 c0)
+};
+
+inline TileKeys tile_keys(uint32_t cw1, const Params& p) {
+  TileKeys t;
+  uint32_t k0 = p.k0, k1 = p.k1;
+  for (int r = 0; r < 10; ++r) {
+    t.k0[r] = k0;
+    t.k1[r] = k1;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+  const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * p.o0;
+  const uint32_t r1_c0 = static_cast<uint32_t>(p1 >> 32) ^ cw1 ^ t.k0[0];
+  const uint32_t r1_c1 = static_cast<uint32_t>(p1);
+  t.r1_c2x = p.o1 ^ t.k1[0];
+  const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * r1_c0;
+  t.r2_c2x = static_cast<uint32_t>(p0 >> 32) ^ t.k1[1];
+  t.r2_c0x = r1_c1 ^ t.k0[1];
+  t.r2_c3 = static_cast<uint32_t>(p0);
+  return t;
+}
+
+EBM_AVX512 __m512i hi_to_lo(__m512i v) { return _mm512_srli_epi64(v, 32); }
+EBM_AVX512 __m512i xor3(__m512i a, __m512i b, __m512i c) { return _mm512_ternarylogic_epi32(a, b, c, 0x96); }
+EBM_AVX512 __m512i bcast(uint32_t v) { return _mm512_set1_epi32(static_cast<int>(v)); }
+
+// Ten rounds for K groups; group k's c0 words are the low halves of cw0[k].
+template <int K>
+EBM_AVX512 PhiloxK<K> philox(const __m512i* cw0, const TileKeys& t) {
+  const __m512i m0 = _mm512_set1_epi64(kPhiloxM0), m1 = _mm512_set1_epi64(kPhiloxM1);
+  PhiloxK<K> s;
+  // rounds 1 and 2: c0, c1 after round 1 and c3 after round 2 are tile constants
+#pragma GCC unroll 16
+  for (int k = 0; k < K; ++k) {
+    const __m512i p0 = _mm512_mul_epu32(cw0[k], m0);
+    const __m512i c2 = _mm512_xor_si512(hi_to_lo(p0), bcast(t.r1_c2x));
+    const __m512i p1 = _mm512_mul_epu32(c2, m1);
+    s.c0[k] = _mm512_xor_si512(hi_to_lo(p1), bcast(t.r2_c0x));
+    s.c1[k] = p1;
+    s.c2[k] = _mm512_xor_si512(p0, bcast(t.r2_c2x));
+    s.c3[k] = bcast(t.r2_c3);
+  }
+#pragma GCC unroll 8
+  for (int r = 2; r < 10; ++r) {
+    const __m512i k0 = bcast(t.k0[r]), k1 = bcast(t.k1[r]);
+#pragma GCC unroll 16
+    for (int k = 0; k < K; ++k) {
+      const __m512i p0 = _mm512_mul_epu32(s.c0[k], m0);
+      const __m512i p1 = _mm512_mul_epu32(s.c2[k], m1);
+      s.c0[k] = xor3(hi_to_lo(p1), s.c1[k], k0);
+      s.c1[k] = p1;
+      s.c2[k] = xor3(hi_to_lo(p0), s.c3[k], k1);
+      s.c3[k] = p0;
+    }
+  }
+  return s;
+}
+
+// box_muller of philox.h on 16 (wa, wb) pairs, nc = r cos, ns = r sin, with every floating-point operation of
+// the scalar code, in the same order; only integer steps are rewritten, to equal values:
+//  * u = ku 2^-24 with ku = (wa >> 8) | 1 (== ((wa >> 9) << 1) | 1): ku and u have the same mantissa bits, and
+//    u's exponent is getexp(ku) - 24, so log_unit's e is getexp(ku) - 23 - small (small integers, exact);
+//  * the angle k = wb >> 9 = n 2^21 + rem: rem is k's low 21 bits sign-extended, i.e. wb's bits 9..29; only
+//    n mod 4 is used (swap on n odd, sin sign n & 2, cos sign (n + 1) & 2), and t = wb + 2^29 (mod 2^32) holds
+//    n mod 4 in its top two bits.
+EBM_AVX512 void box_muller16(__m512i wa, __m512i wb, __m512& nc, __m512& ns) {
+  const __m512 kf = _mm512_cvtepi32_ps(_mm512_or_si512(_mm512_srli_epi32(wa, 8), _mm512_set1_epi32(1)));
+  // log_unit(u)
+  const __m512i mb = _mm512_ternarylogic_epi32(_mm512_castps_si512(kf), _mm512_set1_epi32(0x7FFFFF),
+                                               _mm512_set1_epi32(0x3F000000), 0xEA);   // (a & b) | c
+  const __mmask16 small = _mm512_cmplt_epu32_mask(mb, _mm512_set1_epi32(0x3F3504F3));
+  __m512 fe = _mm512_sub_ps(_mm512_getexp_ps(kf), _mm512_set1_ps(23.0f));
+  fe = _mm512_mask_sub_ps(fe, small, fe, _mm512_set1_ps(1.0f));
+  const __m512i xb = _mm512_mask_add_epi32(mb, small, mb, _mm512_set1_epi32(1 << 23));
+  const __m512 x = _mm512_sub_ps(_mm512_castsi512_ps(xb), _mm512_set1_ps(1.0f));
+  const __m512 z = _mm512_mul_ps(x, x);
+  __m512 q = _mm512_set1_ps(7.0376836292e-2f);
+  q = _mm512_add_ps(_mm512_mul_ps(q, x), _mm512_set1_ps(-1.1514610310e-1f));
+  q = _mm512_add_ps(_mm512_mul_ps(q, x), _mm512_set1_ps(1.1676998740e-1f));
+  q = _mm512_add_ps(_mm512_mul_ps(q, x), _mm512_set1_ps(-1.2420140846e-1f));
+  q = _mm512_add_ps(_mm512_mul_ps(q, x), _mm512_set1_ps(1.4249322787e-1f));
+  q = _mm512_add_ps(_mm512_mul_ps(q, x), _mm512_set1_ps(-1.6668057665e-1f));
+  q = _mm512_add_ps(_mm512_mul_ps(q, x), _mm512_set1_ps(2.0000714765e-1f));
+  q = _mm512_add_ps(_mm512_mul_ps(q, x), _mm512_set1_ps(-2.4999993993e-1f));
+  q = _mm512_add_ps(_mm512_mul_ps(q, x), _mm512_set1_ps(3.3333331174e-1f));
+  __m512 y = _mm512_mul_ps(_mm512_mul_ps(q, x), z);
+  y = _mm512_add_ps(y, _mm512_mul_ps(fe, _mm512_set1_ps(-2.12194440e-4f)));
+  y = _mm512_add_ps(y, _mm512_mul_ps(z, _mm512_set1_ps(-0.5f)));
+  const __m512 lnu = _mm512_add_ps(_mm512_add_ps(x, y), _mm512_mul_ps(fe, _mm512_set1_ps(0.693359375f)));
+  const __m512 r = _mm512_sqrt_ps(_mm512_mul_ps(lnu, _mm512_set1_ps(-2.0f)));
+  // sincos_2pi(wb >> 9)
+  const __m512i t = _mm512_add_epi32(wb, _mm512_set1_epi32(1 << 29));
+  const __m512 phi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(wb, 2), 11)),
+                                   _mm512_set1_ps(7.490140565847857e-07f));
+  const __m512 z2 = _mm512_mul_ps(phi, phi);
+  __m512 sp = _mm512_add_ps(_mm512_mul_ps(z2, _mm512_set1_ps(-1.9515295891e-4f)), _mm512_set1_ps(8.3321608736e-3f));
+  sp = _mm512_add_ps(_mm512_mul_ps(sp, z2), _mm512_set1_ps(-1.6666654611e-1f));
+  sp = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(sp, z2), phi), phi);
+  __m512 cp = _mm512_add_ps(_mm512_mul_ps(z2, _mm512_set1_ps(2.443315711809948e-5f)),
+                            _mm512_set1_ps(-1.388731625493765e-3f));
+  cp = _mm512_add_ps(_mm512_mul_ps(cp, z2), _mm512_set1_ps(4.166664568298827e-2f));
+  cp = _mm512_mul_ps(_mm512_mul_ps(cp, z2), z2);
+  cp = _mm512_sub_ps(cp, _mm512_mul_ps(z2, _mm512_set1_ps(0.5f)));
+  cp = _mm512_add_ps(cp, _mm512_set1_ps(1.0f));
+  const __mmask16 swap = _mm512_test_epi32_mask(t, _mm512_set1_epi32(1 << 30));
+  const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  const __m512i s = _mm512_ternarylogic_epi32(_mm512_castps_si512(_mm512_mask_blend_ps(swap, sp, cp)), t, sign,
+                                              0x78);                                    // a ^ (b & c)
+  const __m512i c = _mm512_ternarylogic_epi32(_mm512_castps_si512(_mm512_mask_blend_ps(swap, cp, sp)),
+                                              _mm512_add_epi32(t, _mm512_set1_epi32(1 << 30)), sign, 0x78);
+  nc = _mm512_mul_ps(r, _mm512_castsi512_ps(c));
+  ns = _mm512_mul_ps(r, _mm512_castsi512_ps(s));
+}
+
+// The 32 K normals of blocks b..b+8K-1 in element order: n[2k], n[2k+1] hold blocks b+8k..b+8k+7. Lane m of
+// group k's Philox vectors holds block b + 8k + lane_block[2m]: after Box–Muller the cos products hold (n0, n2)
+// and the sin products (n1, n3) of lane m's block in 32-bit lanes 2m, 2m+1, so unpacklo / unpackhi (which
+// work inside 128-bit lanes) emit whole blocks, in order. The low counter word b + j does not wrap inside a
+// tile (kTile divides 2^34), so b >> 32 is the tile's.
+template <int K>
+EBM_AVX512 void normals(uint32_t b_lo, const TileKeys& t, __m512* n) {
+  const __m512i lane_block = _mm512_setr_epi32(0, 0, 4, 0, 1, 0, 5, 0, 2, 0, 6, 0, 3, 0, 7, 0);
+  __m512i cw0[K];
+#pragma GCC unroll 16
+  for (int k = 0; k < K; ++k) cw0[k] = _mm512_add_epi32(bcast(b_lo + 8u * static_cast<uint32_t>(k)), lane_block);
+  const PhiloxK<K> w = philox<K>(cw0, t);
+#pragma GCC unroll 16
+  for (int k = 0; k < K; ++k) {
+    const __m512i w02 = _mm512_mask_shuffle_epi32(w.c0[k], 0xAAAA, w.c2[k], _MM_PERM_CDAB);  // (w0, w2) per block
+    const __m512i w13 = _mm512_mask_shuffle_epi32(w.c1[k], 0xAAAA, w.c3[k], _MM_PERM_CDAB);  // (w1, w3)
+    __m512 nc, ns;
+    box_muller16(w02, w13, nc, ns);
+    n[2 * k] = _mm512_unpacklo_ps(nc, ns);
+    n[2 * k + 1] = _mm512_unpackhi_ps(nc, ns);
+  }
+}
+
+struct Update16f {
+  __m512 step, sd, lo, hi;
+};
+
+// sgld_update<float> on 16 lanes: max(lo, v) is `v < lo ? lo : v` (vmaxps returns its second operand when
+// the first is not greater, NaN included), min(hi, v) is `v > hi ? hi : v`.
+EBM_AVX512 __m512 update16(__m512 x, __m512 g, __m512 n, const Update16f& u) {
+  __m512 v = _mm512_sub_ps(x, _mm512_mul_ps(g, u.step));
+  v = _mm512_add_ps(v, _mm512_mul_ps(n, u.sd));
+  v = _mm512_max_ps(u.lo, v);
+  return _mm512_min_ps(u.hi, v);
+}
+
+struct Update8d {
+  __m512d step, sd, lo, hi;
+};
+
+EBM_AVX512 __m512d update8(__m512d x, __m512d g, __m256 n, const Update8d& u) {
+  __m512d v = _mm512_sub_pd(x, _mm512_mul_pd(g, u.step));
+  v = _mm512_add_pd(v, _mm512_mul_pd(_mm512_cvtps_pd(n), u.sd));
+  v = _mm512_max_pd(u.lo, v);
+  return _mm512_min_pd(u.hi, v);
+}
+
+EBM_AVX512 __mmask16 first_lanes16(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1u);
+}
+
+EBM_AVX512 __mmask8 first_lanes8(int64_t n) {
+  return n >= 8 ? static_cast<__mmask8>(0xFF) : n <= 0 ? 0 : static_cast<__mmask8>((1u << n) - 1u);
+}
+
+constexpr int kGroups = 4;                  // groups of 8 Philox blocks (32 elements) in flight
+static_assert((int64_t{1} << 34) % kTile == 0, "a tile's Philox blocks must share the counter word b >> 32");
+
+__attribute__((target("avx512f"))) void tile_f32_avx512(float* x, const float* g, int64_t start, int64_t count,
+                                                         const Params& p) {
+  const uint64_t b0 = static_cast<uint64_t>(start) / 4;
+  const TileKeys t = tile_keys(static_cast<uint32_t>(b0 >> 32), p);
+  const Update16f u{_mm512_set1_ps(static_cast<float>(p.step_size)), _mm512_set1_ps(static_cast<float>(p.noise_std)),
+                    _mm512_set1_ps(static_cast<float>(p.lo)), _mm512_set1_ps(static_cast<float>(p.hi))};
+  float* xs = x + start;
+  const float* gs = g + start;
+  int64_t i = 0;
+  for (; i + 32 * kGroups <= count; i += 32 * kGroups) {
+    __m512 n[2 * kGroups];
+    normals<kGroups>(static_cast<uint32_t>(b0) + static_cast<uint32_t>(i / 4), t, n);
+#pragma GCC unroll 16
+    for (int q = 0; q < 2 * kGroups; ++q) {
+      const int64_t j = i + 16 * q;
+      _mm512_storeu_ps(xs + j, update16(_mm512_loadu_ps(xs + j), _mm512_loadu_ps(gs + j), n[q], u));
+    }
+  }
+  for (; i < count; i += 32) {
+    __m512 n[2];
+    normals<1>(static_cast<uint32_t>(b0) + static_cast<uint32_t>(i / 4), t, n);
+    for (int q = 0; q < 2; ++q) {
+      const int64_t j = i + 16 * q;
+      const __mmask16 m = first_lanes16(count - j);
+      _mm512_mask_storeu_ps(xs + j, m, update16(_mm512_maskz_loadu_ps(m, xs + j), _mm512_maskz_loadu_ps(m, gs + j),
+                                                n[q], u));
+    }
+  }
+}
+
+__attribute__((target("avx512f"))) void tile_f64_avx512(double* x, const double* g, int64_t start, int64_t count,
+                                                         const Params& p) {
+  const uint64_t b0 = static_cast<uint64_t>(start) / 4;
+  const TileKeys t = tile_keys(static_cast<uint32_t>(b0 >> 32), p);
+  const Update8d u{_mm512_set1_pd(p.step_size), _mm512_set1_pd(p.noise_std), _mm512_set1_pd(p.lo),
+                   _mm512_set1_pd(p.hi)};
+  double* xs = x + start;
+  const double* gs = g + start;
+  for (int64_t i = 0; i < count; i += 32 * kGroups) {
+    __m512 n[2 * kGroups];
+    normals<kGroups>(static_cast<uint32_t>(b0) + static_cast<uint32_t>(i / 4), t, n);
+#pragma GCC unroll 16
+    for (int q = 0; q < 4 * kGroups; ++q) {
+      const int64_t j = i + 8 * q;
+      const __m512d nq = _mm512_castps_pd(n[q / 2]);
+      const __m256 n8 = _mm256_castpd_ps(q % 2 == 0 ? _mm512_castpd512_pd256(nq) : _mm512_extractf64x4_pd(nq, 1));
+      const __mmask8 m = first_lanes8(count - j);
+      _mm512_mask_storeu_pd(xs + j, m, update8(_mm512_maskz_loadu_pd(m, xs + j), _mm512_maskz_loadu_pd(m, gs + j),
+                                               n8, u));
+    }
+  }
+}
+
+// The AVX-512 kernels run when the CPU (and OS) support AVX-512F and EBM_OOD_SGLD_GENERIC is unset or "0".
+bool use_avx512() {
+  static const bool use = [] {
+    const char* env = std::getenv("EBM_OOD_SGLD_GENERIC");
+    const bool generic = env != nullptr && env[0] != '\0' && std::strcmp(env, "0") != 0;
+    return !generic && __builtin_cpu_supports("avx512f");
+  }();
+  return use;
+}
+#endif
+
+using TileF32 = void (*)(float*, const float*, int64_t, int64_t, const Params&);
+using TileF64 = void (*)(double*, const double*, int64_t, int64_t, const Params&);
+
+template <typename T>
+void run_tiles(void (*tile)(T*, const T*, int64_t, int64_t, const Params&), T* x, const T* g, int64_t numel,
+               const Params& p) {
   const int64_t n_tiles = (numel + kTile - 1) / kTile;
   at::parallel_for(0, n_tiles, /*grain_size=*/kGrainTiles, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t start = t * kTile;
-      Tile(x, g, start, std::min(kTile, numel - start), p);
+      tile(x, g, start, std::min(kTile, numel - start), p);
     }
   });
 }
@@ -157,10 +445,18 @@ void sgld_step_cpu(at::Tensor& x, const at::Tensor& grad, double step_size, doub
   const Params p = checked_params(x, grad, step_size, noise_std, clamp_min, clamp_max, seed, offset);
   TORCH_CHECK(x.device().is_cpu(), "sgld_step_ (CPU): x must be on the CPU");
   x.unsafeGetTensorImpl()->bump_version();  // an in-place op: autograd must see that x changed
+  TileF32 tile32 = tile_f32;
+  TileF64 tile64 = tile_f64;
+#ifdef EBM_OOD_AVX512_KERNEL
+  if (use_avx512()) {
+    tile32 = tile_f32_avx512;
+    tile64 = tile_f64_avx512;
+  }
+#endif
   if (x.scalar_type() == at::kFloat) {
-    run_tiles<float, tile_f32>(x.data_ptr<float>(), grad.data_ptr<float>(), x.numel(), p);
+    run_tiles<float>(tile32, x.data_ptr<float>(), grad.data_ptr<float>(), x.numel(), p);
   } else {
-    run_tiles<double, tile_f64>(x.data_ptr<double>(), grad.data_ptr<double>(), x.numel(), p);
+    run_tiles<double>(tile64, x.data_ptr<double>(), grad.data_ptr<double>(), x.numel(), p);
   }
 }
 

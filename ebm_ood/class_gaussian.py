@@ -24,6 +24,13 @@ import torch
 from ebm_ood.validation import check_array, check_labels
 
 
+def _gram(a: torch.Tensor) -> torch.Tensor:
+    """``aᵀ a`` for a float64 CPU tensor (B, D) → (D, D). numpy computes ``a.T @ a`` of one array with the
+    BLAS symmetric rank-k update (syrk), half the multiply-adds of the general product torch would run."""
+    a_np = a.numpy()
+    return torch.from_numpy(a_np.T @ a_np)
+
+
 def _as_tensor64(a) -> torch.Tensor:
     """A float64 CPU tensor (a detached copy of a tensor; numpy arrays converted)."""
     if isinstance(a, torch.Tensor):
@@ -66,7 +73,7 @@ class ClassGaussianStats:
         n = self.counts + n_b
         delta = mean_b - self.means                                                       # (C, D)
         w = torch.where(n > 0, self.counts * n_b / n.clamp_min(1.0), torch.zeros_like(n))  # (C,)
-        self.scatter += centred.T @ centred + (delta * w[:, None]).T @ delta
+        self.scatter += _gram(centred) + (delta * w[:, None]).T @ delta
         self.means += delta * torch.where(n > 0, n_b / n.clamp_min(1.0), torch.zeros_like(n))[:, None]
         self.counts = n
         return self

@@ -60,3 +60,19 @@ def test_knn_peers_compute_our_knn_score():
     ours = bench.KNN(k=7).fit(z_train).score(z_test)
     for name, peer in bench.knn_peer_timers(z_train, z_test, k=7).items():
         np.testing.assert_allclose(peer(), ours, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_gaussian_fit_peer_computes_our_fit():
+    cfg = bench.BenchConfig(n_train=300, n_test=10, dim=12, classes=3)
+    z_train, y_train, _, _, _ = bench.synthetic_features(cfg)
+    ours, peer = bench.gaussian_fit_timers(z_train, y_train, batch_size=64).values()
+    fitted, (means, cov) = ours(), peer()
+    np.testing.assert_allclose(fitted.means.numpy(), means, rtol=1e-10)
+    np.testing.assert_allclose(fitted.cov.numpy(), cov, rtol=1e-8, atol=1e-10)
+
+
+def test_fit_memory_row_reports_time_and_memory():
+    cfg = bench.BenchConfig(n_train=400, n_test=10, dim=16, classes=3)
+    row = bench._fit_in_fresh_process(cfg, "fit peer: np.cov", threads=1)
+    assert row["name"] == "fit peer: np.cov" and row["seconds"] > 0
+    assert row["peak_mb"] >= row["added_mb"] >= 0 and np.isclose(row["features_mb"], 400 * 16 * 4 / 2**20)

@@ -167,3 +167,43 @@ def test_cuda_matches_cpu(dtype):
     b = x.cuda()
     torch.ops.ebm_ood.sgld_step_(b, g.cuda(), 0.3, 0.7, -1.5, 2.0, 99, 3)
     torch.testing.assert_close(b.cpu(), a, rtol=0, atol=1e-6)
+
+
+def _mismatches(num_threads=1):
+    """(dtype, numel, seed, offset) cases where the op and the twin differ in any bit, specials included."""
+    torch.set_num_threads(num_threads)
+    bad = []
+    for dtype, bits in ((torch.float32, torch.int32), (torch.float64, torch.int64)):
+        for n in (1, 5, 31, 33, 127, 129, 1023, 1025, 3001, 70_001, 300_007):
+            for seed, offset, lo, hi in ((12_345_678_901, 7, -1.5, 2.0), (2**64 - 1, 2**64 - 1, -math.inf, math.inf),
+                                         (0, 2**33 + 3, -0.0, 0.5)):
+                gen = torch.Generator().manual_seed(n)
+                x, g = torch.randn(n, generator=gen, dtype=dtype) * 2, torch.randn(n, generator=gen, dtype=dtype)
+                x[1::11], x[2::13], x[3::17], g[4::19] = math.nan, -0.0, math.inf, -math.inf
+                a, b = x.clone(), x.clone()
+                torch.ops.ebm_ood.sgld_step_(a, g, 0.3, 0.7, lo, hi, seed, offset)
+                ops.sgld_step_twin_(b, g, 0.3, 0.7, lo, hi, seed, offset)
+                if not torch.equal(a.view(bits), b.view(bits)):
+                    bad.append((str(dtype), n, seed, offset))
+    return bad
+
+
+@needs_ext
+def test_extension_matches_twin_bit_for_bit():
+    """The kernel this CPU runs (AVX-512 intrinsics where available) equals the twin in every bit."""
+    threads = torch.get_num_threads()
+    try:
+        assert _mismatches() == []
+        assert _mismatches(num_threads=2) == []
+    finally:
+        torch.set_num_threads(threads)
+
+
+@needs_ext
+def test_generic_kernel_matches_twin_bit_for_bit():
+    """EBM_OOD_SGLD_GENERIC=1 selects the auto-vectorised kernel that other CPUs run: same bits."""
+    code = ("import sys; sys.path.insert(0, 'tests'); from test_sgld_op import _mismatches; "
+            "print(_mismatches(), _mismatches(num_threads=2))")
+    r = _run_python(code, EBM_OOD_SGLD_GENERIC="1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[] []"

@@ -171,10 +171,14 @@ assert np.allclose(x_twin.double().numpy(), reference, atol=1e-6)
 # ## 4. The CPU kernel and the registration
 #
 # `sgld_cpu.cpp` splits the tensor into tiles of 1024 elements handed to threads with `at::parallel_for`.
-# Inside a tile there are three flat loops — Philox words, Box–Muller, update — simple enough for the
-# compiler to vectorise; GCC's `target_clones` compiles the tile for AVX-512, AVX2 and baseline x86-64 and
-# picks one at load time. (papers.md records why: a scalar loop with `std::normal_distribution` was *slower*
-# than plain PyTorch; winning needs threads **and** SIMD.)
+# A tile runs one of two kernels that give the same numbers, bit for bit. The generic one is three flat
+# loops — Philox words, Box–Muller, update — simple enough for the compiler to vectorise; GCC's
+# `target_clones` compiles it for AVX-512, AVX2 and baseline x86-64 and picks one at load time. On a CPU with
+# AVX-512 a hand-vectorised kernel runs instead, one pass per 128 elements: 32 Philox blocks in flight, one
+# per 64-bit lane; Box–Muller on 16 lanes with the same float operations in the same order; the normals come
+# out in element order and go straight into the update (`EBM_OOD_SGLD_GENERIC=1` selects the generic
+# kernel). (A scalar loop drawing with `std::normal_distribution` is *slower* than plain
+# PyTorch: winning needs threads **and** SIMD.)
 #
 # The op is declared once, with a *schema*, and implemented per dispatch key:
 

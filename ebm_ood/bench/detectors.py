@@ -40,9 +40,13 @@ def synthetic_features(cfg: BenchConfig):
     rng = np.random.default_rng(cfg.seed)
     means = np.maximum(rng.normal(size=(cfg.classes, cfg.dim)), 0) * 2
 
-    def draw(n):
+    def draw(n):                      # in row blocks: float32 out, no full-size float64 temporary
         y = rng.integers(0, cfg.classes, n)
-        return np.maximum(means[y] + rng.normal(size=(n, cfg.dim)), 0).astype(np.float32), y
+        z = np.empty((n, cfg.dim), dtype=np.float32)
+        for i in range(0, n, 8192):
+            rows = slice(i, min(n, i + 8192))
+            z[rows] = np.maximum(means[y[rows]] + rng.normal(size=(rows.stop - i, cfg.dim)), 0)
+        return z, y
 
     z_train, y_train = draw(cfg.n_train)
     z_test, _ = draw(cfg.n_test)
@@ -114,6 +118,57 @@ def knn_peer_timers(z_train, z_test, k: int) -> dict:
     return timers
 
 
+def gaussian_fit_timers(z_train, y_train, batch_size: int = 8192) -> dict:
+    """Fitting the class-conditional Gaussian that Mahalanobis, SSD+ and the GMM prior share: ours, streamed
+    in batches of ``batch_size`` (memory O(batch · D + D²)), beside numpy's ``np.cov`` of the class-centred
+    features (the whole float64 copy in memory at once)."""
+    from ebm_ood.class_gaussian import fit_class_gaussian
+
+    classes = np.unique(y_train)
+
+    def peer():
+        z = z_train.astype(np.float64)
+        means = np.stack([z[y_train == c].mean(0) for c in classes])
+        return means, np.cov((z - means[np.searchsorted(classes, y_train)]).T, bias=True)
+
+    return {"fit: class Gaussian, streamed (ours)": lambda: fit_class_gaussian(z_train, y_train, batch_size=batch_size),
+            "fit peer: np.cov": peer}
+
+
+def _fit_in_fresh_process(cfg: BenchConfig, name: str, threads: int) -> dict:
+    """In a spawned process: draw the features, then fit once with ``name``; the wall time and the peak
+    resident memory the fit added on top of the features (Linux ``ru_maxrss``)."""
+    import resource
+
+    torch.set_num_threads(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    z_train, y_train, *_ = synthetic_features(cfg)
+    fit = gaussian_fit_timers(z_train, y_train)[name]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    fit()
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"name": name, "seconds": seconds, "peak_mb": peak / 1024, "added_mb": (peak - before) / 1024,
+            "features_mb": z_train.nbytes / 2**20}
+
+
+def run_fit_memory(cfg: BenchConfig, threads: int) -> list[dict]:
+    """``--fit-only``: each Gaussian fit once, in its own fresh process, so that its peak memory is its own."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    rows = []
+    for name in ("fit: class Gaussian, streamed (ours)", "fit peer: np.cov"):
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows.append(pool.submit(_fit_in_fresh_process, cfg, name, threads).result())
+    for r in rows:
+        r["ratio_to_peer"] = r["seconds"] / rows[-1]["seconds"]
+    return rows
+
+
 def run_bench(cfg: BenchConfig, log=None) -> dict:
     """``{"config", "torch_threads", "rows": [{"name", "seconds", "ms_per_10k", "cpu_ms_per_10k",
     "ratio_to_msp", "cpu_ratio_to_msp"}]}``."""
@@ -131,7 +186,11 @@ def run_bench(cfg: BenchConfig, log=None) -> dict:
     for r in rows:
         r["ratio_to_msp"] = r["seconds"] / base["seconds"]
         r["cpu_ratio_to_msp"] = r["cpu_ms_per_10k"] / max(base["cpu_ms_per_10k"], 1e-12)
-    return {"config": asdict(cfg), "torch_threads": torch.get_num_threads(), "rows": rows}
+    fit_rows = [{"name": name, "seconds": time_call(fn, cfg.repeats)[0]}
+                for name, fn in gaussian_fit_timers(z_train, y_train).items()]
+    for r in fit_rows:
+        r["ratio_to_peer"] = r["seconds"] / fit_rows[-1]["seconds"]
+    return {"config": asdict(cfg), "torch_threads": torch.get_num_threads(), "rows": rows, "fit_rows": fit_rows}
 
 
 def render_markdown(result: dict) -> str:
@@ -145,6 +204,9 @@ def render_markdown(result: dict) -> str:
     ]
     lines += [f"| {r['name']} | {r['ms_per_10k']:.2f} | {r['ratio_to_msp']:.1f} | {r['cpu_ms_per_10k']:.2f} | "
               f"{r['cpu_ratio_to_msp']:.1f} |" for r in result["rows"]]
+    lines += ["", f"Fitting the class-conditional Gaussian on the {c['n_train']} x {c['dim']} training features "
+              f"(median of {c['repeats']})", "", "| fit | wall s | × np.cov |", "|---|---:|---:|"]
+    lines += [f"| {r['name']} | {r['seconds']:.3f} | {r['ratio_to_peer']:.2f} |" for r in result["fit_rows"]]
     return "\n".join(lines)
 
 
@@ -160,6 +222,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="threads for torch and for numpy/sklearn's BLAS and OpenMP pools (default 1; 0 leaves them as "
                         "they are): on a busy shared machine threads waiting for each other inflate small kernels")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p.add_argument("--fit-only", action="store_true",
+                   help="time only the class-Gaussian fits, once each in a fresh process, with their peak memory "
+                        "(e.g. --n-train 200000 --dim 2048)")
 
 
 def run(args) -> int:
@@ -177,6 +242,15 @@ def run(args) -> int:
         threadpool_limits(limits=args.threads)
     cfg = BenchConfig(n_train=args.n_train, n_test=args.n_test, dim=args.dim, classes=args.classes,
                       repeats=args.repeats, seed=args.seed)
+    if args.fit_only:
+        rows = run_fit_memory(cfg, max(1, args.threads or torch.get_num_threads()))
+        lines = [f"Fitting the class-conditional Gaussian on {cfg.n_train} x {cfg.dim} float32 features "
+                 f"({rows[0]['features_mb']:.0f} MB), once each in a fresh process", "",
+                 "| fit | wall s | × np.cov | peak memory MB | added by the fit MB |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['name']} | {r['seconds']:.2f} | {r['ratio_to_peer']:.2f} | {r['peak_mb']:.0f} | "
+                  f"{r['added_mb']:.0f} |" for r in rows]
+        print(json.dumps(rows, indent=2) if args.json else "\n".join(lines))
+        return 0
     result = run_bench(cfg, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(result, indent=2) if args.json else render_markdown(result))
     return 0
