@@ -24,9 +24,11 @@ def test_tick_quantised_flags_scheduler_ticks_only():
     on_ticks = [[2 * tick + 1e-5, 4 * tick - 2e-5, 2 * tick] for _ in range(4)]
     spread = [[t * tick for t in (1.3, 1.55, 2.4)] for _ in range(4)]
     short = [[1e-4, 2e-4, 3e-4] for _ in range(4)]
+    two_ticks_of_work = [[1.99 * tick, 2.0 * tick, 2.01 * tick, 1.97 * tick] for _ in range(4)]
     assert bench.tick_quantised(on_ticks)
     assert not bench.tick_quantised(spread)
     assert not bench.tick_quantised(short)
+    assert not bench.tick_quantised(two_ticks_of_work)
 
 
 def test_interleaved_rotates_the_order_and_counts_calls():
