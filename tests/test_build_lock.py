@@ -79,8 +79,10 @@ def test_removing_the_lock_file_by_hand_unblocks_waiters(tmp_path):
     try:
         (tmp_path / bl.LOCK_NAME).unlink()  # the command the timeout message gives
         (tmp_path / "lock").unlink()
-        with bl.build_lock(tmp_path, timeout=2, log=lambda m: None):
-            pass
+        entered = False
+        with bl.build_lock(tmp_path, timeout=2, log=lambda m: None):   # raises after 2 s if still blocked
+            entered = True
+        assert entered
     finally:
         _kill(p)
 

@@ -30,7 +30,7 @@ def call(request, monkeypatch):
     return raw if request.param == "raw" else wrapper
 
 
-def _refused(call, x, *args, match, **kw):
+def assert_refused(call, x, *args, match, **kw):
     before = x.detach().clone()
     with pytest.raises((RuntimeError, ValueError, TypeError), match=match):
         call(x, *args, **kw)
@@ -43,7 +43,7 @@ def test_x_and_grad_sharing_memory_are_refused(call, views):
     buf = torch.arange(16, dtype=torch.float32)
     x, g = {"same": (buf, buf), "partial": (buf[:12], buf[4:]), "partial-reversed": (buf[4:], buf[:12]),
             "one-element": (buf[:8], buf[7:15])}[views]
-    _refused(call, x, g, match="share memory|shares memory")
+    assert_refused(call, x, g, match="share memory|shares memory")
 
 
 def test_disjoint_views_of_one_buffer_are_fine(call):
@@ -61,14 +61,14 @@ def test_x_requiring_grad_is_refused(call, case):
     x = leaf if case.startswith("leaf") else leaf * 1.0
     if case.endswith("no-grad-mode"):
         with torch.no_grad():
-            _refused(call, x, torch.ones(8), match="x|autograd|leaf")
+            assert_refused(call, x, torch.ones(8), match="x|autograd|leaf")
     else:
-        _refused(call, x, torch.ones(8), match="x|autograd|leaf")
+        assert_refused(call, x, torch.ones(8), match="x|autograd|leaf")
 
 
 def test_grad_requiring_grad_is_refused_when_grad_mode_is_on(call):
     g = torch.ones(8, requires_grad=True) * 1.0
-    _refused(call, torch.zeros(8), g, match="grad")
+    assert_refused(call, torch.zeros(8), g, match="grad")
     with torch.no_grad():
         call(torch.zeros(8), g)  # nothing is recorded: fine
 
@@ -89,7 +89,7 @@ def test_inference_tensor_is_refused_outside_inference_mode():
     with torch.inference_mode():
         x = torch.zeros(8)
     for call in (raw, wrapper):
-        _refused(call, x, torch.ones(8), match="inference")
+        assert_refused(call, x, torch.ones(8), match="inference")
     with torch.inference_mode():
         raw(x, torch.ones(8))
     assert not torch.equal(x, torch.zeros(8))
@@ -101,7 +101,7 @@ def test_inference_tensor_is_refused_outside_inference_mode():
                                      ({"step": math.inf}, "step_size"), ({"noise": -math.inf}, "noise_std"),
                                      ({"noise": math.nan}, "noise_std"), ({"lo": 1.0, "hi": -1.0}, "clamp_min")])
 def test_non_finite_or_inverted_scalars_are_refused(call, kw, name):
-    _refused(call, torch.zeros(8), torch.ones(8), match=name, **kw)
+    assert_refused(call, torch.zeros(8), torch.ones(8), match=name, **kw)
 
 
 def test_infinite_clamp_bounds_mean_no_bound(call):
@@ -122,7 +122,7 @@ def test_full_64_bit_seeds_and_offsets_match_the_twin(call, seed, offset):
 @pytest.mark.parametrize("bad", [-1, -(2**63), 1.5, True, math.nan])
 @pytest.mark.parametrize("name", ["seed", "offset"])
 def test_seeds_and_offsets_outside_64_bits_are_refused(call, name, bad):
-    _refused(call, torch.zeros(8), torch.ones(8), match=name, **{name: bad})
+    assert_refused(call, torch.zeros(8), torch.ones(8), match=name, **{name: bad})
 
 
 def test_wrapper_names_a_seed_too_large_for_64_bits(monkeypatch):
@@ -169,7 +169,7 @@ def test_meta_kernel_refuses_mixed_devices_and_non_finite_scalars():
 @needs_ext
 def test_non_contiguous_grad_is_refused_by_the_op_and_copied_by_the_wrapper():
     g = torch.ones(4, 4).t()
-    _refused(raw, torch.zeros(4, 4), g, match="grad must be contiguous")
+    assert_refused(raw, torch.zeros(4, 4), g, match="grad must be contiguous")
     x = torch.zeros(4, 4)
     wrapper(x, g, seed=4)
     torch.testing.assert_close(x, ops.sgld_step_twin_(torch.zeros(4, 4), g.contiguous(), *ARGS, 4, 0), rtol=0,
@@ -179,9 +179,9 @@ def test_non_contiguous_grad_is_refused_by_the_op_and_copied_by_the_wrapper():
 @pytest.mark.skipif(not torch.cuda.is_available() or ops.backend() != "extension", reason="needs a GPU")
 def test_cuda_kernel_checks_like_the_cpu_kernel():
     buf = torch.arange(16.0, device="cuda")
-    _refused(raw, buf[:12], buf[4:], match="share memory")
-    _refused(raw, torch.zeros(8, device="cuda"), torch.ones(8, device="cuda"), match="clamp", lo=math.nan)
-    _refused(raw, torch.zeros(8, device="cuda"), torch.ones(8), match="device")
+    assert_refused(raw, buf[:12], buf[4:], match="share memory")
+    assert_refused(raw, torch.zeros(8, device="cuda"), torch.ones(8, device="cuda"), match="clamp", lo=math.nan)
+    assert_refused(raw, torch.zeros(8, device="cuda"), torch.ones(8), match="device")
     x = torch.zeros(8, device="cuda")
     version = x._version
     raw(x, torch.ones(8, device="cuda"), seed=2**63 + 1)
