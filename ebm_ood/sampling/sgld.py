@@ -124,26 +124,28 @@ def sgld(energy, x0, *, n_steps, step_size=1.0, noise_std=0.01, form="decoupled"
     seed = ops.draw_seed(generator)      # one Philox key per chain; offset = t never repeats within it
     x = x0.detach().clone().contiguous()
     chain = [x.clone()] if return_chain else None
+    updates = []                         # (a_t, s_t): x <- x - a_t ∇E + s_t w at step t
+    for t in range(int(n_steps)):
+        a = schedule_value(step_size, step_end, t, n_steps, schedule)
+        if form == "langevin":           # HEAT Eq. 4: z <- z - η/2 ∇E + sqrt(η) w
+            updates.append((a / 2.0, math.sqrt(a)))
+        else:                            # Elflein code: x <- x - α ∇E + σ w
+            updates.append((a, schedule_value(noise_std, noise_end, t, n_steps, schedule)))
     saved = _freeze(module, eval_mode)
     try:
-        for t in range(int(n_steps)):
-            a = schedule_value(step_size, step_end, t, n_steps, schedule)
-            if form == "langevin":       # HEAT Eq. 4: z <- z - η/2 ∇E + sqrt(η) w
-                a, s = a / 2.0, math.sqrt(a)
-            else:                        # Elflein code: x <- x - α ∇E + σ w
-                s = schedule_value(noise_std, noise_end, t, n_steps, schedule)
-            with torch.enable_grad():
+        with torch.enable_grad():
+            for t, (a, s) in enumerate(updates):
                 x.requires_grad_(True)
                 e = energy(x)
-                if e.shape != (x.shape[0],):
+                if t == 0 and e.shape != (x.shape[0],):
                     raise ValueError(f"energy: expected shape ({x.shape[0]},) from energy(x), got {tuple(e.shape)}")
                 (g,) = torch.autograd.grad(e.sum(), x)
-            x = x.detach()
-            ops.sgld_step_(x, g, a, s, lo, hi, seed=seed, offset=t, check=t == 0)
-            if project is not None:
-                x = project(x).detach().contiguous()
-            if chain is not None:
-                chain.append(x.clone())
+                x = x.detach()
+                ops.sgld_step_(x, g, a, s, lo, hi, seed=seed, offset=t, check=t == 0)
+                if project is not None:
+                    x = project(x).detach().contiguous()
+                if chain is not None:
+                    chain.append(x.clone())
     finally:
         _restore(saved)
     return (x, chain) if return_chain else x
