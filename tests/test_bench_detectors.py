@@ -13,12 +13,6 @@ HEAT_PARTS = ["HEAT: EL prior E_q", "HEAT: GMM prior E_q (paper form)", "HEAT: G
               "HEAT: composition Eq. 7 of 3 standardised energies", "HEAT: full score (3 hybrids + composition)"]
 
 
-def test_time_call_warms_up_then_repeats():
-    calls = []
-    wall, cpu = bench.time_call(lambda: calls.append(1), repeats=4)
-    assert len(calls) == 5 and wall >= 0 and cpu >= 0
-
-
 def test_synthetic_features_are_reproducible_and_shaped():
     cfg = bench.BenchConfig(n_train=50, n_test=20, dim=8, classes=3)
     a, b = bench.synthetic_features(cfg), bench.synthetic_features(cfg)
@@ -30,15 +24,15 @@ def test_synthetic_features_are_reproducible_and_shaped():
 
 
 def test_run_bench_reports_every_detector_with_ratios():
-    cfg = bench.BenchConfig(n_train=120, n_test=50, dim=16, classes=3, repeats=1)
+    cfg = bench.BenchConfig(n_train=120, n_test=50, dim=16, classes=3, repeats=3)
     result = bench.run_bench(cfg)
     names = [r["name"] for r in result["rows"]]
     assert names[: len(DETECTORS)] == DETECTORS
     msp = result["rows"][0]
-    assert msp["ratio_to_msp"] == 1.0
+    assert msp["ratio_to_msp"] == 1.0                  # MSP / MSP in every round
     for r in result["rows"]:
         assert np.isclose(r["ms_per_10k"], r["seconds"] * 1e7 / cfg.n_test)
-        assert np.isclose(r["ratio_to_msp"], r["seconds"] / msp["seconds"])
+        assert 0 < r["ratio_q1"] <= r["ratio_to_msp"] <= r["ratio_q3"]
     assert names[len(DETECTORS):] == HEAT_PARTS
     md = bench.render_markdown(result)
     assert all(f"| {n} |" in md for n in names)

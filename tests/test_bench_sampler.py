@@ -5,13 +5,14 @@ import statistics
 import numpy as np
 
 from ebm_ood.bench import sampler as bench
+from ebm_ood.bench import timing
 
 
 def test_ratio_summary_is_median_of_per_round_ratios():
     num = [[4.0, 5.0, 6.0], [10.0], [2.0, 2.0], [8.0]]          # round medians 5, 10, 2, 8
     den = [[1.0], [2.0, 2.0, 9.0], [1.0], [1.0]]                  # round medians 1, 2, 1, 1
     ratios = np.array([5.0, 5.0, 2.0, 8.0])
-    got = bench.ratio_summary(num, den)
+    got = timing.ratio_summary(num, den)
     assert got["median"] == np.median(ratios)
     q = statistics.quantiles(sorted(ratios), n=4)
     assert (got["q1"], got["q3"]) == (q[0], q[2])
@@ -20,21 +21,21 @@ def test_ratio_summary_is_median_of_per_round_ratios():
 
 
 def test_tick_quantised_flags_scheduler_ticks_only():
-    tick = bench.TICK_S
+    tick = timing.TICK_S
     on_ticks = [[2 * tick + 1e-5, 4 * tick - 2e-5, 2 * tick] for _ in range(4)]
     spread = [[t * tick for t in (1.3, 1.55, 2.4)] for _ in range(4)]
     short = [[1e-4, 2e-4, 3e-4] for _ in range(4)]
     two_ticks_of_work = [[1.99 * tick, 2.0 * tick, 2.01 * tick, 1.97 * tick] for _ in range(4)]
-    assert bench.tick_quantised(on_ticks)
-    assert not bench.tick_quantised(spread)
-    assert not bench.tick_quantised(short)
-    assert not bench.tick_quantised(two_ticks_of_work)
+    assert timing.tick_quantised(on_ticks)
+    assert not timing.tick_quantised(spread)
+    assert not timing.tick_quantised(short)
+    assert not timing.tick_quantised(two_ticks_of_work)
 
 
 def test_interleaved_rotates_the_order_and_counts_calls():
     order = []
     impls = {name: (lambda name=name: order.append(name)) for name in "abc"}
-    samples = bench.interleaved(impls, rounds=3, calls=2)
+    samples = timing.interleaved(impls, rounds=3, calls=2)
     assert order[:3] == ["a", "b", "c"]                           # warm-up
     timed = order[3:]
     assert timed[:6] == ["a", "a", "b", "b", "c", "c"]

@@ -7,13 +7,15 @@ features of dimension 512 (float32, as a backbone returns them), and a nearest-m
 (W, b). Every detector (and HEAT part) is fitted once on the training features; the timed call is one
 ``score`` of the 10k test features, starting from the features (MSP / MaxLogit include the head's
 matmul; ODIN perturbs the head's input, i.e. its cost here is head forward + backward + forward, not
-the backbone's as in the paper). Reported: the median over ``--repeats`` runs after one warm-up, and
-the ratio to MSP (the cheapest score: one matmul and a softmax). HEAT's parts: :mod:`ebm_ood.bench.heat_parts`.
+the backbone's as in the paper). Every scorer is timed once per round over ``--repeats`` interleaved rounds
+(after one warm-up); reported: the median time, and the ratio to MSP (the cheapest score: one matmul and a
+softmax) as the median of per-round ratios with its interquartile range. HEAT's parts: :mod:`ebm_ood.bench.heat_parts`.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from ebm_ood.bench import heat_parts
+from ebm_ood.bench.timing import interleaved, ratio_summary, round_times
 from ebm_ood.detectors import DICE, KNN, MSP, ODIN, MaxLogit, Mahalanobis, ReAct, SSDPlus, ViM
 
 
@@ -52,21 +55,6 @@ def synthetic_features(cfg: BenchConfig):
     z_test, _ = draw(cfg.n_test)
     w = means / np.linalg.norm(means, axis=1, keepdims=True)
     return z_train, y_train, z_test, w, -0.5 * (w * w).sum(axis=1)
-
-
-def time_call(fn, repeats: int) -> tuple[float, float]:
-    """Median (wall, process CPU) time of ``fn()`` in seconds over ``repeats`` calls, after one warm-up.
-
-    CPU time sums all threads of this process; unlike wall time it is not inflated by other processes
-    competing for the cores, so it is the steadier number on a shared machine."""
-    fn()
-    wall, cpu = [], []
-    for _ in range(max(1, repeats)):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return float(np.median(wall)), float(np.median(cpu))
 
 
 def detector_timers(z_train, y_train, z_test, w, b) -> dict:
@@ -170,43 +158,46 @@ def run_fit_memory(cfg: BenchConfig, threads: int) -> list[dict]:
 
 
 def run_bench(cfg: BenchConfig, log=None) -> dict:
-    """``{"config", "torch_threads", "rows": [{"name", "seconds", "ms_per_10k", "cpu_ms_per_10k",
-    "ratio_to_msp", "cpu_ratio_to_msp"}]}``."""
+    """``{"config", "torch_threads", "rows": [{"name", "seconds", "ms_per_10k", "ratio_to_msp", "ratio_q1",
+    "ratio_q3"}], "fit_rows": [{"name", "seconds", "ratio_to_peer", ...}]}``: every scorer timed in
+    ``cfg.repeats`` interleaved rounds (:mod:`ebm_ood.bench.timing`); ratios are medians of per-round ratios."""
     z_train, y_train, z_test, w, b = synthetic_features(cfg)
     timers = detector_timers(z_train, y_train, z_test, w, b)
     timers.update(heat_parts.timers(z_train, y_train, z_test, w, b))
+    if log:
+        log(f"timing {len(timers)} scorers in {cfg.repeats} interleaved rounds")
+    per_10k = 1e3 * 1e4 / cfg.n_test
+    return {"config": asdict(cfg), "torch_threads": torch.get_num_threads(),
+            "rows": _summarise(interleaved(timers, cfg.repeats, calls=1), "MSP", "ratio_to_msp", per_10k),
+            "fit_rows": _summarise(interleaved(gaussian_fit_timers(z_train, y_train), cfg.repeats, calls=1),
+                                   "fit peer: np.cov", "ratio_to_peer", per_10k)}
+
+
+def _summarise(samples: dict, reference: str, key: str, per_10k: float) -> list[dict]:
     rows = []
-    for name, fn in timers.items():
-        sec, cpu = time_call(fn, cfg.repeats)
-        per_10k = 1e3 * 1e4 / cfg.n_test
-        rows.append({"name": name, "seconds": sec, "ms_per_10k": sec * per_10k, "cpu_ms_per_10k": cpu * per_10k})
-        if log:
-            log(f"{name}: {rows[-1]['ms_per_10k']:.2f} ms per 10k")
-    base = next(r for r in rows if r["name"] == "MSP")
-    for r in rows:
-        r["ratio_to_msp"] = r["seconds"] / base["seconds"]
-        r["cpu_ratio_to_msp"] = r["cpu_ms_per_10k"] / max(base["cpu_ms_per_10k"], 1e-12)
-    fit_rows = [{"name": name, "seconds": time_call(fn, cfg.repeats)[0]}
-                for name, fn in gaussian_fit_timers(z_train, y_train).items()]
-    for r in fit_rows:
-        r["ratio_to_peer"] = r["seconds"] / fit_rows[-1]["seconds"]
-    return {"config": asdict(cfg), "torch_threads": torch.get_num_threads(), "rows": rows, "fit_rows": fit_rows}
+    for name, per_round in samples.items():
+        sec = statistics.median(round_times(per_round))
+        ratio = ratio_summary(per_round, samples[reference])
+        rows.append({"name": name, "seconds": sec, "ms_per_10k": sec * per_10k, key: ratio["median"],
+                     "ratio_q1": ratio["q1"], "ratio_q3": ratio["q3"]})
+    return rows
 
 
 def render_markdown(result: dict) -> str:
     c = result["config"]
     lines = [
         f"Scoring time per 10k samples of {c['dim']}-d features ({c['classes']} classes, {c['n_train']} training "
-        f"features; median of {c['repeats']}; torch threads: {result['torch_threads']})",
+        f"features; {c['repeats']} interleaved rounds; torch threads: {result['torch_threads']})",
         "",
-        "| detector | wall ms per 10k | × MSP | CPU ms per 10k | × MSP |",
-        "|---|---:|---:|---:|---:|",
+        "| detector | wall ms per 10k | × MSP [IQR] |",
+        "|---|---:|---:|",
     ]
-    lines += [f"| {r['name']} | {r['ms_per_10k']:.2f} | {r['ratio_to_msp']:.1f} | {r['cpu_ms_per_10k']:.2f} | "
-              f"{r['cpu_ratio_to_msp']:.1f} |" for r in result["rows"]]
+    lines += [f"| {r['name']} | {r['ms_per_10k']:.2f} | {r['ratio_to_msp']:.1f} [{r['ratio_q1']:.1f}-{r['ratio_q3']:.1f}] |"
+              for r in result["rows"]]
     lines += ["", f"Fitting the class-conditional Gaussian on the {c['n_train']} x {c['dim']} training features "
-              f"(median of {c['repeats']})", "", "| fit | wall s | × np.cov |", "|---|---:|---:|"]
-    lines += [f"| {r['name']} | {r['seconds']:.3f} | {r['ratio_to_peer']:.2f} |" for r in result["fit_rows"]]
+              f"({c['repeats']} interleaved rounds)", "", "| fit | wall s | × np.cov [IQR] |", "|---|---:|---:|"]
+    lines += [f"| {r['name']} | {r['seconds']:.3f} | {r['ratio_to_peer']:.2f} [{r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}] |"
+              for r in result["fit_rows"]]
     return "\n".join(lines)
 
 
