@@ -1,5 +1,6 @@
 """``ebm-ood bench detectors``: the timing harness and its report on a tiny configuration."""
 import argparse
+import importlib.util
 import json
 
 import numpy as np
@@ -7,7 +8,7 @@ import numpy as np
 from ebm_ood.bench import detectors as bench
 
 DETECTORS = ["MSP", "MaxLogit", "ODIN (head only)", "Mahalanobis", "SSD+", "KNN", "ViM", "DICE", "ReAct",
-             "KNN peer: sklearn brute"]
+             "KNN peer: sklearn brute"] + (["KNN peer: faiss IndexFlatIP"] if importlib.util.find_spec("faiss") else [])
 HEAT_PARTS = ["HEAT: EL prior E_q", "HEAT: GMM prior E_q (paper form)", "HEAT: GMM prior E_q (code form, L2)",
               "HEAT: residual MLP E_θ forward", "HEAT: hybrid E_q + E_θ (GMM)",
               "HEAT: composition Eq. 7 of 3 standardised energies", "HEAT: full score (3 hybrids + composition)"]
