@@ -20,8 +20,8 @@ from ebm_ood.atomic import write_atomic
 
 # name -> module exposing add_arguments(parser) and run(args) -> int
 BENCHES = {
-    "sampler": "ebm_ood.bench.sampler",
-    "detectors": "ebm_ood.bench.detectors",
+    "sampler": "ebm_ood.speed.sampler",
+    "detectors": "ebm_ood.speed.detectors",
 }
 EXPERIMENTS: dict[str, str] = {
     # Elflein et al. 2021, §4.2–4.3 and App. A
@@ -142,7 +142,7 @@ def check_run_arguments(args) -> str:
     folder) and ``--threads`` (before any training; each error names its flag) and apply ``--threads``.
     With ``args.cells`` (a file name) set, start ``args.cell_log``: a :class:`~ebm_ood.benchmark.runner.CellLog`
     in ``--out`` that keeps every finished cell. Returns the resolved device ("cpu", "cuda", ...)."""
-    from ebm_ood.validation import resolve_device
+    from ebm_ood.checks import resolve_device
 
     try:
         device = str(resolve_device(args.device))
@@ -188,7 +188,7 @@ def jobs_of(args) -> int:
 def load_datasets(names: list[str]) -> dict:
     """``{name: OODDataset}``, each loaded once; an unknown or unprepared name is an error naming
     ``--dataset`` (unknown names list the valid ones)."""
-    from ebm_ood.data.registry import dataset_names, get_dataset
+    from ebm_ood.data import dataset_names, get_dataset
 
     valid = dataset_names()
     unknown = [d for d in names if d not in valid]
@@ -204,7 +204,7 @@ def load_datasets(names: list[str]) -> dict:
 
 
 def run_benchmark_command(args) -> int:
-    from ebm_ood.benchmark.registry import methods_for
+    from ebm_ood.benchmark.methods import methods_for
     from ebm_ood.benchmark.report import render_markdown
     from ebm_ood.benchmark.runner import run_benchmark
 
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "benchmark":
         return run_benchmark_command(args)
     if args.command == "datasets":
-        from ebm_ood.data.registry import dataset_names, get_dataset
+        from ebm_ood.data import dataset_names, get_dataset
 
         for name in dataset_names():
             try:

@@ -29,11 +29,7 @@ from torch import nn
 
 from ebm_ood.checkpoint import load_checkpoint, save_checkpoint
 from ebm_ood.errors import CheckpointError, DivergenceError
-from ebm_ood.validation import check_positive
-
-PRESETS = ("quick", "default", "full")
-KINDS = ("tabular", "image")
-
+from ebm_ood.checks import check_positive
 
 @dataclass
 class TrainConfig:
@@ -61,14 +57,6 @@ class History:
     best_value: float = -math.inf
     logs: list = field(default_factory=list)  # (step, {name: value}) at every validation
     stopped_early: bool = False
-
-
-def check_preset(preset: str, kind: str | None = None) -> None:
-    """The methods' ``*_config(preset, kind)`` arguments: ``preset`` in :data:`PRESETS`, ``kind`` in :data:`KINDS`."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset: expected 'quick', 'default' or 'full', got {preset!r}")
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"kind: expected 'tabular' or 'image', got {kind!r}")
 
 
 def _check_config(config: TrainConfig, groups: dict[str, list[str]]) -> None:

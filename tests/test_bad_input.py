@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from ebm_ood.benchmark.registry import RunContext, methods_for
+from ebm_ood.benchmark.methods import RunContext, methods_for
 from ebm_ood.benchmark.runner import fit_spec
-from ebm_ood.data.registry import get_dataset
+from ebm_ood.data import get_dataset
 from ebm_ood.errors import NonFiniteError, NotFittedError
 
 SPECS = methods_for("all")
@@ -124,7 +124,7 @@ def test_one_class_is_not_a_classification_problem(ctx, digits):
 def test_asking_for_cuda_without_it_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    from ebm_ood.validation import resolve_device
+    from ebm_ood.checks import resolve_device
 
     with pytest.raises((ValueError, RuntimeError), match="(?i)cuda"):
         resolve_device("cuda")
@@ -196,8 +196,8 @@ class _SquareSum:
 
     @staticmethod
     def make():
-        from ebm_ood.detectors.base import Detector
-        from ebm_ood.validation import check_array
+        from ebm_ood.detector import Detector
+        from ebm_ood.checks import check_array
 
         class SquareSum(Detector):
             name = "square-sum"

@@ -6,9 +6,9 @@ import torch
 from sklearn.covariance import EmpiricalCovariance
 from torch import nn
 
-from ebm_ood.detectors import DICE, KNN, MSP, ODIN, MaxLogit, Mahalanobis, ODINConfig, ReAct, SSDPlus, ViM
-from ebm_ood.detectors.odin import odin_perturb
-from ebm_ood.detectors.vim import default_principal_dim
+from ebm_ood.posthoc import DICE, KNN, MSP, ODIN, MaxLogit, Mahalanobis, ODINConfig, ReAct, SSDPlus, ViM
+from ebm_ood.posthoc.odin import odin_perturb
+from ebm_ood.posthoc.vim import default_principal_dim
 from ebm_ood.errors import NotFittedError
 from ebm_ood.metrics import auroc
 
@@ -142,7 +142,7 @@ def test_knn_exact_despite_float32_ranking_on_near_ties():
     """Neighbours are ranked in float32, the k-th distance computed in float64: with 40 near-duplicates 1e-9 apart (below
     float32's resolution) in the training set, the k-th distance is off by at most that resolution (exact on
     generic data: the test above); far queries, several query blocks and unnormalised features included."""
-    import ebm_ood.detectors.knn as knn_module
+    import ebm_ood.posthoc.knn as knn_module
 
     rng = np.random.default_rng(8)
     base = rng.normal(size=(1, 6))
@@ -292,7 +292,7 @@ def test_heat_suite_wires_each_baseline_to_the_shared_classifier():
     to that network's features (or logits / inputs for MSP / ODIN) by hand."""
     from types import SimpleNamespace
 
-    from ebm_ood.benchmark.registry import RunContext, methods_for
+    from ebm_ood.benchmark.methods import RunContext, methods_for
     from ebm_ood.nn import MLP
 
     torch.manual_seed(3)

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from ebm_ood.bench import detectors as bench
+from ebm_ood.speed import detectors as bench
 
 DETECTORS = ["MSP", "MaxLogit", "ODIN (head only)", "Mahalanobis", "SSD+", "KNN", "ViM", "DICE", "ReAct",
              "KNN peer: sklearn brute"] + (["KNN peer: faiss IndexFlatIP"] if importlib.util.find_spec("faiss") else [])

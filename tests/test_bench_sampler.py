@@ -4,8 +4,8 @@ import statistics
 
 import numpy as np
 
-from ebm_ood.bench import sampler as bench
-from ebm_ood.bench import timing
+from ebm_ood.speed import sampler as bench
+from ebm_ood.speed import timing
 
 
 def test_ratio_summary_is_median_of_per_round_ratios():

@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from ebm_ood.benchmark.registry import MethodSpec, methods_for
+from ebm_ood.benchmark.methods import MethodSpec, methods_for
 from ebm_ood.benchmark.runner import CellResult, aggregate, run_benchmark
 from ebm_ood.benchmark.tables import elflein_table, heat_table
 from ebm_ood.cli import main
-from ebm_ood.detectors.base import Detector
+from ebm_ood.detector import Detector
 from ebm_ood.errors import DivergenceError
 
 
@@ -92,7 +92,7 @@ def test_suites_select_methods():
 
 
 def test_loaded_datasets_run_like_their_names():
-    from ebm_ood.data.registry import get_dataset
+    from ebm_ood.data import get_dataset
 
     specs = [MethodSpec("Norm", lambda ctx: _Norm())]
     by_name = run_benchmark(["tabular"], specs, [0, 1], log=lambda m: None)[0]

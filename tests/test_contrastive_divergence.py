@@ -310,7 +310,7 @@ def test_full_preset_has_the_paper_hyperparameters_and_bad_values_are_named():
 
 
 def test_registered_in_the_elflein_benchmark_without_labels():
-    from ebm_ood.benchmark.registry import RunContext, methods_for
+    from ebm_ood.benchmark.methods import RunContext, methods_for
     from ebm_ood.data import get_dataset
 
     (spec,) = methods_for("elflein", ["CD"])

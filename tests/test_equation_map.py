@@ -264,7 +264,7 @@ SAMPLE = """
 | HEAT Eq. 4 / Eq. 12 | `z - η/2 ∇E + √η w` | `ebm_ood.energy:no_such_function` | `tests/test_energy.py::test_not_there` |
 | HEAT Eq. 5–6 | a \\| b | `no_such_module:f` | `tests/no_such_file.py::test_x[p]` |
 | AUROC | `P(s_ood > s_id)` | `ebm_ood.metrics:fpr_at_tpr` | `tests/test_energy.py::test_class_probabilities_match_categorical` |
-| DICE | mask | `ebm_ood.detectors.dice:dice_mask` | `tests/test_baselines.py::test_dice_matches_numpy_transcription` |
+| DICE | mask | `ebm_ood.posthoc.dice:dice_mask` | `tests/test_baselines.py::test_dice_matches_numpy_transcription` |
 """
 
 

@@ -9,7 +9,7 @@ import torch
 
 from ebm_ood import plotting
 from ebm_ood.cli import EXPERIMENTS, main
-from ebm_ood.data.registry import get_dataset
+from ebm_ood.data import get_dataset
 from ebm_ood.experiments import common
 from ebm_ood.experiments.common import (EBM_METHODS, Settings, group_improvement, improvement_by_group,
                                         method_config, percent_improvement)
@@ -125,7 +125,7 @@ def test_bottleneck_factor_one_has_the_unbottlenecked_function_class():
 
 # ----------------------------------------------------------------------------------- embeddings scaling
 def test_minmax_scaled_features_match_an_independent_scaling():
-    from ebm_ood.detectors.knn import KNN
+    from ebm_ood.posthoc.knn import KNN
     from ebm_ood.experiments.embeddings import MinMaxScaled
 
     rng = np.random.default_rng(0)

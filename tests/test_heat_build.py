@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy.special import logsumexp
 
-from ebm_ood.features import Backbone
+from ebm_ood.backbone import Backbone
 from ebm_ood.heat.build import make_heat_detector
 from ebm_ood.heat.priors import GMMPrior
 from ebm_ood.nn import build_network
@@ -70,7 +70,7 @@ def test_prior_detectors_on_raw_inputs_use_the_right_features():
 
 
 def test_heat_methods_are_registered_in_the_heat_suite():
-    from ebm_ood.benchmark.registry import methods_for
+    from ebm_ood.benchmark.methods import methods_for
 
     names = [m.name for m in methods_for("heat")]
     for n in ("EL", "GMM", "GMM-std", "HEAT-EL", "HEAT-GMM", "HEAT-GMM-std", "HEAT"):
@@ -89,9 +89,9 @@ def test_stratified_subset_keeps_every_class_and_the_fraction():
 def test_pair_compositions_reuse_the_fitted_hybrids_and_follow_eq7():
     """The Table-3 rows ("HEAT (EL+GMM)", ...) compose the very hybrids the HEAT-<prior> rows fitted."""
     from ebm_ood.benchmark.methods import heat_part
-    from ebm_ood.benchmark.registry import RunContext, methods_for
+    from ebm_ood.benchmark.methods import RunContext, methods_for
     from ebm_ood.benchmark.runner import fit_spec
-    from ebm_ood.data.registry import get_dataset
+    from ebm_ood.data import get_dataset
     from ebm_ood.heat.compose import compose_energies
 
     names = [m.name for m in methods_for("heat")]

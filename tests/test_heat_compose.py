@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
-from ebm_ood.detectors.base import Detector
+from ebm_ood.detector import Detector
 from ebm_ood.heat.compose import CompositionDetector, Standardizer, compose_energies
 
 E = np.random.default_rng(0).normal(size=(50, 3)) * 3

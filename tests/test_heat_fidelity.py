@@ -11,8 +11,8 @@ import torch
 from scipy import integrate
 
 from ebm_ood.class_gaussian import DegenerateCovarianceWarning, fit_class_gaussian
-from ebm_ood.detectors.mahalanobis import Mahalanobis
-from ebm_ood.detectors.ssd import SSDPlus
+from ebm_ood.posthoc.mahalanobis import Mahalanobis
+from ebm_ood.posthoc.ssd import SSDPlus
 from ebm_ood.heat.build import CODE_SETTINGS
 from ebm_ood.heat.hybrid import (HEATDetector, HybridEnergy, ResidualMLP, control_loss, heat_config, mle_loss,
                                  sample_negatives, train_hybrid)

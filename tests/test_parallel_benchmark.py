@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from ebm_ood.benchmark.registry import MethodSpec, methods_for
+from ebm_ood.benchmark.methods import MethodSpec, methods_for
 from ebm_ood.benchmark.runner import run_benchmark
 from ebm_ood.cli import main
 

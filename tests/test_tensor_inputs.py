@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from ebm_ood.class_gaussian import fit_class_gaussian
-from ebm_ood.detectors.knn import KNN
+from ebm_ood.posthoc.knn import KNN
 from ebm_ood.metrics import auroc
-from ebm_ood.validation import check_array, check_labels
+from ebm_ood.checks import check_array, check_labels
 
 UNREADABLE = {
     "meta": (lambda t: t.to("meta"), "meta tensor"),

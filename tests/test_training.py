@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from ebm_ood.errors import CheckpointError, DivergenceError
-from ebm_ood.training import TrainConfig, batched_mean, check_preset, train
+from ebm_ood.training import TrainConfig, batched_mean, train
+from ebm_ood.presets import check_preset
 
 
 def _regression(seed=0):

@@ -37,7 +37,7 @@ import os
 
 import numpy as np
 
-from ebm_ood.data.registry import get_dataset
+from ebm_ood.data import get_dataset
 from ebm_ood.experiments import (bottleneck, density_vs_norm, embeddings, gamma_sweep, samples,
                                  smoothness)
 from ebm_ood.experiments.common import (Settings, improvement_by_group, improvement_table,

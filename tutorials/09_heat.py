@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ebm_ood.data import get_dataset
-from ebm_ood.features import Backbone
+from ebm_ood.backbone import Backbone
 from ebm_ood.heat.compose import Standardizer, compose_energies
 from ebm_ood.heat.hybrid import HEATDetector, heat_config, sample_negatives
 from ebm_ood.heat.priors import ELPrior, GMMPrior

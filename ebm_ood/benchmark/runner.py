@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ebm_ood.atomic import write_atomic
-from ebm_ood.benchmark.registry import MethodSpec, RunContext
-from ebm_ood.data.registry import OODDataset, get_dataset
+from ebm_ood.benchmark.methods import MethodSpec, RunContext, methods_for
+from ebm_ood.data import OODDataset, get_dataset
 from ebm_ood.metrics import METRICS, all_metrics
 from ebm_ood.training import seed_everything
 
@@ -141,16 +141,12 @@ def _worker_init(threads: int) -> None:
 def _run_unit(dataset: str | OODDataset, spec_names: list[str], seed: int, preset: str, device: str):
     """In a worker process: every spec on one (dataset, seed), sharing one :class:`RunContext` exactly as
     :func:`run_specs` does, so each cell equals the serial run's."""
-    from ebm_ood.benchmark.registry import methods_for
-
     d = get_dataset(dataset) if isinstance(dataset, str) else dataset
     ctx = RunContext(dataset=d, seed=seed, preset=preset, device=device)
     return [run_one(spec, ctx) for spec in methods_for("all", spec_names)]
 
 
 def _check_registered(specs: list[MethodSpec]) -> None:
-    from ebm_ood.benchmark.registry import methods_for
-
     registered = methods_for("all")
     foreign = [s.name for s in specs if not any(s is r for r in registered)]
     if foreign:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ebm_ood.data.registry import NATURAL, NON_NATURAL
+from ebm_ood.data import NATURAL, NON_NATURAL
 from ebm_ood.metrics import chance_level
 
 ELFLEIN_METRIC = "aupr_out_bal"  # the paper's tables, as the authors' code computes them

@@ -18,7 +18,7 @@ from sklearn.datasets import load_digits, load_sample_images, make_classificatio
 from sklearn.model_selection import train_test_split
 
 from ebm_ood.data.nonnatural import constant_set, noise_set, smoothness_set
-from ebm_ood.data.registry import NATURAL, NON_NATURAL, OODDataset, OODSet, register_dataset
+from ebm_ood.data.dataset import NATURAL, NON_NATURAL, OODDataset, OODSet
 
 SMOOTHNESS = "smoothness"
 SMOOTH_POOL_SIZES = (1, 2, 4)
@@ -107,6 +107,3 @@ def load_tabular_dataset(seed: int = 0, n_samples: int = 2310, n_ood: int = 300)
         meta={"source": "sklearn.datasets.make_classification (Segment stand-in)", "held_out_class": held},
     )
 
-
-register_dataset("digits", load_digits_dataset)
-register_dataset("tabular", load_tabular_dataset)

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from ebm_ood.data.embedded import SMOOTHNESS, minmax_fit, stratified_split
 from ebm_ood.data.nonnatural import constant_set, noise_set, smoothness_set
-from ebm_ood.data.registry import NATURAL, NON_NATURAL, OODDataset, OODSet, register_dataset
+from ebm_ood.data.dataset import NATURAL, NON_NATURAL, OODDataset, OODSet
 from ebm_ood.data.store import data_root, dataset_dir, is_prepared, load_split
 
 
@@ -156,8 +155,3 @@ def _checked_test(other: str, shape: tuple, name: str, root) -> np.ndarray:
                          f"run: {prepare_command(other)} --force --size {shape[-1]}")
     return x
 
-
-for _name in TABULAR:
-    register_dataset(_name, partial(load_tabular, _name))
-for _name in PAIRINGS:
-    register_dataset(_name, partial(load_image, _name))

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ebm_ood.benchmark.tables import elflein_table, metric_caption
-from ebm_ood.data.registry import NATURAL, NON_NATURAL
+from ebm_ood.data import NATURAL, NON_NATURAL
 from ebm_ood.nn import BOTTLENECK_FORMS
 from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, groups_of,
                                         improvement_by_group, improvement_table, load_dataset, parse_floats,

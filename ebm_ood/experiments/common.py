@@ -24,13 +24,12 @@ from typing import Callable
 import numpy as np
 
 from ebm_ood import plotting
-from ebm_ood.benchmark.methods import generative
-from ebm_ood.benchmark.registry import MethodSpec, RunContext
+from ebm_ood.benchmark.methods import GENERATIVE, MethodSpec, RunContext
 from ebm_ood.benchmark.runner import run_specs
 from ebm_ood.benchmark.tables import ELFLEIN_METRIC, METRIC_LABELS
 from ebm_ood.atomic import write_atomic
 from ebm_ood.cli import add_run_arguments, check_run_arguments, log_stderr, preset_of, threads_note
-from ebm_ood.data.registry import NATURAL, NON_NATURAL, OODDataset, get_dataset
+from ebm_ood.data import NATURAL, NON_NATURAL, OODDataset, get_dataset
 
 EBM_METHODS = ("CD", "SSM", "VERA")  # the benchmark's generative methods whose configs have a ``gamma`` field
 QUICK_STEPS = 30  # --quick: the methods' "quick" preset, at most this many training steps
@@ -130,7 +129,7 @@ def _method(name: str):
     """``(detector class, config preset function)`` of the EBM ``name`` — the benchmark's."""
     if name not in EBM_METHODS:
         raise ValueError(f"method: unknown {name!r}; valid: {', '.join(EBM_METHODS)}")
-    return generative(name)
+    return GENERATIVE[name]
 
 
 def supports(method: str, option: str) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ebm_ood.benchmark.registry import RunContext
+from ebm_ood.benchmark.methods import RunContext
 from ebm_ood.benchmark.runner import fit_spec
 from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, load_dataset,
                                         log_stderr, parse_floats, settings_from_args)

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ebm_ood.benchmark.registry import MethodSpec, RunContext
+from ebm_ood.benchmark.methods import MethodSpec, RunContext
 from ebm_ood.benchmark.tables import elflein_table, metric_caption
 from ebm_ood.data.embedded import minmax_fit
-from ebm_ood.detectors.base import Detector
+from ebm_ood.detector import Detector
 from ebm_ood.experiments.common import (Settings, add_common_arguments, build_ebm, finish, improvement_table,
                                         run_variants, settings_from_args)
 
@@ -63,7 +63,7 @@ def embedded_spec(label: str, method: str, settings: Settings, scale: str = "min
 
     def build(ctx: RunContext):
         from ebm_ood.benchmark.methods import shared_backbone
-        from ebm_ood.features import FeatureSpaceDetector
+        from ebm_ood.backbone import FeatureSpaceDetector
 
         det = build_ebm(method, settings, ctx, kind="tabular")
         return FeatureSpaceDetector(shared_backbone(ctx), MinMaxScaled(det) if scale == "minmax" else det,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ebm_ood.benchmark.tables import chance_line, metric_caption
-from ebm_ood.data.registry import NATURAL
+from ebm_ood.data import NATURAL
 from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, groups_of,
                                         load_dataset, parse_floats, run_cells, settings_from_args)
 

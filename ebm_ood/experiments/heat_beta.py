@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ebm_ood.benchmark.registry import methods_for
+from ebm_ood.benchmark.methods import methods_for
 from ebm_ood.benchmark.runner import fit_spec
 from ebm_ood.experiments.common import finish, log_stderr
 from ebm_ood.experiments.heat_common import (add_arguments as _add, context, evaluate_scores, mean_over_seeds,

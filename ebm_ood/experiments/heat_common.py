@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from ebm_ood.benchmark.registry import RunContext
+from ebm_ood.benchmark.methods import RunContext
 from ebm_ood.benchmark.runner import evaluate_detector
 from ebm_ood.cli import add_run_arguments, check_run_arguments
 from ebm_ood.experiments.common import dataset_from_args, groups_of

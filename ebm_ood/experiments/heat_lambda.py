@@ -2,8 +2,7 @@
 as reference. ``ebm-ood experiment heat-lambda [--quick] [--seeds N]``."""
 from __future__ import annotations
 
-from ebm_ood.benchmark.methods import shared_backbone
-from ebm_ood.benchmark.registry import MethodSpec, methods_for
+from ebm_ood.benchmark.methods import MethodSpec, methods_for, shared_backbone
 from ebm_ood.benchmark.runner import fit_spec
 from ebm_ood.experiments.common import finish, log_stderr
 from ebm_ood.experiments.heat_common import add_arguments as _add, context, evaluate, mean_over_seeds, settings

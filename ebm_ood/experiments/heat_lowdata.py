@@ -7,8 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ebm_ood.benchmark.methods import shared_backbone
-from ebm_ood.benchmark.registry import MethodSpec, RunContext
+from ebm_ood.benchmark.methods import MethodSpec, RunContext, shared_backbone
 from ebm_ood.benchmark.runner import fit_spec
 from ebm_ood.experiments.common import finish, log_stderr
 from ebm_ood.experiments.heat_common import add_arguments as _add, context, evaluate, mean_over_seeds, settings

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ebm_ood.benchmark.methods import shared_classifier
-from ebm_ood.benchmark.registry import RunContext
+from ebm_ood.benchmark.methods import RunContext, shared_classifier
 from ebm_ood.benchmark.runner import fit_spec
 from ebm_ood.energy import energy_from_logits
 from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, load_dataset,

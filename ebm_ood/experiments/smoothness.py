@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ebm_ood.benchmark.registry import RunContext
+from ebm_ood.benchmark.methods import RunContext
 from ebm_ood.benchmark.runner import fit_spec
 from ebm_ood.data.embedded import SMOOTHNESS
 from ebm_ood.experiments.bottleneck import method_overrides

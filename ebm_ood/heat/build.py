@@ -2,11 +2,11 @@
 
 ``make_heat_detector(backbone, "GMM-std", residual=True)`` is "HEAT-GMM-std" of HEAT Table 1: a
 :class:`~ebm_ood.heat.hybrid.HEATDetector` with the right prior on the right features (``z`` for EL and
-GMM, std-pooled ``z_std`` for GMM-std), wrapped in :class:`~ebm_ood.features.FeatureSpaceDetector`.
+GMM, std-pooled ``z_std`` for GMM-std), wrapped in :class:`~ebm_ood.backbone.FeatureSpaceDetector`.
 """
 from __future__ import annotations
 
-from ebm_ood.features import Backbone, FeatureSpaceDetector
+from ebm_ood.backbone import Backbone, FeatureSpaceDetector
 from ebm_ood.heat.compose import CompositionDetector
 from ebm_ood.heat.hybrid import HEATDetector, heat_config
 from ebm_ood.heat.priors import ELPrior, GMMPrior, NoPrior

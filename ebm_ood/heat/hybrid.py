@@ -39,9 +39,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ebm_ood.class_gaussian import DegenerateCovarianceWarning
-from ebm_ood.detectors.base import Detector
+from ebm_ood.detector import Detector
 from ebm_ood.sampling import sgld
-from ebm_ood.training import TrainConfig, check_preset, to_tensor, train
+from ebm_ood.training import TrainConfig, to_tensor, train
+from ebm_ood.presets import check_preset
 
 
 MLPS, CONTROLS, SAMPLERS = ("plain", "skip"), ("pooled", "code"), ("paper", "code")

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ebm_ood.detectors.base import Detector
+from ebm_ood.detector import Detector
 from ebm_ood.energy import energy_from_logits, max_softmax
 from ebm_ood.nn import build_network
-from ebm_ood.training import TrainConfig, batched_mean, check_preset, to_tensor, train
-from ebm_ood.validation import check_array
+from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train
+from ebm_ood.presets import check_preset
+from ebm_ood.checks import check_array
 
 SCORES = ("energy", "msp", "maxlogit")
 

@@ -36,12 +36,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ebm_ood.detectors.base import Detector, labels_for_gamma
+from ebm_ood.detector import Detector, labels_for_gamma
 from ebm_ood.energy import JEMEnergy, energy_from_logits
 from ebm_ood.nn import build_network
 from ebm_ood.sampling import ReplayBuffer, class_conditional_energy, sgld
-from ebm_ood.training import TrainConfig, check_preset, seed_everything, to_tensor, train
-from ebm_ood.validation import check_positive
+from ebm_ood.training import TrainConfig, seed_everything, to_tensor, train
+from ebm_ood.presets import check_preset
+from ebm_ood.checks import check_positive
 
 SELECT = ("val_loss", "last")
 FORMS = ("decoupled", "langevin")

@@ -38,11 +38,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ebm_ood.detectors.base import Detector, labels_for_gamma
+from ebm_ood.detector import Detector, labels_for_gamma
 from ebm_ood.energy import JEMEnergy, energy_from_logits
 from ebm_ood.nn import MLP, build_network
-from ebm_ood.training import TrainConfig, check_preset, to_tensor, train
-from ebm_ood.validation import check_positive
+from ebm_ood.training import TrainConfig, to_tensor, train
+from ebm_ood.presets import check_preset
+from ebm_ood.checks import check_positive
 
 
 # ----------------------------------------------------------------------------- generators

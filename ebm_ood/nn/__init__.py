@@ -1,7 +1,7 @@
 """Networks: the tabular MLP, a small WideResNet-style conv net, and pooled penultimate features."""
 from numbers import Integral
 
-from ebm_ood.nn.features import pooled_features
+from ebm_ood.nn.pooling import pooled_features
 from ebm_ood.nn.mlp import MLP
 from ebm_ood.nn.wrn import BOTTLENECK_FORMS, SmallWRN, bottleneck_channels
 

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ebm_ood.detectors.base import Detector
+from ebm_ood.detector import Detector
 from ebm_ood.methods.flows.glow import Glow, GlowConfig, max_levels
 from ebm_ood.methods.flows.radial import RadialFlow
-from ebm_ood.training import TrainConfig, batched_mean, check_preset, to_tensor, train
-from ebm_ood.validation import check_array
+from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train
+from ebm_ood.presets import check_preset
+from ebm_ood.checks import check_array
 
 
 @dataclass

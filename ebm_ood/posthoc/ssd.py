@@ -8,7 +8,7 @@ follow HEAT's shared-covariance reading.
 """
 from __future__ import annotations
 
-from ebm_ood.detectors.mahalanobis import Mahalanobis
+from ebm_ood.posthoc.mahalanobis import Mahalanobis
 
 
 class SSDPlus(Mahalanobis):

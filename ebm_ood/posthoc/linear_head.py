@@ -2,16 +2,16 @@
 
 Feature-space detectors take the head's weights as constructor arguments so that they stay plain
 functions of features: ``W`` (C, D), ``b`` (C,), features ``z`` (N, D), logits ``z Wᵀ + b`` (N, C).
-:meth:`HeadDetector.from_backbone` reads them from a :class:`ebm_ood.features.Backbone`.
+:meth:`HeadDetector.from_backbone` reads them from a :class:`ebm_ood.backbone.Backbone`.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ebm_ood.detectors.base import Detector
+from ebm_ood.detector import Detector
 from ebm_ood.energy import energy_from_logits
-from ebm_ood.validation import check_array
+from ebm_ood.checks import check_array
 
 
 def check_head(weight, bias) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +42,7 @@ class HeadDetector(Detector):
 
     @classmethod
     def from_backbone(cls, backbone, **kwargs):
-        """Build from a :class:`ebm_ood.features.Backbone` (its head's ``W``, ``b``)."""
+        """Build from a :class:`ebm_ood.backbone.Backbone` (its head's ``W``, ``b``)."""
         w, b = backbone.weight_bias()
         return cls(w, b, **kwargs)
 

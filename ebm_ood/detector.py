@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ebm_ood.errors import DivergenceError, NonFiniteError, NotFittedError
-from ebm_ood.validation import check_array, check_labels, resolve_device
+from ebm_ood.checks import check_array, check_labels, resolve_device
 
 
 class Detector:

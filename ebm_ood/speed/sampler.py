@@ -39,7 +39,7 @@ from typing import Callable
 
 import torch
 
-from ebm_ood.bench.timing import cpu_ghz, interleaved, ratio_summary, round_times, sync, tick_quantised
+from ebm_ood.speed.timing import cpu_ghz, interleaved, ratio_summary, round_times, sync, tick_quantised
 from ebm_ood.sampling import ops
 from ebm_ood.sampling.sgld import sgld
 

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from ebm_ood.atomic import write_atomic
-from ebm_ood.detectors.base import Detector
-from ebm_ood.nn.features import pooled_features
+from ebm_ood.detector import Detector
+from ebm_ood.nn.pooling import pooled_features
 
 
 @dataclass

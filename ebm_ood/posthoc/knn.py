@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ebm_ood.detectors.base import Detector
+from ebm_ood.detector import Detector
 
 
 def l2_normalize(z: np.ndarray, eps: float = 1e-12) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ebm_ood.detectors.base import Detector
+from ebm_ood.detector import Detector
 from ebm_ood.energy import max_softmax
 
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ebm_ood.detectors.base import Detector
-from ebm_ood.validation import check_positive
+from ebm_ood.detector import Detector
+from ebm_ood.checks import check_positive
 
 
 @dataclass

@@ -14,8 +14,8 @@ instead, with a :class:`~ebm_ood.class_gaussian.DegenerateCovarianceWarning`; al
 from __future__ import annotations
 
 from ebm_ood.class_gaussian import fit_class_gaussian
-from ebm_ood.detectors.base import Detector
-from ebm_ood.detectors.knn import l2_normalize
+from ebm_ood.detector import Detector
+from ebm_ood.posthoc.knn import l2_normalize
 
 
 class Mahalanobis(Detector):

@@ -1,6 +1,6 @@
 """Scoring time of every post-hoc detector and of HEAT's parts per 10k samples of 512-d features (HEAT Table 12 analog).
 
-Run: ``ebm-ood bench detectors`` or ``python -m ebm_ood.bench.detectors [--repeats 7] [--json]``.
+Run: ``ebm-ood bench detectors`` or ``python -m ebm_ood.speed.detectors [--repeats 7] [--json]``.
 
 Data: synthetic class clusters, ``z = ReLU(μ_y + ε)`` with 10 classes, 20k training and 10k test
 features of dimension 512 (float32, as a backbone returns them), and a nearest-mean linear head
@@ -9,7 +9,7 @@ features of dimension 512 (float32, as a backbone returns them), and a nearest-m
 matmul; ODIN perturbs the head's input, i.e. its cost here is head forward + backward + forward, not
 the backbone's as in the paper). Every scorer is timed once per round over ``--repeats`` interleaved rounds
 (after one warm-up); reported: the median time, and the ratio to MSP (the cheapest score: one matmul and a
-softmax) as the median of per-round ratios with its interquartile range. HEAT's parts: :mod:`ebm_ood.bench.heat_parts`.
+softmax) as the median of per-round ratios with its interquartile range. HEAT's parts: :mod:`ebm_ood.speed.heat_parts`.
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ebm_ood.bench import heat_parts
-from ebm_ood.bench.timing import interleaved, ratio_summary, round_times
-from ebm_ood.detectors import DICE, KNN, MSP, ODIN, MaxLogit, Mahalanobis, ReAct, SSDPlus, ViM
+from ebm_ood.speed import heat_parts
+from ebm_ood.speed.timing import interleaved, ratio_summary, round_times
+from ebm_ood.posthoc import DICE, KNN, MSP, ODIN, MaxLogit, Mahalanobis, ReAct, SSDPlus, ViM
 
 
 @dataclass
@@ -86,7 +86,7 @@ def knn_peer_timers(z_train, z_test, k: int) -> dict:
     rows; the k-th distance follows as ``sqrt(2 - 2 cos)``)."""
     from sklearn.neighbors import NearestNeighbors
 
-    from ebm_ood.detectors.knn import l2_normalize
+    from ebm_ood.posthoc.knn import l2_normalize
 
     unit_train = l2_normalize(z_train)
     nn_index = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(unit_train)
@@ -160,7 +160,7 @@ def run_fit_memory(cfg: BenchConfig, threads: int) -> list[dict]:
 def run_bench(cfg: BenchConfig, log=None) -> dict:
     """``{"config", "torch_threads", "rows": [{"name", "seconds", "ms_per_10k", "ratio_to_msp", "ratio_q1",
     "ratio_q3"}], "fit_rows": [{"name", "seconds", "ratio_to_peer", ...}]}``: every scorer timed in
-    ``cfg.repeats`` interleaved rounds (:mod:`ebm_ood.bench.timing`); ratios are medians of per-round ratios."""
+    ``cfg.repeats`` interleaved rounds (:mod:`ebm_ood.speed.timing`); ratios are medians of per-round ratios."""
     z_train, y_train, z_test, w, b = synthetic_features(cfg)
     timers = detector_timers(z_train, y_train, z_test, w, b)
     timers.update(heat_parts.timers(z_train, y_train, z_test, w, b))

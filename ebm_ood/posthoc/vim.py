@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ebm_ood.detectors.linear_head import HeadDetector, energy_score, logits_of
+from ebm_ood.posthoc.linear_head import HeadDetector, energy_score, logits_of
 
 
 def default_principal_dim(d: int) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ebm_ood.detectors.linear_head import HeadDetector, energy_score, logits_of
+from ebm_ood.posthoc.linear_head import HeadDetector, energy_score, logits_of
 
 
 def dice_mask(weight: np.ndarray, mean_feature: np.ndarray, percentile: float) -> np.ndarray:

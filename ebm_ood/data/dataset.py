@@ -1,0 +1,39 @@
+"""What a dataset is: an :class:`OODDataset` holds an in-distribution train/val/test split with labels plus
+a dict of OOD test sets (:class:`OODSet`), each marked *natural* (real data from another distribution) or
+*non-natural* (Elflein App. D: noise, constants, unnormalised images). The loaders by name are in
+:mod:`ebm_ood.data.catalog`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NATURAL, NON_NATURAL = "natural", "non-natural"
+
+
+@dataclass
+class OODSet:
+    x: np.ndarray  # (M, *input_shape) float32
+    group: str  # NATURAL, NON_NATURAL, or another tag (e.g. the embedded digits' "smoothness" sets)
+
+
+@dataclass
+class OODDataset:
+    name: str
+    kind: str  # "tabular" or "image"
+    x_train: np.ndarray  # (N, *input_shape) float32
+    y_train: np.ndarray  # (N,) int64 in [0, num_classes)
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    ood: dict[str, OODSet] = field(default_factory=dict)
+    num_classes: int = 0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def ood_names(self, group: str | None = None) -> list[str]:
+        return [k for k, v in self.ood.items() if group is None or v.group == group]
