@@ -1,6 +1,40 @@
 """ebm_ood: out-of-distribution detection with energy-based models, from first principles.
 
-Data flows one way:
-data -> networks / energies -> sampler -> training methods -> detectors -> metrics -> benchmark / CLI.
+Data flows one way, and so do the imports (README, Layout; ``tests/test_structure.py`` checks it):
+data -> networks / energies -> sampler -> training -> detectors -> metrics -> benchmark / experiments -> CLI.
+
+The public API (every detector: ``fit(x, y=None)`` then ``score(x)``, one score per sample, higher = more
+OOD; ``x`` an array, a tensor or a DataLoader):
+
+* your own trained model as a feature extractor: :class:`Backbone`, :class:`FeatureSpaceDetector`;
+* post-hoc detectors: :class:`MSP`, :class:`MaxLogit`, :class:`ODIN`, :class:`Mahalanobis`,
+  :class:`SSDPlus`, :class:`KNN`, :class:`ViM`, :class:`DICE`, :class:`ReAct`;
+* HEAT (Lafon et al. 2023): :func:`make_heat_detector`, :class:`HEATDetector`, :func:`make_composition`;
+* the Elflein et al. (2021) EBMs: :class:`CEClassifier`, :class:`CDDetector`, :class:`SSMDetector`,
+  :class:`VERADetector`, :class:`NormalizingFlowDetector`;
+* :func:`evaluate` (AUROC, AUPR, FPR95 per OOD set) → :class:`Evaluation`, :func:`save` / :func:`load` (no
+  pickle), :func:`set_num_threads` (the library runs on 1 thread unless you choose: ``ebm_ood/threads.py``).
 """
 __version__ = "0.1.0"
+
+from ebm_ood.backbone import Backbone, FeatureSpaceDetector
+from ebm_ood.detector import Detector
+from ebm_ood.evaluation import Evaluation, evaluate
+from ebm_ood.heat.build import make_composition, make_heat_detector
+from ebm_ood.heat.hybrid import HEATDetector
+from ebm_ood.methods.ce import CEClassifier
+from ebm_ood.methods.contrastive_divergence import CDDetector
+from ebm_ood.methods.flows.detector import NormalizingFlowDetector
+from ebm_ood.methods.score_matching import SSMDetector
+from ebm_ood.methods.vera import VERADetector
+from ebm_ood.persist import load, save
+from ebm_ood.posthoc import DICE, KNN, MSP, ODIN, MaxLogit, Mahalanobis, ODINConfig, ReAct, SSDPlus, ViM
+from ebm_ood.threads import set_num_threads
+
+__all__ = [
+    "__version__", "Backbone", "FeatureSpaceDetector", "Detector", "evaluate", "Evaluation", "save", "load",
+    "set_num_threads",
+    "MSP", "MaxLogit", "ODIN", "ODINConfig", "Mahalanobis", "SSDPlus", "KNN", "ViM", "DICE", "ReAct",
+    "make_heat_detector", "make_composition", "HEATDetector",
+    "CEClassifier", "CDDetector", "SSMDetector", "VERADetector", "NormalizingFlowDetector",
+]

@@ -8,7 +8,8 @@ header or the payload) into a :class:`CheckpointError`.
 
 An interrupted save never corrupts the previous checkpoint: the old file is replaced only by a complete
 new one (``os.replace`` is atomic on POSIX and Windows). A checkpoint holds only tensors, numbers,
-strings, lists and dicts, so no code runs when it is loaded.
+strings, lists and dicts, so no code runs when it is loaded. What a training checkpoint holds, and when a
+run may resume from one, is :mod:`ebm_ood.resume`.
 """
 from __future__ import annotations
 

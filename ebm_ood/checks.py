@@ -52,7 +52,10 @@ def check_array(
         raise TypeError(f"{name}: expected an array or tensor of numbers, got {type(x).__name__}")
     arr = to_numpy(x, name)
     if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+        source = "" if isinstance(x, np.ndarray) else (
+            f" (from a {type(x).__name__}; pass an array, a tensor or an iterable of batches such as "
+            "torch.utils.data.DataLoader(dataset, batch_size=256))")
+        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}{source}")
     if float_only and arr.dtype.kind != "f":
         raise TypeError(
             f"{name}: expected floating point values (float32/float64), got dtype {arr.dtype}; "

@@ -2,25 +2,54 @@
 
 ``fit(x, y=None) -> self`` learns from in-distribution data only; ``score(x) -> np.ndarray (N,)`` returns
 one energy-like score per sample, **higher = more OOD**. Learned attributes end in ``_``. Inputs may be
-numpy arrays or torch tensors; scoring is batched and runs on ``self.device``.
+numpy arrays, torch tensors or an iterable of batches ``x`` / ``(x, y)`` such as a torch DataLoader
+(:mod:`ebm_ood.inputs`); scoring is batched and runs on ``self.device``.
+
+Why higher = more OOD: a score is an energy, ``E(x) = -log p(x) + const`` for a density model (the
+constant, ``log Z``, is the same for every x), so a large score means a low density under the ID model.
+Scores that are not densities (MSP, KNN distance, …) follow the same orientation.
+
+scikit-learn conventions: ``get_params`` / ``set_params`` (so ``sklearn.base.clone`` gives an unfitted copy
+with equal settings), ``repr`` lists the non-default settings, and ``set_threshold(x_id, tpr=0.95)`` then
+``predict(x)`` flag OOD samples as booleans.
 """
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 import torch
 
 from ebm_ood.errors import DivergenceError, NonFiniteError, NotFittedError
 from ebm_ood.checks import check_array, check_labels, resolve_device
+from ebm_ood.inputs import collect
+from ebm_ood.threads import library_threads
 
 
 class Detector:
     """Base class. Subclasses implement ``_fit(x, y)`` and ``_score(x)`` on validated numpy arrays.
 
     ``input_shape`` (without the batch dimension) is recorded at fit time and checked at score time.
+    ``score`` is "higher = more OOD" because it is an energy, ``-log p(x)`` up to a constant.
+    The constructor's arguments are recorded as given (:meth:`get_params`); ``input_kind`` ("features" or
+    "logits" for detectors of vectors (N, D), None for raw inputs) and ``backbone_needs`` (what a
+    :class:`~ebm_ood.backbone.Backbone` must provide for it) describe what the detector consumes.
     """
 
     name = "detector"
     needs_labels = False
+    input_kind: str | None = None
+    backbone_needs: tuple[str, ...] = ("features",)
+
+    def __new__(cls, *args, **kwargs):
+        obj = super().__new__(cls)
+        try:   # the settings as passed (before any conversion), for get_params / clone / repr / save
+            bound = inspect.signature(cls.__init__).bind(obj, *args, **kwargs)
+        except TypeError:   # unpickling / copying call __new__ without arguments; __dict__ follows
+            return obj
+        bound.apply_defaults()
+        obj._params = _flatten(bound.arguments, cls)
+        return obj
 
     def __init__(self, device=None, batch_size: int = 512):
         self.device = resolve_device(device)
@@ -29,7 +58,10 @@ class Detector:
     # ----------------------------------------------------------------------------- public API
     def fit(self, x, y=None, validation=None):
         """Learn from ID data. ``validation`` = ``(x_val, y_val)`` (or ``x_val``) is ID validation data
-        for model selection; methods that need it and get none hold out 10 % of ``x`` themselves."""
+        for model selection; methods that need it and get none hold out 10 % of ``x`` themselves.
+        ``x`` may be an iterable of batches ``x_b`` or ``(x_b, y_b)`` (a DataLoader): its labels are ``y``."""
+        x, y = collect(x, "x", y)
+        self._check_kind(x)
         x = check_array(x, "x", ndim=(2, 3, 4))
         if y is None and self.needs_labels:
             raise ValueError(f"{self.name}: fit needs class labels y (got y=None)")
@@ -43,7 +75,8 @@ class Detector:
         self.validation_ = self._check_validation(validation, y is not None)
         self.input_range_ = max(abs(float(x.min())), abs(float(x.max()))) if x.size else 0.0
         try:
-            self._fit(x, y)
+            with library_threads():
+                self._fit(x, y)
         except NonFiniteError as err:  # x itself is finite: an intermediate value overflowed
             mags = _magnitudes(x)
             i = int(np.argmax(mags))
@@ -65,7 +98,11 @@ class Detector:
     def _check_validation(self, validation, with_labels: bool):
         if validation is None:
             return None
-        x_val, y_val = validation if isinstance(validation, (tuple, list)) else (validation, None)
+        if isinstance(validation, (tuple, list)):
+            x_val, y_val = validation
+            x_val, y_val = collect(x_val, "validation x", y_val, "validation y")
+        else:
+            x_val, y_val = collect(validation, "validation x")
         x_val = check_array(x_val, "validation x", shape=self.input_shape_)
         if y_val is not None and with_labels:
             y_val = check_labels(y_val, "validation y", x_val.shape[0], getattr(self, "num_classes_", None))
@@ -88,14 +125,19 @@ class Detector:
         return x[tr], sel(y, tr), x[va], sel(y, va)
 
     def score(self, x) -> np.ndarray:
+        """One score per sample of ``x`` (array, tensor or iterable of batches), (N,) float64, higher =
+        more OOD (an energy: ``-log p(x)`` up to a constant)."""
         self.check_fitted()
+        x, _ = collect(x, "x")
+        self._check_kind(x)
         x = check_array(x, "x", ndim=len(self.input_shape_) + 1, allow_empty=True)
         if tuple(x.shape[1:]) != self.input_shape_:
             raise ValueError(f"x: expected samples of shape {self.input_shape_} (as in fit), got {tuple(x.shape[1:])}")
         if x.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
         try:
-            out = np.asarray(self._score(x), dtype=np.float64).reshape(-1)
+            with library_threads():
+                out = np.asarray(self._score(x), dtype=np.float64).reshape(-1)
         except NonFiniteError as err:  # x itself is finite: an intermediate value overflowed
             raise self._nonfinite_error(x, None) from err
         if out.shape[0] != x.shape[0]:
@@ -138,6 +180,83 @@ class Detector:
         if not getattr(self, "fitted_", False):
             raise NotFittedError(f"{self.name} is not fitted yet: call fit(x, y) before score(x)")
 
+    def _check_kind(self, x) -> None:
+        """A detector of vectors handed raw inputs (ndim > 2) says how to put a network in front of it."""
+        ndim = getattr(x, "ndim", None)
+        if self.input_kind is None or ndim is None or ndim <= 2:
+            return
+        which = ', which="logits"' if self.input_kind == "logits" else ""
+        raise ValueError(
+            f"x: {self.name} works on {self.input_kind} of shape (N, D), got raw inputs of shape "
+            f"{tuple(x.shape)}; wrap it as ebm_ood.backbone.FeatureSpaceDetector(backbone, "
+            f"{type(self).__name__}(...){which}) with backbone = ebm_ood.backbone.Backbone(your_model)")
+
+    # ----------------------------------------------------------------------------- thresholding
+    def set_threshold(self, x_id, tpr: float = 0.95) -> "Detector":
+        """Fix the threshold of :meth:`predict` on ID data ``x_id`` (held out from fit: training scores are
+        optimistic): ``t = np.quantile(score(x_id), tpr)`` (linear interpolation), so about a fraction ``tpr``
+        of ID samples has ``score <= t`` and is kept as ID: the FPR95 convention of
+        :func:`ebm_ood.metrics.fpr_at_tpr`."""
+        if isinstance(tpr, bool) or not isinstance(tpr, (int, float, np.floating)) or not 0.0 < tpr <= 1.0:
+            raise ValueError(f"tpr: expected a fraction in (0, 1], got {tpr!r}")
+        scores = self.score(x_id)
+        if scores.size == 0:
+            raise ValueError("x_id: expected at least one ID sample to set the threshold, got none")
+        self.threshold_ = float(np.quantile(scores, tpr))
+        self.threshold_tpr_ = float(tpr)
+        return self
+
+    def predict(self, x) -> np.ndarray:
+        """Boolean OOD flags (N,): ``score(x) > threshold_`` (set by :meth:`set_threshold`)."""
+        self.check_fitted()
+        if not hasattr(self, "threshold_"):
+            raise NotFittedError(f"{self.name} has no threshold yet: call set_threshold(x_id, tpr=0.95) with "
+                                 "held-out ID data before predict(x)")
+        return self.score(x) > self.threshold_
+
+    # ----------------------------------------------------------------------------- scikit-learn conventions
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's arguments as given (``deep``: also ``<name>__<param>`` of nested detectors)."""
+        params = dict(getattr(self, "_params", {}))
+        if deep:
+            for k, v in list(params.items()):
+                if isinstance(v, Detector):
+                    params.update({f"{k}__{kk}": vv for kk, vv in v.get_params(deep=True).items()})
+        return params
+
+    def set_params(self, **params) -> "Detector":
+        """Change settings (nested: ``inner__k=10``); rebuilds the detector, which must then be refitted."""
+        current = dict(getattr(self, "_params", {}))
+        nested: dict[str, dict] = {}
+        for key, value in params.items():
+            head, _, rest = key.partition("__")
+            if head not in current and not self._accepts_any_keyword():
+                raise ValueError(f"{key}: not a setting of {type(self).__name__}; valid: {sorted(current)}")
+            if rest:
+                nested.setdefault(head, {})[rest] = value
+            else:
+                current[head] = value
+        for head, sub in nested.items():
+            if not isinstance(current.get(head), Detector):
+                raise ValueError(f"{head}: {type(self).__name__}.{head} is not a detector, so it has no {sorted(sub)}")
+            current[head].set_params(**sub)
+        for k in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, k)                 # learned state no longer matches the settings
+        self.__init__(**current)
+        self._params = current
+        return self
+
+    @classmethod
+    def _accepts_any_keyword(cls) -> bool:
+        return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
+
+    def __repr__(self) -> str:
+        params = getattr(self, "_params", {})
+        sig = inspect.signature(type(self).__init__).parameters
+        shown = [f"{k}={_short(v)}" for k, v in params.items()
+                 if not (k in sig and _same(v, sig[k].default))]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     # ----------------------------------------------------------------------------- helpers
     def _fit(self, x: np.ndarray, y: np.ndarray | None) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -154,6 +273,39 @@ class Detector:
     def map_batches(self, fn, x: np.ndarray) -> np.ndarray:
         """Apply ``fn: Tensor (B, ...) -> Tensor (B,)`` batch by batch and concatenate as numpy float64."""
         return np.concatenate([fn(b).detach().double().cpu().numpy() for b in self.batches(x)])
+
+
+def _flatten(arguments: dict, cls) -> dict:
+    """Bound constructor arguments with ``**overrides`` spread out as keywords."""
+    out, params = {}, inspect.signature(cls.__init__).parameters
+    for k, v in arguments.items():
+        if k == "self":
+            continue
+        kind = params[k].kind
+        if kind == inspect.Parameter.VAR_KEYWORD:
+            out.update(v)
+        elif kind != inspect.Parameter.VAR_POSITIONAL:
+            out[k] = v
+    return out
+
+
+def _same(value, default) -> bool:
+    if value is default:
+        return True
+    if isinstance(value, (np.ndarray, torch.Tensor, torch.nn.Module)) or default is inspect.Parameter.empty:
+        return False
+    try:
+        return bool(value == default) and type(value) is type(default)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
+def _short(value) -> str:
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return f"<array {tuple(value.shape)}>"
+    if isinstance(value, torch.nn.Module) and not isinstance(value, Detector):
+        return f"<{type(value).__name__}>"
+    return repr(value)
 
 
 def _magnitudes(x: np.ndarray) -> np.ndarray:

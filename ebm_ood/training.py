@@ -1,11 +1,13 @@
-"""The one small trainer every method shares: Adam, linear learning-rate warm-up, model selection on
-ID validation data only, a divergence guard, resumable checkpoints and a progress bar.
+"""The one small trainer every method shares: Adam with a linear learning-rate warm-up, model selection
+on ID validation data only, a divergence guard, resumable checkpoints and a progress bar.
 
-The divergence guard checks every step's losses and logged energies, and the parameters after every
-optimizer step (finite, ``|p| <= max_param``), so the snapshot it restores is never an exploded one.
-A checkpoint records what defines its run (:func:`run_identity`: method, modules, optimizers, the
-training config except ``steps``/``patience``, a SHA-256 fingerprint of the data, the seed and the
-caller's ``identity``); resuming from the checkpoint of another run is refused, naming what differs.
+:func:`train` reads top to bottom: set up the optimizers and their schedules, then for each step draw a
+batch, compute the losses, back-propagate, step the optimizers and check for divergence; every
+``eval_every`` steps validate, keep the best snapshot and save a checkpoint; at the end restore the best.
+The divergence guard lives in :mod:`ebm_ood.divergence_guard` (losses and logged energies every step,
+parameters after every optimizer step, so the snapshot it restores is never an exploded one), what a
+checkpoint holds and when a run may resume from it in :mod:`ebm_ood.resume` (a checkpoint of another
+run is refused, naming what differs).
 
 A method supplies ``step_fn(xb, yb, step) -> (loss, logs)`` where ``loss`` is a scalar tensor, or a
 dict ``{optimizer_name: loss}`` when several optimizers train different parameters (VERA: the EBM and
@@ -15,9 +17,6 @@ are checked against ``max_abs`` by the divergence guard.
 """
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -27,9 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ebm_ood.checkpoint import load_checkpoint, save_checkpoint
-from ebm_ood.errors import CheckpointError, DivergenceError
 from ebm_ood.checks import check_positive
+from ebm_ood.divergence_guard import check_losses, check_params, diverged
+from ebm_ood.resume import (TrainingState, data_fingerprint, restore, resume_training, run_identity, save_training,
+                            snapshot)
+
+__all__ = ["TrainConfig", "History", "train", "to_tensor", "batched_mean", "seed_everything", "data_fingerprint",
+           "run_identity"]
 
 @dataclass
 class TrainConfig:
@@ -89,36 +92,8 @@ def _check_config(config: TrainConfig, groups: dict[str, list[str]]) -> None:
                              "overflows float32; use a learning rate of order 1e-3")
 
 
-def _params(modules: dict[str, nn.Module], names) -> list[nn.Parameter]:
-    return [p for n in names for p in modules[n].parameters() if p.requires_grad]
-
-
-def train(
-    modules: dict[str, nn.Module],
-    step_fn: Callable,
-    x: torch.Tensor,
-    y: torch.Tensor | None,
-    config: TrainConfig,
-    *,
-    name: str,
-    groups: dict[str, list[str]] | None = None,
-    validate: Callable[[], float] | None = None,
-    stateful: dict | None = None,
-    identity: dict | None = None,
-) -> History:
-    """Run ``config.steps`` optimisation steps of ``step_fn`` on random mini-batches of ``(x, y)``.
-
-    ``groups`` maps optimizer names to module names (default: one optimizer ``"main"`` over all
-    modules). ``validate()`` returns a number where higher is better (ID validation only); the modules
-    end with the weights of the best validation. ``stateful`` holds extra objects with
-    ``state_dict``/``load_state_dict`` (a replay buffer) saved in checkpoints. ``identity`` holds what
-    else defines the run (e.g. the method's config); with ``stateful`` and the rest of
-    :func:`run_identity` it must match a checkpoint to resume from it, else :class:`CheckpointError`
-    names what differs, as it does for a checkpoint already past ``config.steps``. On divergence the
-    modules are restored to their last good snapshot and :class:`DivergenceError` is raised.
-    """
-    groups = groups or {"main": list(modules)}
-    stateful = stateful or {}
+def _check_inputs(modules: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor | None, config: TrainConfig,
+                  groups: dict[str, list[str]]) -> None:
     _check_config(config, groups)
     for g, names in groups.items():
         if unknown := [n for n in names if n not in modules]:
@@ -128,223 +103,106 @@ def train(
         raise ValueError("x: expected at least one training sample, got none")
     if y is not None and y.shape[0] != n:
         raise ValueError(f"y: expected {n} labels (one per sample of x), got {y.shape[0]}")
-    params = {g: _params(modules, names) for g, names in groups.items()}
+
+
+def _params(modules: dict[str, nn.Module], names) -> list[nn.Parameter]:
+    return [p for n in names for p in modules[n].parameters() if p.requires_grad]
+
+
+def _adam_with_warmup(params: dict[str, list[nn.Parameter]], config: TrainConfig) -> tuple[dict, dict]:
+    """One Adam per optimizer group (learning rate ``config.lrs[g]``, else ``config.lr``) and its schedule:
+    the learning rate at step s is ``lr · min(1, (s + 1) / warmup)``."""
     optimizers = {
-        g: torch.optim.Adam(params[g], lr=config.lrs.get(g, config.lr), betas=config.betas,
-                            weight_decay=config.weight_decay)
-        for g in groups
+        g: torch.optim.Adam(p, lr=config.lrs.get(g, config.lr), betas=config.betas, weight_decay=config.weight_decay)
+        for g, p in params.items()
     }
     warm = int(config.warmup)
     schedulers = {g: torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
                   for g, o in optimizers.items()}
-    batch_gen = torch.Generator().manual_seed(int(config.seed))
-    hist = History()
-    snapshot = _snapshot(modules)
-    best = snapshot
-    start, evals_without_gain = 0, 0
+    return optimizers, schedulers
 
-    run_id = run_identity(name, modules, groups, stateful, x, y, config, identity) if config.checkpoint_path else None
-    if config.checkpoint_path and os.path.exists(config.checkpoint_path):
-        ck = load_checkpoint(config.checkpoint_path)
-        _check_resumable(ck, run_id, config)
-        try:
-            for k, m in modules.items():
-                m.load_state_dict(ck["modules"][k])
-            for g in optimizers:
-                optimizers[g].load_state_dict(ck["optimizers"][g])
-                schedulers[g].load_state_dict(ck["schedulers"][g])
-            for k, obj in stateful.items():
-                obj.load_state_dict(ck["stateful"][k])
-            batch_gen.set_state(ck["batch_rng"])
-            torch.set_rng_state(ck["torch_rng"])
-            start, evals_without_gain = int(ck["step"]), int(ck["evals_without_gain"])
-            hist.best_step, hist.best_value = int(ck["best_step"]), float(ck["best_value"])
-            hist.logs = [(int(s), dict(l)) for s, l in ck["logs"]]
-            best, snapshot = ck["best"], _snapshot(modules)
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            _restore(modules, snapshot)  # the weights the caller passed in, not half of the checkpoint's
-            raise CheckpointError(f"checkpoint {config.checkpoint_path!r} does not fit this run's modules and "
-                                  f"optimizers ({type(err).__name__}: {err}); delete it to start afresh") from None
 
-    bs = min(config.batch_size, n)
-    last_finite: dict = {}
-    bar = _progress(config.steps, start, name, config.progress)
-    for step in range(start, config.steps):
-        idx = torch.randint(0, n, (bs,), generator=batch_gen).to(x.device)
-        xb, yb = x[idx], (y[idx] if y is not None else None)
-        for m in modules.values():
-            m.train()
-        losses, logs = step_fn(xb, yb, step)
-        if not isinstance(losses, dict):
-            losses = {next(iter(groups)): losses}
-        elif unknown := sorted(set(losses) - set(groups)):
-            raise ValueError(f"step_fn: returned losses {unknown} for no optimizer; the optimizers are {sorted(groups)}")
-        problem = _check(losses, logs, config)
-        if problem:
-            _restore(modules, snapshot)
-            bar.close()
-            raise DivergenceError(name, step, problem, last_finite)
-        for o in optimizers.values():
-            o.zero_grad(set_to_none=True)
-        for g, loss in losses.items():
-            loss.backward(inputs=params[g], retain_graph=len(losses) > 1)
-        for g, o in optimizers.items():
-            o.step()
-            schedulers[g].step()
-        problem = _check_params(modules, config.max_param)
-        if problem:
-            _restore(modules, snapshot)
-            bar.close()
-            raise DivergenceError(name, step, problem, last_finite)
-        last_finite = {**{f"loss_{g}": float(l.detach()) for g, l in losses.items()}, **{k: float(v) for k, v in logs.items()}}
-        bar.update(1)
-        if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-            value = float(validate()) if validate is not None else float(step)
-            hist.logs.append((step + 1, {**last_finite, "val": value}))
-            snapshot = _snapshot(modules)
-            if value > hist.best_value:
-                hist.best_value, hist.best_step, best, evals_without_gain = value, step + 1, snapshot, 0
-            else:
-                evals_without_gain += 1
-            if config.checkpoint_path:
-                save_checkpoint({
-                    "modules": {k: m.state_dict() for k, m in modules.items()},
-                    "optimizers": {g: o.state_dict() for g, o in optimizers.items()},
-                    "schedulers": {g: s.state_dict() for g, s in schedulers.items()},
-                    "stateful": {k: o.state_dict() for k, o in stateful.items()},
-                    "batch_rng": batch_gen.get_state(), "torch_rng": torch.get_rng_state(),
-                    "step": step + 1, "evals_without_gain": evals_without_gain,
-                    "best_step": hist.best_step, "best_value": hist.best_value, "best": best,
-                    "logs": [[s, l] for s, l in hist.logs], "identity": run_id,
-                }, config.checkpoint_path)
-            if config.patience is not None and evals_without_gain >= config.patience:
-                hist.stopped_early = True
-                break
-    bar.close()
+def _batch(x: torch.Tensor, y: torch.Tensor | None, size: int, generator: torch.Generator):
+    """``size`` samples of ``(x, y)`` drawn uniformly with replacement; ``y`` may be ``None`` (no labels)."""
+    idx = torch.randint(0, x.shape[0], (size,), generator=generator).to(x.device)
+    return x[idx], (y[idx] if y is not None else None)
+
+
+def _by_optimizer(out: tuple, groups: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """``step_fn``'s ``(loss, logs)`` with the loss as ``{optimizer name: loss}`` (a single tensor is the
+    first optimizer's)."""
+    losses, logs = out
+    if not isinstance(losses, dict):
+        return {next(iter(groups)): losses}, logs
+    if unknown := sorted(set(losses) - set(groups)):
+        raise ValueError(f"step_fn: returned losses {unknown} for no optimizer; the optimizers are {sorted(groups)}")
+    return losses, logs
+
+
+def _values(losses: dict[str, torch.Tensor], logs: dict) -> dict[str, float]:
+    """A step's losses (as ``loss_<optimizer>``) and logged values, as floats."""
+    return {**{f"loss_{g}": float(l.detach()) for g, l in losses.items()}, **{k: float(v) for k, v in logs.items()}}
+
+
+def train(modules: dict[str, nn.Module], step_fn: Callable, x: torch.Tensor, y: torch.Tensor | None,
+          config: TrainConfig, *, name: str, groups: dict[str, list[str]] | None = None,
+          validate: Callable[[], float] | None = None, stateful: dict | None = None,
+          identity: dict | None = None) -> History:
+    """Run ``config.steps`` optimisation steps of ``step_fn`` on random mini-batches of ``(x, y)``.
+
+    ``groups`` maps optimizer names to module names (default: one optimizer ``"main"`` over all modules).
+    ``validate()`` returns a number where higher is better (ID validation only); the modules end with the
+    weights of the best validation. ``stateful`` holds objects with ``state_dict``/``load_state_dict`` (a
+    replay buffer) and ``identity`` what else defines the run (the method's config), for checkpoints
+    (:mod:`ebm_ood.resume`). On divergence the last validated weights are restored (:class:`DivergenceError`).
+    """
+    groups, stateful, path = groups or {"main": list(modules)}, stateful or {}, config.checkpoint_path
+    _check_inputs(modules, x, y, config, groups)
+    params = {g: _params(modules, names) for g, names in groups.items()}
+    optimizers, schedulers = _adam_with_warmup(params, config)
+    state = TrainingState(modules, optimizers, schedulers, stateful, torch.Generator().manual_seed(int(config.seed)))
+    hist, start, evals_without_gain, best = History(), 0, 0, snapshot(modules)
+    run_id = run_identity(name, modules, groups, stateful, x, y, config, identity) if path else None
+    if path and os.path.exists(path):
+        start, evals_without_gain, best = resume_training(path, run_id, config.steps, state, hist)
+    good, last_finite, bs = snapshot(modules), {}, min(config.batch_size, x.shape[0])
+    with _progress(config.steps, start, name, config.progress) as bar:
+        for step in range(start, config.steps):
+            xb, yb = _batch(x, y, bs, state.batches)
+            for m in modules.values():
+                m.train()
+            losses, logs = _by_optimizer(step_fn(xb, yb, step), groups)
+            if problem := check_losses(losses, logs, config.guard_keys, config.max_abs):
+                raise diverged(name, step, problem, modules, good, last_finite)
+            for o in optimizers.values():
+                o.zero_grad(set_to_none=True)
+            for g, loss in losses.items():
+                loss.backward(inputs=params[g], retain_graph=len(losses) > 1)
+            for g, o in optimizers.items():
+                o.step()
+                schedulers[g].step()
+            if problem := check_params(modules, config.max_param):
+                raise diverged(name, step, problem, modules, good, last_finite)
+            last_finite = _values(losses, logs)
+            bar.update(1)
+            if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+                value = float(validate()) if validate is not None else float(step)
+                hist.logs.append((step + 1, {**last_finite, "val": value}))
+                good = snapshot(modules)  # the last validated weights: what the divergence guard restores
+                if value > hist.best_value:
+                    hist.best_value, hist.best_step, best, evals_without_gain = value, step + 1, good, 0
+                else:
+                    evals_without_gain += 1
+                if path:
+                    save_training(path, state, hist, step + 1, evals_without_gain, best, run_id)
+                if config.patience is not None and evals_without_gain >= config.patience:
+                    hist.stopped_early = True
+                    break
     hist.steps_done = step + 1 if hist.stopped_early else config.steps
-    _restore(modules, best)
+    restore(modules, best)
     for m in modules.values():
         m.eval()
     return hist
-
-
-def _check(losses: dict, logs: dict, config: TrainConfig) -> str | None:
-    for g, l in losses.items():
-        if not torch.isfinite(l.detach()).all():
-            return f"non-finite loss ({g} = {float(l.detach())})"
-    for k, v in logs.items():
-        v = float(v)
-        if not math.isfinite(v):
-            return f"non-finite {k} = {v}"
-        if k in config.guard_keys and abs(v) > config.max_abs:
-            return f"|{k}| = {abs(v):.3g} exceeds the bound {config.max_abs:.3g}"
-    return None
-
-
-def _check_params(modules: dict[str, nn.Module], bound: float) -> str | None:
-    named = [(f"{k}.{pn}", p) for k, m in modules.items() for pn, p in m.named_parameters() if p.numel()]
-    if not named:
-        return None
-    dev = named[0][1].device
-    tops = torch.stack([p.detach().abs().amax().float().to(dev) for _, p in named])
-    if bool(torch.isfinite(tops).all()) and float(tops.max()) <= bound:  # one device sync per step
-        return None
-    for (pname, _), top in zip(named, tops.tolist()):
-        if not math.isfinite(top) or top > bound:
-            return f"parameter {pname} reached |value| = {top:.3g} (bound max_param = {bound:.3g})"
-    return None
-
-
-def data_fingerprint(*tensors: torch.Tensor | None) -> str:
-    """SHA-256 over the shapes, dtypes and bytes of ``tensors`` (``None`` counts as absent labels)."""
-    h = hashlib.sha256()
-    for t in tensors:
-        if t is None:
-            h.update(b"none;")
-            continue
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def _plain(obj):
-    """A JSON-able, comparable form of a config value (dataclasses as dicts, tuples as lists)."""
-    if hasattr(obj, "__dataclass_fields__"):  # a TrainConfig anywhere leaves out what a resumed run may change
-        skip = _RESUMABLE_FIELDS if isinstance(obj, TrainConfig) else ()
-        return {f: _plain(getattr(obj, f)) for f in obj.__dataclass_fields__ if f not in skip}
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (bool, int, float, str)) or obj is None:
-        return obj
-    if isinstance(obj, (np.integer, np.floating)):
-        return obj.item()
-    return repr(obj)
-
-
-# fields of TrainConfig a resumed run may change: the budget and the bookkeeping
-_RESUMABLE_FIELDS = ("steps", "patience", "progress", "checkpoint_path")
-
-
-def run_identity(name: str, modules: dict[str, nn.Module], groups: dict, stateful: dict, x: torch.Tensor,
-                 y: torch.Tensor | None, config: TrainConfig, identity: dict | None = None) -> dict:
-    """What defines a training run, as recorded in its checkpoints: the method ``name``, the modules'
-    parameter names and shapes, the optimizer groups and stateful objects, the training config (without
-    the fields a resumed run may change: steps, patience, progress, checkpoint_path; the seed is in it),
-    a SHA-256 fingerprint of ``(x, y)`` and the caller's ``identity`` (e.g. the method's config).
-    Values are JSON strings, so two identities compare exactly."""
-    train_cfg = {k: v for k, v in _plain(config).items() if k != "seed"}
-    arch = {k: {p: list(t.shape) for p, t in m.state_dict().items()} for k, m in modules.items()}
-    parts = {"method": name, "modules": arch, "optimizers": {g: list(v) for g, v in groups.items()},
-             "stateful": sorted(stateful), "train config": train_cfg, "seed": _plain(config.seed),
-             "data fingerprint": data_fingerprint(x, y), "method config": _plain(identity or {})}
-    return {k: json.dumps(v, sort_keys=True) for k, v in parts.items()}
-
-
-def _differences(recorded: dict, current: dict) -> list[str]:
-    out = []
-    for key in current:
-        a, b = recorded.get(key), current[key]
-        if a == b:
-            continue
-        if a is not None and key in ("train config", "method config", "modules"):
-            da, db = json.loads(a), json.loads(b)
-            fields = [f for f in sorted(set(da) | set(db)) if da.get(f, "(absent)") != db.get(f, "(absent)")]
-            detail = ", ".join(f"{f}: {json.dumps(da.get(f, '(absent)'))} -> {json.dumps(db.get(f, '(absent)'))}"
-                               for f in fields)
-            out.append(f"{key} ({detail})")
-        elif key == "data fingerprint":
-            out.append(f"data (fingerprint {str(a)[:12]}... -> {b[:12]}...)")
-        else:
-            out.append(f"{key} ({a} -> {b})")
-    return out
-
-
-def _check_resumable(ck: dict, run_id: dict, config: TrainConfig) -> None:
-    path = config.checkpoint_path
-    recorded = ck.get("identity")
-    if not isinstance(recorded, dict):
-        raise CheckpointError(f"checkpoint {path!r} records no run identity (method, config, data, seed); "
-                              "delete it to start afresh")
-    diff = _differences(recorded, run_id)
-    if diff:
-        raise CheckpointError(f"checkpoint {path!r} belongs to another run; it differs in: " + "; ".join(diff)
-                              + ". Use another checkpoint_path or delete the file to start afresh")
-    done = ck.get("step")
-    if isinstance(done, int) and done > config.steps:
-        raise CheckpointError(f"checkpoint {path!r} is already at step {done}, beyond steps={config.steps}; "
-                              f"set steps >= {done} to resume it, or delete it to start afresh")
-
-
-def _snapshot(modules: dict[str, nn.Module]) -> dict:
-    return {k: copy.deepcopy(m.state_dict()) for k, m in modules.items()}
-
-
-def _restore(modules: dict[str, nn.Module], snap: dict) -> None:
-    for k, m in modules.items():
-        m.load_state_dict(snap[k])
 
 
 def _progress(total: int, start: int, name: str, enabled: bool):

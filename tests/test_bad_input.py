@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ebm_ood.benchmark.methods import RunContext, methods_for
-from ebm_ood.benchmark.runner import fit_spec
+from ebm_ood.benchmark.runner import fit_method
 from ebm_ood.data import get_dataset
 from ebm_ood.errors import NonFiniteError, NotFittedError
 
@@ -34,7 +34,7 @@ def fresh(digits):
 
 @pytest.fixture(scope="module")
 def fitted(ctx):
-    return {s.name: fit_spec(s, ctx) for s in SPECS}
+    return {s.name: fit_method(s, ctx) for s in SPECS}
 
 
 def _spec(name):

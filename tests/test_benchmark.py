@@ -6,7 +6,7 @@ import pytest
 
 from ebm_ood.benchmark.methods import MethodSpec, methods_for
 from ebm_ood.benchmark.runner import CellResult, aggregate, run_benchmark
-from ebm_ood.benchmark.tables import elflein_table, heat_table
+from ebm_ood.tables import elflein_table, heat_table
 from ebm_ood.cli import main
 from ebm_ood.detector import Detector
 from ebm_ood.errors import DivergenceError
@@ -33,7 +33,7 @@ class _Norm(Detector):
 def test_aggregate_mean_and_std():
     cells = [CellResult(metrics={"a": {"auroc": v, "aupr_in": v, "aupr_out": v, "fpr95": 1 - v}}) for v in (0.2, 0.4, 0.9)]
     row = aggregate(cells)["a"]
-    assert row["auroc"] == pytest.approx(np.mean([0.2, 0.4, 0.9]))
+    assert row["seeds"] == 3 and row["auroc"] == pytest.approx(np.mean([0.2, 0.4, 0.9]))
     assert row["auroc_std"] == pytest.approx(np.std([0.2, 0.4, 0.9]))
     assert aggregate([cells[0], CellResult(error="DivergenceError: x")]) == {"error": "DivergenceError: x"}
 
@@ -57,7 +57,9 @@ def test_failed_method_becomes_a_cell_and_the_run_goes_on():
     s_id, s_ood = det.score(d.x_test), det.score(d.ood["held-out"].x)
     n = min(len(s_id), len(s_ood))
     ap = average_precision_score(np.r_[np.zeros(n), np.ones(n)], np.r_[s_id[:n], s_ood[:n]])
-    assert f"| Norm | {100 * ap:.1f} ± 0.0 |" in table
+    assert f"| Norm | {100 * ap:.1f} |" in table  # one seed: the mean alone
+    two_seeds = {m: {o: {**r, "seeds": 2} for o, r in res.items()} for m, res in res["tabular"].items() if m == "Norm"}
+    assert f"| Norm | {100 * ap:.1f} ± 0.0 |" in elflein_table(two_seeds, groups)
     from ebm_ood.metrics import chance_aupr  # checked against brute force in test_metrics.py
 
     assert table.splitlines()[-1] == f"Chance level (random scores): {100 * chance_aupr(n, n):.1f} % on every set."
@@ -73,8 +75,8 @@ def test_quick_benchmark_is_bit_identical_for_one_seed(tmp_path):
         outs.append((out / "results.json").read_bytes())
     assert outs[0] == outs[1]
     main(["benchmark", "--quick", "--dataset", "tabular", "--seeds", "1,2", "--out", str(tmp_path / "other")])
-    other = json.loads((tmp_path / "other" / "results.json").read_text())
-    first = json.loads(outs[0])
+    other = json.loads((tmp_path / "other" / "results.json").read_text())["results"]
+    first = json.loads(outs[0])["results"]
     assert not [m for m, r in first["tabular"].items() if "error" in r]  # every quick cell trains
     some_method = next(iter(first["tabular"]))
     assert other["tabular"][some_method] != first["tabular"][some_method]

@@ -10,9 +10,9 @@ import torch
 from ebm_ood import plotting
 from ebm_ood.cli import EXPERIMENTS, main
 from ebm_ood.data import get_dataset
-from ebm_ood.experiments import common
-from ebm_ood.experiments.common import (EBM_METHODS, Settings, group_improvement, improvement_by_group,
-                                        method_config, percent_improvement)
+from ebm_ood.experiments import common, output
+from ebm_ood.experiments.common import EBM_METHODS, Settings, method_config
+from ebm_ood.experiments.improvement import group_improvement, improvement_by_group, percent_improvement
 from ebm_ood.nn import SmallWRN
 
 
@@ -206,7 +206,7 @@ def test_quick_command_writes_well_formed_outputs(name, tmp_path, monkeypatch):
 
 def test_without_matplotlib_the_data_is_written_and_the_hint_printed(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(plotting, "pyplot", lambda: None)
-    assert common.save_figure(lambda plt: None, str(tmp_path / "f.png")) is None
+    assert output.save_figure(lambda plt: None, str(tmp_path / "f.png")) is None
     assert not (tmp_path / "f.png").exists()
     assert 'pip install -e ".[plots]"' in capsys.readouterr().err
 
@@ -230,7 +230,7 @@ def test_bad_flags_fail_before_training(tmp_path, argv, message):
 
 
 def test_heat_experiments_fit_and_score_like_each_other(tmp_path, monkeypatch):
-    """heat-lambda and heat-lowdata go through the benchmark's fit_spec / evaluate_detector on the same
+    """heat-lambda and heat-lowdata go through the benchmark's fit_method / evaluate_detector on the same
     shared backbone, so GMM and HEAT-GMM (λ = 10, the default) on 100 % of the data agree exactly, and the
     low-data models see less data while the backbone is trained once, on all of it."""
     from ebm_ood.benchmark import methods
@@ -249,3 +249,9 @@ def test_heat_experiments_fit_and_score_like_each_other(tmp_path, monkeypatch):
     assert set(per_set) == {"digits-89", "patches", "noise", "constant", "oodomain", "average"}  # no smoothness sets
     assert per_set["average"]["auroc"] == pytest.approx(np.mean([v["auroc"] for k, v in per_set.items() if k != "average"]))
     assert all(0 <= v["auroc"] <= 100 and 0 <= v["fpr95"] <= 100 for v in per_set.values())
+
+
+def test_long_experiment_runs_show_progress_and_quick_ones_stay_quiet():
+    for preset, shown in (("quick", False), ("default", True), ("full", True)):
+        for m in EBM_METHODS:
+            assert method_config(m, Settings(preset=preset), "image").train.progress is shown

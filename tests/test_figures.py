@@ -3,6 +3,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ebm_ood import plotting, tutorial
@@ -70,3 +71,43 @@ def test_save_figure_shows_inline_in_a_notebook_then_closes(monkeypatch, tmp_pat
     fig2 = _Figure()
     tutorial.save_figure(fig2, "y.png")
     assert shown == [fig] and closed == [fig, fig2] and (tmp_path / "y.png").is_file()
+
+
+class _Axes:                        # records what ecdf_axes draws; no matplotlib needed
+    def __init__(self):
+        self.steps, self.xscale = [], None
+
+    def step(self, x, y, **kw):
+        self.steps.append((np.asarray(x), np.asarray(y), kw))
+
+    def set_xscale(self, scale, **kw):
+        self.xscale = (scale, kw)
+
+    def set(self, **kw):
+        self.labels = kw
+
+    def grid(self, *a, **kw):
+        pass
+
+    def legend(self, *a, **kw):
+        pass
+
+
+def test_ecdf_axes_draws_the_empirical_cdf():
+    from scipy import stats
+    rng = np.random.default_rng(0)
+    scores = {"ID": rng.normal(0, 1, 50), "far": 10.0 ** rng.uniform(1, 4, 30), "ties": np.array([2.0, 2.0, 1.0])}
+    ax = _Axes()
+    curves = plotting.ecdf_axes(ax, scores, linthresh=5.0)
+    assert list(curves) == list(scores) and len(ax.steps) == 3
+    for (name, s), (x, y, kw) in zip(scores.items(), ax.steps):
+        assert kw["where"] == "post" and kw["label"] == name
+        reference = stats.ecdf(s).cdf                                   # scipy's empirical CDF
+        np.testing.assert_allclose(y[x != np.roll(x, -1)], reference.evaluate(x[x != np.roll(x, -1)]))
+        np.testing.assert_array_equal(curves[name][0], np.sort(s))
+    assert ax.xscale == ("symlog", {"linthresh": 5.0})
+
+
+def test_ecdf_axes_rejects_an_empty_set():
+    with pytest.raises(ValueError, match=r"scores\['empty'\]: expected at least one score"):
+        plotting.ecdf_axes(_Axes(), {"empty": np.array([])})

@@ -90,7 +90,7 @@ def test_pair_compositions_reuse_the_fitted_hybrids_and_follow_eq7():
     """The Table-3 rows ("HEAT (EL+GMM)", ...) compose the very hybrids the HEAT-<prior> rows fitted."""
     from ebm_ood.benchmark.methods import heat_part
     from ebm_ood.benchmark.methods import RunContext, methods_for
-    from ebm_ood.benchmark.runner import fit_spec
+    from ebm_ood.benchmark.runner import fit_method
     from ebm_ood.data import get_dataset
     from ebm_ood.heat.compose import compose_energies
 
@@ -99,7 +99,7 @@ def test_pair_compositions_reuse_the_fitted_hybrids_and_follow_eq7():
     d = get_dataset("digits")
     ctx = RunContext(dataset=d, seed=0, preset="quick")
     spec = methods_for("heat", ["HEAT (EL+GMM)"])[0]
-    pair = fit_spec(spec, ctx)
+    pair = fit_method(spec, ctx)
     assert list(pair.parts) == ["HEAT-EL", "HEAT-GMM"]
     assert pair.parts["HEAT-EL"] is heat_part(ctx, "EL") and pair.parts["HEAT-GMM"] is heat_part(ctx, "GMM")
     x = d.x_test[:50]

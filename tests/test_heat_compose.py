@@ -120,7 +120,7 @@ def test_standardizer_matches_numpy():
 def test_composition_subsets_table_rows_match_direct_metrics():
     from types import SimpleNamespace
 
-    from ebm_ood.heat.compose import composition_subsets_table
+    from ebm_ood.experiments.heat_beta import composition_subsets_table
     from ebm_ood.metrics import auroc, fpr_at_tpr
 
     rng = np.random.default_rng(2)

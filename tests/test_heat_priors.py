@@ -163,3 +163,19 @@ def test_el_energy_is_finite_and_falls_when_a_logit_rises(w, b, zq, k, delta):
     raw = e.double().numpy() * float(prior.t_)
     drop = (e - e2).double().numpy() * float(prior.t_)
     np.testing.assert_allclose(drop, exact, rtol=1e-3, atol=1e-5 * np.abs(raw).max() + 1e-5)   # float32 E
+
+
+def test_projection_onto_the_feature_domain_against_numpy():
+    """``project``: ReLU on non-negative (post-ReLU) features, then the code GMM form's L2 normalisation."""
+    rng = np.random.default_rng(7)
+    y = np.repeat(np.arange(3), 20)
+    z_nonneg = np.abs(rng.normal(size=(60, 5))).astype(np.float32)
+    z_real = rng.normal(size=(60, 5)).astype(np.float32)
+    q = torch.as_tensor(rng.normal(size=(9, 5)), dtype=torch.float32)
+    q[:, 0] = q[:, 0].abs() + 0.1                   # every row keeps a positive coordinate through the ReLU
+    relu = np.maximum(q.numpy(), 0)
+    l2 = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
+    cases = [(GMMPrior(form="code").fit(z_nonneg, y), l2(relu)), (GMMPrior(form="paper").fit(z_nonneg, y), relu),
+             (GMMPrior(form="code").fit(z_real, y), l2(q.numpy())), (GMMPrior(form="paper").fit(z_real, y), q.numpy())]
+    for prior, want in cases:
+        np.testing.assert_allclose(prior.project(q).numpy(), want, rtol=1e-6, atol=1e-7)

@@ -1,4 +1,4 @@
-"""ebm_ood/data/prepared.py and paper_configs.py: real datasets served by name from prepared files."""
+"""ebm_ood/data/prepared.py: real datasets served by name from prepared files."""
 import sys
 from pathlib import Path
 
@@ -9,7 +9,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data_scripts.prepare import prepare  # noqa: E402
 from ebm_ood.data import NATURAL, NON_NATURAL, get_dataset  # noqa: E402
-from ebm_ood.data.paper_configs import PaperConfig, paper_config  # noqa: E402
 from ebm_ood.data.prepared import DatasetNotPreparedError  # noqa: E402
 from ebm_ood.data.store import load_split, write_dataset  # noqa: E402
 
@@ -180,22 +179,6 @@ def test_ood_set_of_wrong_size_says_how_to_fix(tmp_path):
     write_dataset("textures", {"test": (x, -np.ones(5, dtype=np.int64), {})}, {}, tmp_path)
     with pytest.raises(ValueError, match=r"textures: prepared images have shape \(3, 28, 28\).*--size 32"):
         get_dataset("cifar10", data_root=tmp_path)
-
-
-def test_paper_configs_record_the_papers_values():
-    assert isinstance(paper_config("segment", "cd"), PaperConfig)
-    assert paper_config("segment", "cd").steps == 10_000 and paper_config("cifar10", "cd").epochs == 50
-    cd = paper_config("fmnist", "cd")
-    assert (cd.lr, cd.extra["sgld_steps"], cd.extra["buffer_size"], cd.extra["reinit_prob"]) == (1e-3, 100, 10_000, 0.05)
-    assert paper_config("segment", "ce").lr == 1e-3 and paper_config("cifar10", "ce").lr == 1e-4
-    assert paper_config("cifar10", "ce").weight_decay == 5e-4
-    assert paper_config("cifar10", "flow").architecture.startswith("Glow L=3, K=32")
-    heat = paper_config("cifar100", "heat")
-    assert (heat.lr, heat.epochs, heat.extra["sgld_steps"], heat.extra["l2_coef"]) == (5e-6, 20, 20, 10.0)
-    with pytest.raises(ValueError, match="dataset: expected one of"):
-        paper_config("digits", "cd")
-    with pytest.raises(ValueError, match="method: expected one of"):
-        paper_config("segment", "jem")
 
 
 def test_store_refuses_pickled_and_broken_files(tmp_path):

@@ -14,8 +14,8 @@ NO_TRAINING = "training started"
 
 
 def _no_training(monkeypatch):
-    monkeypatch.setattr(runner, "run_one", lambda *a, **k: pytest.fail(NO_TRAINING))
-    monkeypatch.setattr(runner, "fit_spec", lambda *a, **k: pytest.fail(NO_TRAINING))
+    monkeypatch.setattr(runner, "run_cell", lambda *a, **k: pytest.fail(NO_TRAINING))
+    monkeypatch.setattr(runner, "fit_method", lambda *a, **k: pytest.fail(NO_TRAINING))
 
 
 @pytest.mark.parametrize("blocked", ["results.json", "results.md", "results.cells.jsonl"])
@@ -28,10 +28,8 @@ def test_benchmark_output_that_is_a_folder_fails_before_training(tmp_path, monke
 
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
 def test_experiment_outputs_that_are_folders_fail_before_training(tmp_path, monkeypatch, experiment):
-    import importlib
-
     _no_training(monkeypatch)
-    stem = importlib.import_module(EXPERIMENTS[experiment]).NAME
+    stem = EXPERIMENTS[experiment].NAME
     for ext in ("json", "md", "png", "cells.jsonl"):
         out = tmp_path / ext
         (out / f"{stem}.{ext}").mkdir(parents=True)
@@ -44,7 +42,7 @@ def test_a_failure_after_training_keeps_every_finished_cell(tmp_path, monkeypatc
 
     args = ["benchmark", "--quick", "--methods", "CE,MSP", "--dataset", "tabular", "--seeds", "0,1", "--jobs", "1"]
     assert main(args + ["--out", str(tmp_path / "ok")]) == 0
-    ok = json.loads((tmp_path / "ok" / "results.json").read_text())["tabular"]
+    ok = json.loads((tmp_path / "ok" / "results.json").read_text())["results"]["tabular"]
 
     def table_crash(*a, **k):
         raise RuntimeError("late failure")
@@ -66,7 +64,7 @@ def test_a_failure_after_training_keeps_every_finished_cell(tmp_path, monkeypatc
 def test_result_headers_record_the_thread_count(tmp_path, monkeypatch):
     from ebm_ood.benchmark.runner import CellResult
 
-    monkeypatch.setattr(runner, "run_one", lambda spec, ctx: CellResult(error="RuntimeError: skipped"))
+    monkeypatch.setattr(runner, "run_cell", lambda spec, ctx: CellResult(error="RuntimeError: skipped"))
     try:
         for n in (1, 2):
             out = tmp_path / str(n)
@@ -80,7 +78,7 @@ def test_result_headers_record_the_thread_count(tmp_path, monkeypatch):
 
 
 def test_experiment_json_records_the_thread_count(tmp_path):
-    from ebm_ood.experiments.common import write_results
+    from ebm_ood.experiments.output import write_results
 
     torch.set_num_threads(2)
     try:
@@ -92,7 +90,7 @@ def test_experiment_json_records_the_thread_count(tmp_path):
 
 
 def test_concurrent_out_folder_checks_never_collide(tmp_path):
-    from ebm_ood.cli import check_out_dir
+    from ebm_ood.flags import check_out_dir
 
     errors = []
 

@@ -49,3 +49,11 @@ def test_features_and_metrics(unreadable):
         fit_class_gaussian(make(z), y)
     with pytest.raises(TypeError, match=f"score_ood: .*{match}"):
         auroc(torch.rand(8), make(torch.rand(8)))
+
+
+def test_dataloader_batches_name_the_batch(unreadable):
+    make, match = unreadable
+    z = torch.randn(12, 3, generator=torch.Generator().manual_seed(2))
+    batches = [z[:6], make(z[6:])]
+    with pytest.raises(TypeError, match=f"batch 1 of x: .*{match}"):
+        KNN(k=3).fit(iter(batches))

@@ -199,12 +199,22 @@ assert np.allclose(e_data, energy_from_logits(torch.as_tensor(clf.logits(x_train
 # * `ebm_ood.energy` computes all three; `CEClassifier.score` is the Eq. 3 energy.
 #
 # ## Exercises
-# 1. **Temperature.** Recompute the landscape with `energy_from_logits(logits, temperature=T)` for
-#    `T = 0.1, 1, 10`. Show that `-T logsumexp(f/T)` tends to `-max_y f(x)[y]` as `T → 0`, and check it
-#    numerically with an `assert`.
-# 2. **Normalise the 2-D energy.** On the box `[-7, 7]²`, compute `Z` by quadrature of `exp(-E(x))` on the
-#    grid above and plot `p(x)`. How much of the probability mass lies within 2 units of a blob centre?
-#    What happens to `Z` when you enlarge the box to `[-50, 50]²`, and what does that say about Eq. 1 for
-#    this classifier?
-# 3. **A shift that changes nothing.** Add a constant `b` to every logit. Which of `E(x)`, `E(x, y)` and
-#    `p(y|x)` change? Why does that mean cross-entropy training cannot pin down the energy?
+# Each exercise has a check, `ch01.check_exercise_k(answer)` (imported in the last cell), that recomputes the
+# answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch01.py`.
+# 1. **Temperature.** Write `energy_at_temperature(logits, T)` returning `-T logsumexp(f/T)` (N,), redraw the
+#    landscape for `T = 0.1, 1, 10`, and convince yourself that it tends to `-max_y f(x)[y]` (the max-logit
+#    score) as `T → 0`. Check: `ch01.check_exercise_1(energy_at_temperature)`.
+# 2. **Normalise the 2-D energy.** Write `z_on_grid(energy, g1, g2)`: `Z = ∫ exp(-E(x)) dx` by quadrature over
+#    an `np.meshgrid` box (check: `ch01.check_exercise_2(z_on_grid)`, on energies with a known `Z`). Then
+#    apply it to `grid_energy` on `[-7, 7]²` and to a grid on `[-50, 50]²`: what happens to `Z`, and what does
+#    that say about Eq. 1 for this classifier?
+# 3. **A shift that changes nothing.** Add `b = 2.5` to every logit. By how much do `E(x)`, `E(x, y)` and
+#    `log p(y|x)` change? Check: `ch01.check_exercise_3({"E(x)": ..., "E(x,y)": ..., "log p(y|x)": ...})`.
+#    Why does that mean cross-entropy training cannot pin down the energy?
+
+
+# %%
+# The exercise checks: a script finds tutorials/exercises/ beside it; a notebook finds it when run in tutorials/.
+from exercises import ch01  # noqa: E402
+
+print("exercise checks:", ", ".join(f"ch01.{name}(answer)" for name in dir(ch01) if name.startswith("check_")))

@@ -266,12 +266,22 @@ print("fused op and twin agree")
 # * `ops.sgld_step_` fuses the update; its Philox noise makes the compiled op and the twin agree exactly.
 #
 # ## Exercises
-# 1. **The bias of a large step.** Rerun section 1 with `η = 0.2` and `η = 0.5`. Compare the sample
-#    covariance with `stationary_covariance` and with `Σ`. For which `η` does the chain diverge, and why
-#    (hint: the largest eigenvalue of `Σ⁻¹`)?
-# 2. **Elflein's temperature.** Run the mixture with `form="decoupled"`, `step_size=1.0`, `noise_std=0.01`
-#    (`T = 5·10⁻⁵`) and 20 steps. Where do the chains end? Compute the mean energy and compare it with
-#    `T` times the target's value.
-# 3. **Unequal modes.** Give one mixture component weight 0.7 and the others 0.1 (add `log w_k` inside the
-#    `logsumexp`). Does the replay buffer recover the weights after 400 rounds? Does a fresh 5-step chain?
-#    Try `reinit_prob = 0` and `reinit_prob = 0.5`.
+# Each exercise has a check, `ch02.check_exercise_k(answer)` (imported in the last cell), that recomputes the
+# answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch02.py`.
+# 1. **The bias of a large step.** Rerun section 1 with `η = 0.2` and `η = 0.5` and measure the sample
+#    covariance (or compute it with `stationary_covariance`). Above which `η` does the chain diverge, and why
+#    (hint: the largest eigenvalue of `Σ⁻¹`)? Check:
+#    `ch02.check_exercise_1({"cov_0.2": C1, "cov_0.5": C2, "eta_max": eta})`.
+# 2. **Equipartition.** Predict the mean energy `E[½ xᵀΣ⁻¹x]` of the decoupled sampler with `α = 0.01`,
+#    `σ = 0.1` (`T = 0.5`) at stationarity, then measure it with `sgld` (≥ 2000 chains). Check:
+#    `ch02.check_exercise_2({"predicted": p, "measured": m})`.
+# 3. **Unequal modes.** Give the mixture weights `(0.7, 0.1, 0.1, 0.1)` (add `log w_k` inside the
+#    `logsumexp`) and run 2000 Langevin chains (`η = 0.02`, 200 steps) from `U(-4, 4)²`. What share of the
+#    chains ends at each mode? Check: `ch02.check_exercise_3(shares)`. What would it take to recover the weights?
+
+
+# %%
+# The exercise checks: a script finds tutorials/exercises/ beside it; a notebook finds it when run in tutorials/.
+from exercises import ch02  # noqa: E402
+
+print("exercise checks:", ", ".join(f"ch02.{name}(answer)" for name in dir(ch02) if name.startswith("check_")))

@@ -116,31 +116,46 @@ print(f"energy at the modes: {e_modes.mean():+.3f} (max {e_modes.max():+.3f}); "
       f"far away: {e_far.mean():+.3f} (min {e_far.min():+.3f})")
 
 # %%
+g = np.linspace(-1.5, 1.5, 121, dtype=np.float32)
+gx, gy = np.meshgrid(g, g)
+e = toy.score(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(gx.shape)         # (121, 121)
+samples = toy.buffer_samples(1000)                                                # (1000, 2)
+T = cfg2d.noise_std**2 / (2 * cfg2d.step_size)                                    # the sampler's temperature
+on_ring = np.linalg.norm(samples[:, None] - modes[None], axis=2).min(1) < 0.15   # within 3 std of a mode
+print(f"energy range on the grid: {e.max() - e.min():.3f} = {(e.max() - e.min()) / T:.0f} T  (T = {T:g}); "
+      f"buffer samples within 0.15 of a mode: {100 * on_ring.mean():.0f} %")
+
 if plt is not None:
-    g = np.linspace(-1.5, 1.5, 121, dtype=np.float32)
-    gx, gy = np.meshgrid(g, g)
-    grid = np.stack([gx.ravel(), gy.ravel()], 1)
-    e = toy.score(grid).reshape(gx.shape)
-    samples = toy.buffer_samples(1000)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig.subplots_adjust(wspace=0.4)
     axes[0].scatter(*x2d[:1000].T, s=2)
     axes[0].set_title("data")
-    im = axes[1].contourf(gx, gy, e, 30, cmap="viridis_r")
-    fig.colorbar(im, ax=axes[1])
-    axes[1].set_title("energy E(x) (bright = low)")
+    top = np.percentile(e, 60)                     # the far corners would take up most of the colour scale
+    im = axes[1].contourf(gx, gy, np.minimum(e, top), 30, cmap="viridis_r")
+    fig.colorbar(im, ax=axes[1], label="E(x), clipped at its 60th percentile")
+    axes[1].scatter(*modes.T, marker="x", c="r", s=25, label="data modes")
+    axes[1].legend(loc="lower left", fontsize=8)
+    axes[1].set_title("energy (bright = low)")
     axes[2].scatter(*samples.T, s=2, c="tab:orange")
-    axes[2].set_xlim(-1.5, 1.5)
-    axes[2].set_ylim(-1.5, 1.5)
     axes[2].set_title("replay buffer (model samples)")
     for ax in axes:
+        ax.set_xlim(-1.5, 1.5)
+        ax.set_ylim(-1.5, 1.5)
         ax.set_aspect("equal")
     save_figure(fig, "03_cd_mixture.png")
 
 # %% [markdown]
-# The buffer's chains sit on the modes: the decoupled sampler with `σ = 0.01` is close to gradient
-# descent (temperature `σ²/(2α) = 5·10⁻⁵`), so the samples are the *minima* of `E` rather than a fair draw
-# from `exp(-E)`. CD with such short-run samplers learns an energy whose wells are at the data — good enough
-# for OOD detection, even though `exp(-E)` is not an accurate density (Nijkamp et al. 2019).
+# Most of the buffer's chains sit on the ring of modes (the share printed above). The decoupled sampler with
+# `σ = 0.01` is close to gradient descent (temperature `σ²/(2α) = 5·10⁻⁵`), so the samples are where short
+# descents on `E` end rather than a fair draw from `exp(-E)`. The energy itself is almost flat: its whole
+# range on the grid is a few hundredths (printed above, also in units of `T`), and the far corners take most
+# of it, so the middle panel clips the colour scale to show the region around the data. How well it
+# separates the eight wells depends on the training length: after the default 1500 steps the low-energy
+# region follows the ring, with local minima near the modes; after the 250 steps of `EBM_OOD_FAST=1` it is
+# one broad, lopsided basin. What the checks below need is only that the modes get lower energy than
+# far-away points. CD with
+# such short-run samplers learns an energy that is low at the data — good enough for OOD detection, even
+# though `exp(-E)` is not an accurate density (Nijkamp et al. 2019).
 #
 # Notice also how *small* the energies are (hundredths). Near equilibrium `E(x⁺) ≈ E(x⁻)`, and the L2
 # penalty pulls both towards 0; only the ranking of energies matters for an OOD score. The opposite
@@ -152,7 +167,7 @@ if plt is not None:
 #
 # The same detector with the small WideResNet. The OOD sets are the held-out digits 8 and 9, image
 # patches, and the non-natural sets of Elflein App. D (noise, constant images, unnormalised "OODomain"
-# images in [0, 255], and smoothed noise).
+# images — the test digits in their raw pixel range [0, 16] instead of [-1, 1] — and smoothed noise).
 
 # %%
 digits = get_dataset("digits")
@@ -165,13 +180,19 @@ scores = {name: cd.score(o.x) for name, o in digits.ood.items()}
 print(f"{'OOD set':12s} {'group':12s} {'AUPR-In':>8s} {'AUROC':>7s}")
 for name, s in scores.items():
     print(f"{name:12s} {digits.ood[name].group:12s} {100 * aupr_in(s_id, s):8.1f} {100 * auroc(s_id, s):7.1f}")
+below = float(np.mean(scores["oodomain"] < np.median(s_id)))
+print(f"oodomain: {100 * below:.0f} % of the images get a lower energy than the median ID test digit")
 
 # %%
 if plt is not None:
     samples = cd.buffer_samples(64)[:, 0]                      # (64, 8, 8)
-    tiles = samples.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(64, 64)
+    tiles = np.full((8, 8, 10, 10), np.nan)                    # an 8 x 8 grid of 8 x 8 images, 1-pixel gaps
+    tiles[:, :, 1:9, 1:9] = samples.reshape(8, 8, 8, 8)
+    tiles = np.pad(tiles.transpose(0, 2, 1, 3).reshape(80, 80), ((0, 1), (0, 1)), constant_values=np.nan)
+    gray = plt.get_cmap("gray").copy()
+    gray.set_bad("tab:blue")                                   # the gaps (NaN)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    axes[0].imshow(tiles, cmap="gray", vmin=-1, vmax=1)
+    axes[0].imshow(tiles, cmap=gray, vmin=-1, vmax=1)
     axes[0].set_title("replay-buffer samples")
     axes[0].axis("off")
     bins = np.linspace(min(s_id.min(), *(s.min() for s in scores.values())),
@@ -187,17 +208,26 @@ if plt is not None:
 # (The buffer holds the chains at the *end* of training; the weights are those of the checkpoint chosen on
 # the ID validation set.) Things to notice (they mirror Elflein et al.'s findings): the non-natural sets built from noise get
 # high energy easily, while the *natural* held-out digits, which share the low-level statistics of the
-# training digits, are much harder. Look at "oodomain": images in [0, 255] are far outside the data range,
-# and an unconstrained network is free to give them *low* energy there — an EBM is only trained where its
-# samples go.
+# training digits, are much harder. Look at "oodomain": pixel values up to 16 are far outside the data
+# range [-1, 1], and nothing in CD ties the energy down there. An EBM is only trained where its samples go,
+# and the replay buffer's chains start in U(-1, 1), so no negative sample ever visits the range of these
+# images: whatever energy they get is extrapolation. The table says which way it went: at the default size
+# this run ranks them mostly *below* the test digits (AUROC under 50 %; the line under the table gives the
+# share below the median test digit), while the short `EBM_OOD_FAST=1` run happens to rank them above.
 #
 # ## Exercises
-# 1. Set `l2_weight=0` in `cfg2d` and retrain: watch `toy.history_.logs` (`e_pos`, `e_neg`). Do the
-#    energies drift? Does the divergence guard (`ebm_ood.errors.DivergenceError`) ever fire?
-# 2. Replace the decoupled sampler by the Langevin form (`sgld_form="langevin"`, `step_size=1e-3`).
-#    How do the buffer samples in the 2-D figure change, and why (temperature!)?
-# 3. Train CD-S with `gamma=1.0` on digits (`fit(x, y)`): class-conditional SGLD with per-class buffer
-#    chunks. Does supervision help the held-out digits 8/9?
+# Each exercise has a check, `ch03.check_exercise_k(answer)` (imported in the last cell), that recomputes the
+# answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch03.py`.
+# 1. **CD is moment matching.** Take the one-parameter family `E_θ(x) = θ‖x‖²/2` and train θ on
+#    `ch03.ring_data()` with `contrastive_divergence_loss`, drawing the negatives exactly from `N(0, I/θ)`.
+#    Where does θ settle, and why? Check: `ch03.check_exercise_1(theta)`.
+# 2. **The sampler's temperature.** What temperature does the chapter's sampler (`cd_config("default",
+#    "tabular")`: decoupled form) target? What temperature, and what gradient step, does
+#    `sgld_form="langevin"` with `step_size=1e-3` give? Check: `ch03.check_exercise_2({"T_decoupled": ...,
+#    "T_langevin": ..., "alpha_langevin": ...})`. Retrain `toy` with the Langevin form and compare the buffer.
+# 3. **What the L2 penalty pins.** Add a constant `c` to every energy in `ch03.E_POS` and `ch03.E_NEG`. Which
+#    `c` minimises `contrastive_divergence_loss + energy_l2_penalty`? Check: `ch03.check_exercise_3(c)`. Which
+#    `c` minimises the CD loss alone?
 #
 # ## Check
 # The 2-D model must rank every mode below every far-away point, and the digits model must tell uniform
@@ -207,3 +237,10 @@ if plt is not None:
 assert e_modes.max() < e_far.min(), (e_modes, e_far)
 assert auroc(s_id, scores["noise"]) > 0.9
 print("chapter 03 checks passed")
+
+
+# %%
+# The exercise checks: a script finds tutorials/exercises/ beside it; a notebook finds it when run in tutorials/.
+from exercises import ch03  # noqa: E402
+
+print("exercise checks:", ", ".join(f"ch03.{name}(answer)" for name in dir(ch03) if name.startswith("check_")))

@@ -105,8 +105,8 @@ if plt is not None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     names = [f"{p}\n{'SSM-VR' if vr else 'SSM'}" for (p, vr) in rows]
     ax.bar(names, [s for _, s in rows.values()], color=["C0", "C1", "C0", "C1"])
-    ax.set_ylabel("std of a one-projection estimate")
-    ax.set_title("variance of the sliced objectives at one point")
+    ax.set_ylabel("RMS over 64 points of the\nstd of a one-projection estimate")
+    ax.set_title("spread of the sliced objectives (64 random points)")
     save_figure(fig, "04_ssm_variance.png")
 
 for (projection, vr), (mean, _) in rows.items():
@@ -179,12 +179,17 @@ if plt is not None:
 
 # %% [markdown]
 # ## Exercises
-# 1. Train with `activation="leaky_relu"` (the authors' network). Plot the contours again: where are the
-#    minima of the energy now, and what does the training log's `ssm` value do?
-# 2. Compare `variance_reduction=False` with `True` on the 2-D data for a fixed number of steps. Does the
-#    lower-variance objective reach a lower validation objective (`ssm.history_.best_value`)?
-# 3. For D = 64 (the digits), how many backward passes does `exact_score_matching_loss` need per batch,
-#    and how many does SSM-VR with `n_projections=4`? Time both on a batch of 64 digits.
+# Each exercise has a check, `ch04.check_exercise_k(answer)` (imported in the last cell), that recomputes the
+# answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch04.py`.
+# 1. **Score matching fits a Gaussian.** Minimise `exact_score_matching_loss` of `E_A(x) = ½ xᵀAx` over a
+#    symmetric `A` on `ch04.gaussian_data()` (a Gaussian with a non-zero mean). Which matrix do you get, and
+#    why is it not the inverse covariance? Check: `ch04.check_exercise_1(A)`.
+# 2. **Why Rademacher projections.** For the symmetric matrix `ch04.H`, compute the variance of the one-sample
+#    trace estimate `vᵀHv` with Rademacher and with Gaussian `v`. Check:
+#    `ch04.check_exercise_2({"rademacher": ..., "gaussian": ...})`.
+# 3. **The cost of the exact trace.** How many backward passes (`torch.autograd.grad` calls) do
+#    `exact_score_matching_loss` and `sliced_score_matching_loss(..., n_projections=4)` make for one batch of
+#    64-dimensional digits? Check: `ch04.check_exercise_3({"exact": n, "sliced": m})`.
 #
 # ## Check
 # The trained energy must rank every mode of the mixture below every far-away point, and its score must
@@ -194,3 +199,10 @@ if plt is not None:
 assert e_modes.max() < e_far.min(), (e_modes, e_far)
 assert trace_modes.max() < 0, trace_modes
 print("chapter 04 checks passed")
+
+
+# %%
+# The exercise checks: a script finds tutorials/exercises/ beside it; a notebook finds it when run in tutorials/.
+from exercises import ch04  # noqa: E402
+
+print("exercise checks:", ", ".join(f"ch04.{name}(answer)" for name in dir(ch04) if name.startswith("check_")))

@@ -174,12 +174,17 @@ if plt is not None:
 
 # %% [markdown]
 # ## Exercises
-# 1. Retrain with the paper's λ = 1e-4 and `sigma_init=0.01`. Where do the generator samples go, and what
-#    happens to the energy far from the data? (Hint: the EBM only learns where the generator goes.)
-# 2. Set `n_importance=1`. With a single sample the weights are trivially 1: what does the entropy
-#    gradient reduce to, and why does it no longer push the generator apart?
-# 3. Replace `PosteriorProposal` by the exact posterior of the linear generator (section 2) and check that
-#    the importance weights become constant — equal to `log q(x)`.
+# Each exercise has a check, `ch05.check_exercise_k(answer)` (imported in the last cell), that recomputes the
+# answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch05.py`.
+# 1. **`log Z` as a maximum.** For `E(x) = x²/(2·0.5²)` and `q = N(0, σ²)`, write VERA's bound
+#    `E_q[-E(x)] + H(q)` as a function of σ, maximise it, and compare the maximum with `log Z`. Check:
+#    `ch05.check_exercise_1({"sigma_best": ..., "log_z": ...})`.
+# 2. **A linear generator's density.** For `x = W z + σ ε` (`ch05.W`, `ch05.SIGMA`), write `log_q(x)`
+#    exactly. Check: `ch05.check_exercise_2(log_q)`.
+# 3. **Importance weights with the exact posterior.** Draw 16 `z` from the exact posterior `p(z|x)` of that
+#    generator at `x = ch05.X0` and compute the log-weights `log p(x|z) + log p(z) - log p(z|x)` (use
+#    `gaussian_log_density`). What do you observe, and what does `PosteriorProposal` approximate? Check:
+#    `ch05.check_exercise_3(log_weights)`.
 #
 # ## Check
 # The trained energy must rank every mode below every point of the far ring, and the generator must cover
@@ -189,3 +194,10 @@ if plt is not None:
 assert e_modes.max() < e_ring.min(), (e_modes, e_ring)
 assert samples[:, 0].std() > 0.8, samples[:, 0].std()
 print("chapter 05 checks passed")
+
+
+# %%
+# The exercise checks: a script finds tutorials/exercises/ beside it; a notebook finds it when run in tutorials/.
+from exercises import ch05  # noqa: E402
+
+print("exercise checks:", ", ".join(f"ch05.{name}(answer)" for name in dir(ch05) if name.startswith("check_")))

@@ -22,7 +22,8 @@
 #    affine couplings, split priors — and bits per dimension.
 # 4. The finding that motivates the EBM papers (Nalisnick et al. 2019; Kirichenko et al. 2020):
 #    **a flow's likelihood follows smoothness rather than meaning**. Here, a flow trained on photo
-#    patches gives flat and smooth images *higher* likelihood than its own held-out test patches.
+#    patches gives flat (constant) images *higher* likelihood than its own held-out test patches, and ranks
+#    smoothed noise as more likely the smoother it is.
 #
 # **Why this matters for OOD detection.** A density model gives the most natural OOD score:
 # `-log p(x)`, high where the data are rare. Flows give that density *exactly*, with no
@@ -41,6 +42,7 @@ from ebm_ood.data import get_dataset
 from ebm_ood.methods.ce import CEClassifier, ce_config
 from ebm_ood.methods.flows import NormalizingFlowDetector, flow_config
 from ebm_ood.metrics import aupr_in, auroc
+from ebm_ood.plotting import ecdf_axes
 from ebm_ood.tutorial import FAST, save_figure, setup
 
 plt = setup(seed=0)   # small tensors (8x8 images, batches of 64): thread hand-offs cost more than the work
@@ -194,13 +196,11 @@ for name, ood in digits.ood.items():
           f"{100 * auroc(nf_id, s_nf):9.1f}")
 
 if plt is not None:
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    bins = np.linspace(np.percentile(nf_id, 1) - 30, np.percentile(nf_id, 99) + 400, 60)
-    ax.hist(nf_id, bins=bins, alpha=0.6, density=True, label="ID test digits 0-7")
-    for name in ["digits-89", "constant", "smooth-4", "patches"]:
-        ax.hist(np.clip(nf_scores[name], bins[0], bins[-1]), bins=bins, alpha=0.45, density=True, label=name)
-    ax.set(xlabel="-log p(x)  (nats; clipped to the plot)", ylabel="density", title="Glow trained on digits")
-    ax.legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ecdf_axes(ax, {"ID test digits 0-7": nf_id, **{k: nf_scores[k] for k in ["digits-89", "patches", "constant",
+                                                                            "smooth-4", "noise"]}},
+              xlabel="-log p(x) (nats)")
+    ax.set_title("Glow trained on digits: a curve further right = less likely")
     save_figure(fig, "06_glow_digits_histograms.png")
 
 # %% [markdown]
@@ -241,27 +241,30 @@ pglow.fit(p_train, validation=p_val)
 print(f"Glow on photo patches: δ={pglow.delta_:.4f} (8-bit), test {pglow.bits_per_dim(p_test).mean():.3f} bits/dim")
 
 p_id = pglow.score(p_test)
-probe = {"digits (ID test)": digits.x_test, **{k: digits.ood[k].x for k in ["constant", "smooth-4", "smooth-2", "smooth-1"]}}
+probe = {"digits test (OOD)": digits.x_test, **{k: digits.ood[k].x for k in ["constant", "smooth-4", "smooth-2", "smooth-1"]}}
 probe_scores = {k: pglow.score(v) for k, v in probe.items()}
 print(f"{'probe set':18s} {'AUROC':>6s} {'median -log p':>14s}   (held-out patches: median {np.median(p_id):.1f})")
 for k, s in probe_scores.items():
     print(f"{k:18s} {100 * auroc(p_id, s):6.1f} {np.median(s):14.1f}")
+order = sorted(["held-out patches", *probe_scores],
+               key=lambda k: np.median(p_id if k == "held-out patches" else probe_scores[k]))
+print("most to least likely (median -log p):", " < ".join(order))
 
 if plt is not None:
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    bins = np.linspace(min(np.percentile(p_id, 1), np.percentile(probe_scores["constant"], 1)) - 20,
-                       np.percentile(p_id, 99) + 250, 60)
-    ax.hist(p_id, bins=bins, alpha=0.6, density=True, label="ID: held-out photo patches")
-    for k in ["constant", "smooth-4", "smooth-2"]:
-        ax.hist(np.clip(probe_scores[k], bins[0], bins[-1]), bins=bins, alpha=0.45, density=True, label=k)
-    ax.set(xlabel="-log p(x)  (nats; clipped to the plot)", ylabel="density",
-           title="Glow trained on photo patches: smoother = more likely")
-    ax.legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ecdf_axes(ax, {"ID: held-out photo patches": p_id, **{k: probe_scores[k] for k in
+                                                          ["constant", "smooth-4", "smooth-2", "smooth-1"]}},
+              xlabel="-log p(x) (nats)")
+    ax.set_title("Glow trained on photo patches: smoother = further left (more likely)")
     save_figure(fig, "06_glow_patches_histograms.png")
 
 # %% [markdown]
-# The ordering is by smoothness: constant images get the *highest* likelihood — higher than the
-# model's own test patches, an AUROC below 50 % — then `smooth-4`, `smooth-2`, and pixel noise last.
+# Read the last printed line: among the digits data set's non-natural images, the ordering is by smoothness.
+# Constant images get the *highest* likelihood — higher than the model's own test patches, an AUROC below
+# 50 % — then the smoothed noise, the smoother the more likely (`smooth-4` before `smooth-2`), and pixel
+# noise (`smooth-1`) last. Smoothed noise is *not* more likely than the test patches here (its AUROC is at
+# or above 50 %) — plausibly because on 8×8 images pooled noise keeps sharp block edges, which photo patches
+# rarely have. (The digits themselves are OOD for this model, and it rejects them.)
 # Kirichenko et al. (2020) explain it: coupling layers learn to predict a pixel from its neighbours,
 # a local, dataset-agnostic skill, and a flat image is the easiest of all to predict. The likelihood
 # measures *how predictable the pixels are*, not *whether the image looks like the training data*.
@@ -270,13 +273,16 @@ if plt is not None:
 # bottlenecks push them towards semantic features.
 #
 # ## Exercises
-# 1. Set `learned_prior=False` in `GlowConfig` (the authors' code: split-off channels are `N(0, I)`).
-#    How do bits/dim and the probe table change?
-# 2. Score the patch-trained Glow on the digits data set's `oodomain` images (values up to 16). They lie
-#    outside the model's support; read `LogitPreprocess` to see what score they get and why.
-# 3. Correct for complexity (Serrà et al. 2020): subtract a generic compressor's code length (e.g.
-#    `len(zlib.compress(((x + 1) * 127.5).astype(np.uint8).tobytes()))` in bits) from `-log2 p(x)`.
-#    Does the ordering of the probe sets flip?
+# Each exercise has a check, `ch06.check_exercise_k(answer)` (imported in the last cell), that recomputes the
+# answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch06.py`.
+# 1. **Change of variables.** With `x ~ N(0, 1)` and `y = exp(x)`, write `log_p(y)` by the change of
+#    variables formula. Check: `ch06.check_exercise_1(log_p)`.
+# 2. **The radial flow's determinant.** Write `radial_log_det(z, z0, alpha, beta)` for
+#    `f(z) = z + β (z - z0) / (α + ‖z - z0‖)` in d dimensions, without forming the Jacobian. Check:
+#    `ch06.check_exercise_2(radial_log_det)` (against autograd's Jacobian).
+# 3. **Bits per dimension.** Write `bits_per_dim(log_p, D, delta)` for inputs discretised into bins of width
+#    `delta`. How many bits/dim does uniform noise over 256 levels cost? Check:
+#    `ch06.check_exercise_3(bits_per_dim)`. Compare with the Glow numbers printed above.
 
 # %%
 # Checks you can run.
@@ -288,3 +294,10 @@ if not FAST:  # the failure mode needs a trained model: constant images beat hel
     assert np.median(probe_scores["constant"]) < np.median(p_id)
     assert auroc(p_id, probe_scores["constant"]) < 0.5
 print("all checks passed")
+
+
+# %%
+# The exercise checks: a script finds tutorials/exercises/ beside it; a notebook finds it when run in tutorials/.
+from exercises import ch06  # noqa: E402
+
+print("exercise checks:", ", ".join(f"ch06.{name}(answer)" for name in dir(ch06) if name.startswith("check_")))

@@ -248,11 +248,20 @@ assert metrics["aupr_out"] < 0.5 < 0.8 < metrics["aupr_out_bal"]
 #   code bases. On small OOD sets, report the convention.
 #
 # ## Exercises
-# 1. **Prevalence.** Keep the same two Gaussians but change the ratio of ID to OOD samples from 10 : 1 to
-#    1 : 1 and 1 : 10. Tabulate AUROC, AUPR-In and AUPR-Out. Which numbers move? Assert that AUROC stays
-#    within sampling error.
-# 2. **A fourth FPR95.** Implement the interpolation convention `np.interp(0.95, tpr, fpr)` on the ROC
-#    from `roc_curve` (ID positive) for worked example 2. Which value do you get, and why does
-#    `drop_intermediate=True/False` change it?
-# 3. **Ties.** Round the scores of section 1 to one decimal. Which metrics change, and does `auroc` still
-#    match the brute-force pair count? (It should: ties count ½.)
+# Each exercise has a check, `ch07.check_exercise_k(answer)` (imported in the last cell), that recomputes the
+# answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch07.py`.
+# 1. **Prevalence.** With `ch07.two_gaussians(n_id, n_ood)` at the ratios `ch07.RATIOS` (10 : 1, 1 : 1,
+#    1 : 10), tabulate AUROC, AUPR-In and AUPR-Out. Which numbers move? Check:
+#    `ch07.check_exercise_1({"10:1": {"auroc": ..., "aupr_in": ..., "aupr_out": ...}, "1:1": {...}, "1:10": {...}})`.
+# 2. **Population values.** With infinitely many samples from ID `N(0, 1)` and OOD `N(1.5, 1)`, what are the
+#    AUROC and the FPR95? Compare with the sample values printed in sections 1 and 4. Check:
+#    `ch07.check_exercise_2({"auroc": ..., "fpr95": ...})`.
+# 3. **Ties.** Round `ch07.two_gaussians(2000, 200)` to one decimal. What fraction of (ID, OOD) pairs tie,
+#    and what is the AUROC (ties count ½)? Check: `ch07.check_exercise_3({"auroc": ..., "tied_pairs": ...})`.
+
+
+# %%
+# The exercise checks: a script finds tutorials/exercises/ beside it; a notebook finds it when run in tutorials/.
+from exercises import ch07  # noqa: E402
+
+print("exercise checks:", ", ".join(f"ch07.{name}(answer)" for name in dir(ch07) if name.startswith("check_")))

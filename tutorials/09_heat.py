@@ -37,6 +37,7 @@ from ebm_ood.heat.hybrid import HEATDetector, heat_config, sample_negatives
 from ebm_ood.heat.priors import ELPrior, GMMPrior
 from ebm_ood.methods.ce import CEClassifier, ce_config
 from ebm_ood.metrics import auroc, fpr_at_tpr
+from ebm_ood.plotting import ecdf_axes
 from ebm_ood.training import TrainConfig
 from ebm_ood.tutorial import FAST, save_figure, setup
 
@@ -90,14 +91,28 @@ with torch.no_grad():
 e_h = e_q + e_t
 
 if plt is not None:
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    for ax, e, title in zip(axes, (e_q, e_t, e_h), ("prior E_q (one Gaussian)", "residual E_θ", "hybrid E_h = E_q + E_θ")):
-        cs = ax.contourf(grid[:, 0].reshape(80, 120), grid[:, 1].reshape(80, 120), e.reshape(80, 120), 30, cmap="viridis")
-        ax.scatter(z_toy[::8, 0], z_toy[::8, 1], s=2, c="w")
-        ax.set_title(title), fig.colorbar(cs, ax=ax)
+    gx, gy = grid[:, 0].reshape(80, 120), grid[:, 1].reshape(80, 120)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    for ax, e, title in zip(axes[:2], (e_q, e_t), ("prior E_q (one Gaussian)", "residual E_θ")):
+        cs = ax.contourf(gx, gy, e.reshape(80, 120), 30, cmap="viridis")
+        fig.colorbar(cs, ax=ax)
+        ax.set_title(title)
+    # E_q spans ~30 units over the plot and E_θ ~4: on a full colour scale the hybrid looks like the prior.
+    # Zoom on the low-energy region instead: both energies shifted to their minimum and clipped at 4.
+    levels = np.linspace(0, 4, 17)
+    cs = axes[2].contourf(gx, gy, np.minimum(e_h - e_h.min(), 4).reshape(80, 120), levels, cmap="viridis")
+    fig.colorbar(cs, ax=axes[2])
+    axes[2].contour(gx, gy, (e_q - e_q.min()).reshape(80, 120), [1, 2, 3], colors="r", linestyles="--", linewidths=1)
+    axes[2].set_title("hybrid E_h - min (clipped at 4);\nred dashed: prior E_q - min at 1, 2, 3")
+    for ax, colour in zip(axes, "wwk"):
+        ax.scatter(z_toy[::8, 0], z_toy[::8, 1], s=2, c=colour)
     save_figure(fig, "09_heat_banana_energies.png")
 
 # %% [markdown]
+# The prior's energy spans about 30 units over the plot and the residual about 2–4, so on a full colour scale
+# the hybrid looks like the prior. The right panel zooms on the bottom 4 units: the prior's contours (red)
+# are ellipses filling the hollow, while the hybrid's low-energy region bends along the arc.
+#
 # **Check.** The residual is positive at the Gaussian's mode (the prior over-estimates there) and negative
 # on average on the arc (the prior under-estimates the data).
 
@@ -154,21 +169,22 @@ for k, s in scores.items():
     print(f"{k:14s} average FPR95 {summary(s)[0]:6.2f}   AUROC {summary(s)[1]:6.2f}")
 
 if plt is not None:
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
+    fig.subplots_adjust(wspace=0.3)
     for ax, name in zip(axes, ("HEAT-EL", "HEAT-GMM", "HEAT-GMM-std")):
-        s = scores[name]
-        lo, hi = np.percentile(np.concatenate([s["test"]] + [s[o] for o in oods]), [1, 97])
-        bins = np.linspace(lo, hi, 40)
-        ax.hist(s["test"], bins, density=True, alpha=0.6, label="ID test")
-        for o in ("digits-89", "patches", "oodomain"):
-            ax.hist(np.clip(s[o], lo, hi), bins, density=True, histtype="step", label=o)
-        ax.set_title(name), ax.set_xlabel("energy (higher = more OOD)")
-    axes[0].legend(fontsize=7)
+        s = scores[name]        # energies from -20 to 800: a log axis keeps ID and every OOD set readable
+        ecdf_axes(ax, {"ID test": s["test"], **{o: s[o] for o in ("digits-89", "patches", "oodomain")}},
+                  linthresh=1.0, xlabel="energy (higher = more OOD)")
+        ax.set_title(name)
     save_figure(fig, "09_heat_score_histograms.png")
 
 # %% [markdown]
-# **How much does the residual change?** Compare each hybrid's average FPR95 with its prior's just above:
-# the change is small. The control loss explains it: the minimiser of
+# **How much does the residual change?** Compare each hybrid's average FPR95 with its prior's just above
+# (the "FPR95 change" column below: hybrid minus prior, negative = better). In this chapter's runs **no
+# hybrid improves on its prior by a meaningful margin**: every change is below 3 points either way (the
+# assert checks it), and the sign varies from prior to prior. HEAT reports clear gains from the residual on
+# CIFAR and ImageNet features; on these small digits features with this budget we do not reproduce them,
+# and the numbers below say why. The control loss explains most of it: the minimiser of
 # `mean E_θ(z) - mean E_θ(z') + λ mean E_θ²` is `E_θ = ∓1/λ`, so with λ = 10 the residual is about ∓0.1
 # on the training data and the negatives at best, and its mean on every set printed below stays within a
 # few tenths of zero, while the prior's energies have std 1 on ID training features (the "auto"
@@ -241,11 +257,21 @@ print(f"composition β=0: FPR95 {sweep[0.0][0]:.2f}  vs best single hybrid {best
 
 # %% [markdown]
 # ## Exercises
-#
-# 1. Set `lam=100` and then `lam=0.1` in the toy's `heat_config`: how do the residual's contours change?
-#    Which value lets `E_θ` forget the prior (HEAT Fig. 3a)?
-# 2. Use the authors' code form of the GMM prior (`GMMPrior(form="code")`: L2-normalised features, full
-#    `-log q(z) / T_G`) with `heat_config(..., **ebm_ood.heat.build.CODE_SETTINGS["GMM"])` (their sampler,
-#    `L_C` and MLP; `make_heat_detector(..., form="code")` does both). Do the digits numbers change?
-# 3. Compose only HEAT-GMM and HEAT-GMM-std (`S[k][:, 1:]`). Which OOD set gets worse without EL? Compare
-#    with `ebm_ood.heat.compose.composition_subsets_table`.
+# Each exercise has a check, `ch09.check_exercise_k(answer)` (imported in the last cell), that recomputes the
+# answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch09.py`.
+# 1. **Composition.** Write `compose(E, beta)`, HEAT Eq. 7 with the mean (`(1/β) log mean_k exp(β E_k)`), stable
+#    for large |β| and with the limits β = 0, ±inf. Check: `ch09.check_exercise_1(compose)`. Which β gives the
+#    best AUROC on the digits table above?
+# 2. **The GMM prior.** Write `gmm_energy(z) = -log Σ_c π_c N(z; μ_c, Σ)` for `ch09.PI`, `ch09.MEANS` and a
+#    shared `ch09.COV`. Check: `ch09.check_exercise_2(gmm_energy)`.
+# 3. **Adding energies multiplies densities.** With the prior `E_q = ½‖z‖²` and a residual
+#    `E_θ = (a/2)‖z‖²`, `a = 3`, predict the variance of samples from the hybrid (Eq. 2), then measure it with
+#    `sgld(..., form="langevin", step_size=0.01)`. Check: `ch09.check_exercise_3({"predicted": ...,
+#    "measured": ...})`. Then set `lam=100` and `lam=0.1` in the toy's `heat_config` and look at the residual.
+
+
+# %%
+# The exercise checks: a script finds tutorials/exercises/ beside it; a notebook finds it when run in tutorials/.
+from exercises import ch09  # noqa: E402
+
+print("exercise checks:", ", ".join(f"ch09.{name}(answer)" for name in dir(ch09) if name.startswith("check_")))

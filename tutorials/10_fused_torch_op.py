@@ -340,12 +340,22 @@ assert abs(float((big**4).mean()) - 3) < 5 * math.sqrt(96 / len(big))
 # * `ops.py` hides AOT/JIT/fallback from the rest of the library.
 #
 # ## Exercises
-# 1. **Counter reuse.** Call `ops.sgld_step_` twice with the same `seed` and `offset` on zero tensors with
-#    `noise_std=1`. What do you get, and what would happen to an SGLD chain that forgot to advance `offset`?
-#    Write an `assert` that detects it.
-# 2. **Counter collisions across the tensor.** For a tensor of `4 · 2³²` elements, block indices overflow the
-#    low counter word into `c1`. Show with `philox.philox4x32_10` that counters `(2³², offset)` and
-#    `(0, offset)` — i.e. `(0, 1, o, 0)` vs `(0, 0, o, 0)` — give different words.
-# 3. **Where the time goes.** Time `torch.randn(N)` alone and the three arithmetic passes alone. What
-#    fraction of the plain-PyTorch update is the random number generation? Repeat with
-#    `torch.set_num_threads(1)` and compare the speed-up of `ops.sgld_step_`.
+# Each exercise has a check, `ch10.check_exercise_k(answer)` (imported in the last cell), that recomputes the
+# answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch10.py`.
+# 1. **Counter reuse.** Call `ops.sgld_step_` on zero tensors of 4096 elements (`step_size=0`, `noise_std=1`,
+#    `seed=ch10.SEED`) twice with `offset=ch10.OFFSET`, and once with `ch10.OFFSET + 1`. What are the
+#    correlations of the noises, and what would happen to an SGLD chain that forgot to advance `offset`?
+#    Check: `ch10.check_exercise_1({"same_offset": ..., "next_offset": ...})`.
+# 2. **Counter collisions across the tensor.** For a tensor of more than `4 · 2³²` elements, block indices
+#    overflow into `c1`. Compute `philox.philox4x32_10` for counters `(0, 0, OFFSET, 0)` and `(0, 1, OFFSET, 0)`
+#    with key `(SEED, 0)`. Check: `ch10.check_exercise_2({"low": [4 words], "high": [4 words]})`.
+# 3. **The noise from the words.** Write `noise(seed, offset, numel)` in numpy: Philox words per block of four
+#    elements, then Box–Muller (`ch10.check_exercise_3`'s docstring gives the bit layout). Check:
+#    `ch10.check_exercise_3(noise)`. Where does your float64 version differ from `philox.normal`, and why?
+
+
+# %%
+# The exercise checks: a script finds tutorials/exercises/ beside it; a notebook finds it when run in tutorials/.
+from exercises import ch10  # noqa: E402
+
+print("exercise checks:", ", ".join(f"ch10.{name}(answer)" for name in dir(ch10) if name.startswith("check_")))

@@ -11,7 +11,10 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Callable
 
+from torch import nn
+
 from ebm_ood.backbone import Backbone, FeatureSpaceDetector
+from ebm_ood.benchmark.classifier_file import load_classifier
 from ebm_ood.data import OODDataset
 from ebm_ood.heat.build import PRIORS, make_composition, make_heat_detector
 from ebm_ood.methods.ce import CEClassifier, ce_config
@@ -27,13 +30,16 @@ SUITES = ("elflein", "heat")
 @dataclass
 class RunContext:
     """What a method's ``build`` may use: the dataset, the seed, the preset ("quick" | "default" |
-    "full"), the device, and a per-(dataset, seed) cache for shared pieces (e.g. the trained classifier
-    used by HEAT and the -E methods; see :func:`shared`)."""
+    "full"), the device, your own classifier (``"FILE.py:FUNCTION"``, see
+    :mod:`~ebm_ood.benchmark.classifier_file`; default: the CE classifier trained here), and a
+    per-(dataset, seed) cache for shared pieces (e.g. the trained classifier used by HEAT and the -E
+    methods; see :func:`shared`)."""
 
     dataset: OODDataset
     seed: int
     preset: str = "default"
     device: str = "cpu"
+    classifier: str | None = None
     cache: dict = field(default_factory=dict)
 
     def shared(self, key: str, make: Callable[[], object]):
@@ -96,9 +102,20 @@ def build_flow(ctx: RunContext) -> NormalizingFlowDetector:
 
 
 # --- Post-hoc baselines (HEAT Table 4), all on the shared CE classifier ------------------------------
+def shared_network(ctx: RunContext) -> nn.Module | Backbone:
+    """The classifier the post-hoc detectors and HEAT build on: yours (``ctx.classifier``), else the CE
+    classifier of this (dataset, seed), trained once (:func:`shared_classifier`)."""
+    if ctx.classifier:
+        return ctx.shared("user-classifier", lambda: load_classifier(ctx.classifier))
+    return shared_classifier(ctx).net_
+
+
 def shared_backbone(ctx: RunContext) -> Backbone:
-    """The shared CE classifier as a feature extractor (one feature cache for every HEAT-suite method)."""
-    return ctx.shared("backbone", lambda: Backbone(shared_classifier(ctx).net_, device=ctx.device))
+    """The shared classifier as a feature extractor (one feature cache for every HEAT-suite method)."""
+    def make() -> Backbone:
+        net = shared_network(ctx)
+        return net if isinstance(net, Backbone) else Backbone(net, device=ctx.device)
+    return ctx.shared("backbone", make)
 
 
 def _posthoc(make: Callable[[Backbone], object], which: str = "z") -> Callable[[RunContext], FeatureSpaceDetector]:
@@ -110,7 +127,8 @@ def _posthoc(make: Callable[[Backbone], object], which: str = "z") -> Callable[[
 
 
 def build_odin(ctx: RunContext) -> ODIN:
-    return ODIN(shared_classifier(ctx).net_, device=ctx.device)
+    net = shared_network(ctx)
+    return ODIN(net.net if isinstance(net, Backbone) else net, device=ctx.device)
 
 
 # --- HEAT (Lafon et al. 2023): the priors alone, their hybrids, and the composition -----------------

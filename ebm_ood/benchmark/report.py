@@ -1,14 +1,14 @@
 """The benchmark's Markdown report: one table per dataset and suite, and wall times per method."""
 from __future__ import annotations
 
-from ebm_ood.benchmark.tables import elflein_table, heat_table, metric_caption, timing_table
+from ebm_ood.tables import elflein_table, heat_table, metric_caption, timing_table
 
 
 def render_markdown(results: dict, timings: dict, groups: dict, specs, *, preset: str, seeds, metric: str,
                     total_seconds: float) -> str:
     """``results``/``timings`` of :func:`~ebm_ood.benchmark.runner.run_benchmark`; ``groups``: {dataset:
     {ood_set: group}}; ``metric``: the Elflein tables' metric (a key of
-    :data:`~ebm_ood.benchmark.tables.METRIC_LABELS`; the caption says which protocol)."""
+    :data:`~ebm_ood.tables.METRIC_LABELS`; the caption says which protocol)."""
     suites = {s.name: s.suites for s in specs}
     parts = [f"# ebm-ood benchmark (preset {preset}, seeds {','.join(map(str, seeds))})", ""]
     for dataset, per_method in results.items():

@@ -1,6 +1,6 @@
 """Run methods × datasets × seeds and aggregate the metrics.
 
-For every (dataset, seed, method): seed everything, ``build(ctx)``, ``fit`` on ID training data (with
+For every (dataset, seed, method): ``build(ctx)`` (the detector gets the seed), ``fit`` on ID training data (with
 ID validation data for model selection — never OOD data), ``score`` the ID test set and every OOD set,
 and compute all metrics of :mod:`ebm_ood.metrics`. A method that fails (e.g. diverges) becomes a failed
 cell with its reason; the run goes on with the other methods. Each finished cell can be handed to
@@ -18,8 +18,9 @@ import numpy as np
 from ebm_ood.atomic import write_atomic
 from ebm_ood.benchmark.methods import MethodSpec, RunContext, methods_for
 from ebm_ood.data import OODDataset, get_dataset
-from ebm_ood.metrics import METRICS, all_metrics
-from ebm_ood.training import seed_everything
+from ebm_ood.evaluation import evaluate
+from ebm_ood.metrics import METRICS
+from ebm_ood.threads import set_num_threads
 
 
 @dataclass
@@ -30,27 +31,27 @@ class CellResult:
 
 
 def evaluate_detector(detector, dataset: OODDataset, ood_names: list[str] | None = None) -> dict[str, dict[str, float]]:
-    """Score the ID test set and every OOD set (or only ``ood_names``): ``{ood_set: all_metrics}``."""
-    s_id = detector.score(dataset.x_test)
+    """Score the ID test set and every OOD set (or only ``ood_names``) with
+    :func:`ebm_ood.evaluation.evaluate`: ``{ood_set: all_metrics}``."""
     names = dataset.ood_names() if ood_names is None else ood_names
-    return {name: all_metrics(s_id, detector.score(dataset.ood[name].x)) for name in names}
+    return evaluate({"_": detector}, dataset.x_test, {n: dataset.ood[n].x for n in names}).metrics["_"]
 
 
-def fit_spec(spec: MethodSpec, ctx: RunContext):
-    """Seed, build and fit one method on ``ctx.dataset``'s training split (labels only when the method
-    uses them); returns the fitted detector. The benchmark and every experiment fit through here."""
-    seed_everything(ctx.seed)
+def fit_method(spec: MethodSpec, ctx: RunContext):
+    """Build and fit one method on ``ctx.dataset``'s training split (labels only when the method uses
+    them); returns the fitted detector. The benchmark and every experiment fit through here; the detector
+    seeds its own training from ``ctx.seed`` (the builds pass it on), so nothing is seeded here."""
     d = ctx.dataset
     labels = spec.uses_labels
     det = spec.build(ctx)
     return det.fit(d.x_train, d.y_train if labels else None, validation=(d.x_val, d.y_val if labels else None))
 
 
-def run_one(spec: MethodSpec, ctx: RunContext) -> CellResult:
+def run_cell(spec: MethodSpec, ctx: RunContext) -> CellResult:
     """Fit and evaluate one (method, dataset, seed) cell; an exception becomes a failed cell."""
     t0 = time.perf_counter()
     try:
-        det = fit_spec(spec, ctx)
+        det = fit_method(spec, ctx)
         metrics = evaluate_detector(det, ctx.dataset)
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -61,8 +62,8 @@ def run_one(spec: MethodSpec, ctx: RunContext) -> CellResult:
 
 
 def aggregate(cells: list[CellResult]) -> dict:
-    """Mean and (population) std over seeds: ``{ood_set: {metric: mean, metric_std: std}}``, or
-    ``{"error": reason}`` when any seed failed."""
+    """Mean and (population) std over seeds: ``{ood_set: {metric: mean, metric_std: std, "seeds": n}}``,
+    or ``{"error": reason}`` when any seed failed."""
     errors = [c.error for c in cells if c.error]
     if errors:
         return {"error": errors[0]}
@@ -73,12 +74,12 @@ def aggregate(cells: list[CellResult]) -> dict:
             vals = np.array([c.metrics[ood][m] for c in cells], dtype=np.float64)
             row[m] = float(vals.mean())
             row[f"{m}_std"] = float(vals.std())
-        out[ood] = row
+        out[ood] = {**row, "seeds": len(cells)}
     return out
 
 
 class CellLog:
-    """``on_cell`` for :func:`run_specs`: appends every finished cell to a JSON Lines file as it completes.
+    """``on_cell`` for :func:`run_benchmark`: appends every finished cell to a JSON Lines file as it completes.
 
     Creating the log removes an older one; the first cell writes the line ``{"header": header}``; each
     cell adds a line ``{"dataset", "seed", "method", "seconds", "error", "metrics"}``, flushed and synced,
@@ -114,36 +115,18 @@ def _summarise(cells: dict[str, list[CellResult]]) -> tuple[dict, dict]:
             {m: float(sum(x.seconds for x in c)) for m, c in cells.items()})
 
 
-def run_specs(dataset: OODDataset, specs: list[MethodSpec], seeds, preset: str = "default", device: str = "cpu",
-              log=print, on_cell=None) -> tuple[dict, dict]:
-    """Every spec on every seed of one dataset (one :class:`RunContext` per seed, so shared pieces such as
-    the CE classifier are trained once per seed). Returns ``(results, timings)``: ``{method: aggregate}``
-    and ``{method: seconds summed over seeds}``. ``on_cell(dataset, seed, method, cell)`` (e.g. a
-    :class:`CellLog`) gets every cell as soon as it is done. The benchmark and the experiments run
-    through here."""
-    cells: dict[str, list[CellResult]] = {s.name: [] for s in specs}
-    for seed in seeds:
-        ctx = RunContext(dataset=dataset, seed=seed, preset=preset, device=device)
-        for spec in specs:
-            cell = run_one(spec, ctx)
-            cells[spec.name].append(cell)
-            _report(dataset.name, seed, spec.name, cell, log, on_cell)
-    return _summarise(cells)
-
-
 # ------------------------------------------------------------------------------- parallel (dataset, seed) units
 def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+    set_num_threads(threads)
 
 
-def _run_unit(dataset: str | OODDataset, spec_names: list[str], seed: int, preset: str, device: str):
+def _run_unit(dataset: str | OODDataset, spec_names: list[str], seed: int, preset: str, device: str,
+              classifier: str | None):
     """In a worker process: every spec on one (dataset, seed), sharing one :class:`RunContext` exactly as
-    :func:`run_specs` does, so each cell equals the serial run's."""
+    the serial loop of :func:`run_benchmark` does, so each cell equals the serial run's."""
     d = get_dataset(dataset) if isinstance(dataset, str) else dataset
-    ctx = RunContext(dataset=d, seed=seed, preset=preset, device=device)
-    return [run_one(spec, ctx) for spec in methods_for("all", spec_names)]
+    ctx = RunContext(dataset=d, seed=seed, preset=preset, device=device, classifier=classifier)
+    return [run_cell(spec, ctx) for spec in methods_for("all", spec_names)]
 
 
 def _check_registered(specs: list[MethodSpec]) -> None:
@@ -155,7 +138,7 @@ def _check_registered(specs: list[MethodSpec]) -> None:
 
 
 def _run_parallel(named: list[tuple[str | OODDataset, OODDataset]], specs: list[MethodSpec], seeds, preset: str,
-                  device: str, log, on_cell, jobs: int) -> tuple[dict, dict]:
+                  device: str, log, on_cell, jobs: int, classifier: str | None) -> tuple[dict, dict]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -167,7 +150,7 @@ def _run_parallel(named: list[tuple[str | OODDataset, OODDataset]], specs: list[
     context = multiprocessing.get_context("spawn")     # fork is unsafe once torch's thread pools exist
     with ProcessPoolExecutor(max_workers=min(jobs, len(units)), mp_context=context, initializer=_worker_init,
                              initargs=(torch.get_num_threads(),)) as pool:
-        futures = {pool.submit(_run_unit, source, list(cells[d.name]), seed, preset, device): (d.name, seed)
+        futures = {pool.submit(_run_unit, source, list(cells[d.name]), seed, preset, device, classifier): (d.name, seed)
                    for source, d, seed in units}
         for future in as_completed(futures):
             name, seed = futures[future]
@@ -185,22 +168,32 @@ def _run_parallel(named: list[tuple[str | OODDataset, OODDataset]], specs: list[
 
 
 def run_benchmark(datasets: list[str | OODDataset], specs: list[MethodSpec], seeds: list[int], preset: str = "default",
-                  device: str = "cpu", log=print, on_cell=None, jobs: int = 1) -> tuple[dict, dict]:
+                  device: str = "cpu", log=print, on_cell=None, jobs: int = 1,
+                  classifier: str | None = None) -> tuple[dict, dict]:
     """``datasets``: registered names or loaded datasets (every name is loaded before any training).
     Returns ``(results, timings)``: results ``{dataset: {method: {ood_set: {metric: mean, metric_std:
     std}}}}`` and timings ``{dataset: {method: seconds summed over seeds}}``; each dataset runs only the
-    specs whose ``kinds`` include its kind; ``on_cell`` as in :func:`run_specs`.
+    specs whose ``kinds`` include its kind. One :class:`RunContext` per (dataset, seed), so shared pieces
+    such as the CE classifier are trained once per seed; ``on_cell(dataset, seed, method, cell)`` (e.g. a
+    :class:`CellLog`) gets every cell as soon as it is done.
 
     ``jobs > 1`` runs the (dataset, seed) units in that many worker processes (each with this process's
     torch thread count); every cell is computed exactly as in the serial run, so the results are
-    identical, and ``on_cell`` sees the cells in the order they finish."""
+    identical, and ``on_cell`` sees the cells in the order they finish. ``classifier``
+    (``"FILE.py:FUNCTION"``, :mod:`~ebm_ood.benchmark.classifier_file`) replaces the CE classifier that the
+    post-hoc detectors and HEAT build on."""
     if int(jobs) != jobs or jobs < 1:
         raise ValueError(f"jobs: expected a positive integer, got {jobs!r}")
     loaded = [(d, get_dataset(d) if isinstance(d, str) else d) for d in datasets]
     if jobs > 1 and len(loaded) * len(seeds) > 1:
-        return _run_parallel(loaded, specs, seeds, preset, device, log, on_cell, int(jobs))
+        return _run_parallel(loaded, specs, seeds, preset, device, log, on_cell, int(jobs), classifier)
     results, timings = {}, {}
     for _, d in loaded:
-        applicable = [s for s in specs if d.kind in s.kinds]
-        results[d.name], timings[d.name] = run_specs(d, applicable, seeds, preset, device, log, on_cell)
+        cells: dict[str, list[CellResult]] = {s.name: [] for s in specs if d.kind in s.kinds}
+        for seed in seeds:
+            ctx = RunContext(d, seed, preset, device, classifier)  # shared by the seed's methods
+            for spec in (s for s in specs if s.name in cells):
+                cells[spec.name].append(run_cell(spec, ctx))
+                _report(d.name, seed, spec.name, cells[spec.name][-1], log, on_cell)
+        results[d.name], timings[d.name] = _summarise(cells)
     return results, timings

@@ -2,14 +2,14 @@
 
 The embedded datasets (:mod:`ebm_ood.data.embedded`: ``digits``, ``tabular``) work offline; the papers'
 real datasets (:mod:`ebm_ood.data.prepared`) load once ``python data_scripts/prepare.py NAME`` has made
-their files.
+their files; a path to a folder of your own ``.npz`` files (:mod:`ebm_ood.data.folder`) loads that.
 """
 from __future__ import annotations
 
 from functools import partial
 from typing import Callable
 
-from ebm_ood.data import embedded, prepared
+from ebm_ood.data import embedded, folder, prepared
 from ebm_ood.data.dataset import OODDataset
 
 # name -> loader(seed=0, **kwargs) -> OODDataset
@@ -26,7 +26,11 @@ def dataset_names() -> list[str]:
 
 
 def get_dataset(name: str, seed: int = 0, **kwargs) -> OODDataset:
-    """Load a dataset of :data:`DATASETS`; unknown names list the valid ones."""
+    """Load a dataset of :data:`DATASETS`, or the data folder at path ``name``
+    (:func:`~ebm_ood.data.folder.load_folder`); unknown names list the valid ones."""
+    if name not in DATASETS and folder.is_data_folder(name):
+        return folder.load_folder(name, seed=seed, **kwargs)
     if name not in DATASETS:
-        raise ValueError(f"dataset: unknown name {name!r}; valid names: {', '.join(dataset_names())}")
+        raise ValueError(f"dataset: unknown name {name!r}; valid names: {', '.join(dataset_names())}, or the path "
+                         f"of a data folder holding {folder.LAYOUT}")
     return DATASETS[name](seed=seed, **kwargs)

@@ -22,14 +22,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ebm_ood.benchmark.tables import elflein_table, metric_caption
+from ebm_ood.tables import elflein_table, metric_caption
 from ebm_ood.data import NATURAL, NON_NATURAL
 from ebm_ood.nn import BOTTLENECK_FORMS
-from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, groups_of,
-                                        improvement_by_group, improvement_table, load_dataset, parse_floats,
-                                        run_cells, settings_from_args, supports)
+from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, groups_of, load_dataset, run_cells, settings_from_args, supports)
+from ebm_ood.experiments.improvement import fmt, improvement_by_group, improvement_table
+from ebm_ood.experiments.output import finish
+from ebm_ood.flags import parse_floats
 
 NAME = "bottleneck"
+SUMMARY = "Elflein Exp. 4, Tables 4 and 7: 1×1-conv bottlenecks in the conv energy"
 FACTORS = (0.05, 0.1, 0.2, 1.0)
 
 

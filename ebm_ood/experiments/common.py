@@ -2,40 +2,34 @@
 
 * the EBM methods by table name (CD, SSM, VERA) and their configs: the benchmark's preset
   (``cd_config(preset, kind)`` …) with experiment overrides such as ``gamma`` or ``bottleneck``;
-* the seeds loop: the benchmark runner's (:func:`~ebm_ood.benchmark.runner.run_specs`): one
+* the seeds loop: the benchmark runner's (:func:`~ebm_ood.benchmark.runner.run_benchmark`): one
   :class:`RunContext` per seed, so the CE classifier of the ``-E`` methods is trained once per
   (dataset, seed); the dataset is loaded once per process (:func:`load_dataset`);
-* the "% improvement in AUC-PR" of Tables 2–4 (:func:`percent_improvement`, :func:`group_improvement`),
-  by default on the authors' protocol (:data:`METRIC`: balanced sets, OOD positive; ``--metric`` picks
-  another key of :func:`ebm_ood.metrics.all_metrics`);
-* writing results: Markdown + JSON atomically, a PNG only when matplotlib imports (else the data and a
-  hint: ``pip install -e ".[plots]"``).
+* the flags of every Elflein experiment (``--dataset --methods --steps --metric`` and those of
+  :func:`ebm_ood.flags.add_run_arguments`).
+
+The "% improvement" arithmetic is in :mod:`ebm_ood.experiments.improvement`, writing results in
+:mod:`ebm_ood.experiments.output`.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Callable
 
-import numpy as np
-
-from ebm_ood import plotting
 from ebm_ood.benchmark.methods import GENERATIVE, MethodSpec, RunContext
-from ebm_ood.benchmark.runner import run_specs
-from ebm_ood.benchmark.tables import ELFLEIN_METRIC, METRIC_LABELS
-from ebm_ood.atomic import write_atomic
-from ebm_ood.cli import add_run_arguments, check_run_arguments, log_stderr, preset_of, threads_note
+from ebm_ood.benchmark.runner import run_benchmark
+from ebm_ood.tables import METRIC_LABELS
+from ebm_ood.experiments.improvement import METRIC, improvement_by_group
+from ebm_ood.flags import add_run_arguments, check_run_arguments, log_stderr, preset_of
 from ebm_ood.data import NATURAL, NON_NATURAL, OODDataset, get_dataset
 
 EBM_METHODS = ("CD", "SSM", "VERA")  # the benchmark's generative methods whose configs have a ``gamma`` field
 QUICK_STEPS = 30  # --quick: the methods' "quick" preset, at most this many training steps
 # --quick also shrinks what the methods' quick presets leave at full size (fields a method lacks are skipped)
 QUICK_OVERRIDES = {"CD": {"conditional_sgld_steps": 5}, "SSM": {"val_projections": 1}, "VERA": {"n_importance": 5}}
-METRIC = ELFLEIN_METRIC  # the paper's AUC-PR as the authors' code computes it (balanced sets, OOD positive)
 
 
 @dataclass
@@ -48,7 +42,7 @@ class Settings:
     preset: str = "default"  # the methods' preset: "quick" | "default" | "full"
     steps: int | None = None  # override every EBM's training steps (None: the preset's)
     device: str = "cpu"
-    metric: str = METRIC  # the tables' metric (a key of ebm_ood.benchmark.tables.METRIC_LABELS)
+    metric: str = METRIC  # the tables' metric (a key of ebm_ood.tables.METRIC_LABELS)
     cell_log: Callable | None = field(default=None, repr=False, compare=False)  # gets every finished cell (CellLog)
 
     def header(self, experiment: str) -> dict:
@@ -111,19 +105,6 @@ def settings_from_args(args, image_only: bool = False) -> Settings:
                     getattr(args, "metric", METRIC), cell_log=getattr(args, "cell_log", None))
 
 
-def parse_floats(text: str, flag: str, valid: Callable[[float], bool] = math.isfinite,
-                 expected: str = "finite numbers") -> tuple[float, ...]:
-    """A comma list of numbers for ``flag`` (e.g. ``--gammas 0.1,1``), each passing ``valid``; else an
-    error naming the flag and ``expected``."""
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise SystemExit(f"error: {flag}: expected a comma list of numbers, got {text!r}") from None
-    if not vals or not all(math.isfinite(v) and valid(v) for v in vals):
-        raise SystemExit(f"error: {flag}: expected {expected}, got {text!r}")
-    return vals
-
-
 # ------------------------------------------------------------------------------------------- methods
 def _method(name: str):
     """``(detector class, config preset function)`` of the EBM ``name`` — the benchmark's."""
@@ -140,7 +121,7 @@ def supports(method: str, option: str) -> bool:
 
 def method_config(method: str, settings: Settings, kind: str, **overrides):
     """``method``'s config for ``settings.preset`` and ``kind`` ("image" | "tabular") — the benchmark's —
-    with the progress bar off, ``settings.steps`` applied, :data:`QUICK_OVERRIDES` for the quick preset,
+    with a progress bar (on stderr) unless the preset is quick, ``settings.steps`` applied, :data:`QUICK_OVERRIDES` for the quick preset,
     and ``overrides`` (config fields) set."""
     _, make = _method(method)
     cfg = make(settings.preset, kind)
@@ -148,7 +129,7 @@ def method_config(method: str, settings: Settings, kind: str, **overrides):
     missing = [k for k in overrides if k not in known]
     if missing:
         raise ValueError(f"{method}: its config has no field {', '.join(missing)} (needed by this experiment)")
-    train = replace(cfg.train, progress=False)
+    train = replace(cfg.train, progress=settings.preset != "quick")
     if settings.preset == "quick":
         overrides = {**{k: v for k, v in QUICK_OVERRIDES.get(method, {}).items() if k in known}, **overrides}
     if settings.steps is not None:
@@ -172,12 +153,13 @@ def ebm_spec(label: str, method: str, settings: Settings, **overrides) -> Method
 
 
 def run_cells(settings: Settings, specs: list[MethodSpec], log=None) -> dict:
-    """Every spec on every seed (the benchmark runner's :func:`~ebm_ood.benchmark.runner.run_specs`),
+    """Every spec on every seed (the benchmark runner's :func:`~ebm_ood.benchmark.runner.run_benchmark`),
     aggregated over seeds: ``{label: {ood_set: {metric: mean, metric_std: std}}}`` or ``{label: {"error":
     reason}}``. Every finished cell also goes to ``settings.cell_log`` (when set) as it completes."""
-    results, _ = run_specs(load_dataset(settings.dataset), specs, settings.seeds, settings.preset, settings.device,
-                           log or log_stderr, settings.cell_log)
-    return results
+    d = load_dataset(settings.dataset)
+    results, _ = run_benchmark([d], specs, list(settings.seeds), settings.preset, settings.device, log or log_stderr,
+                               settings.cell_log)
+    return results[d.name]
 
 
 def run_variants(settings: Settings, variant: Callable[[str], MethodSpec], base: Callable[[str], MethodSpec] | None = None,
@@ -199,92 +181,3 @@ def groups_of(d: OODDataset) -> dict[str, str]:
     return {k: v.group for k, v in d.ood.items() if v.group in (NATURAL, NON_NATURAL)}
 
 
-# ------------------------------------------------------------------------------------------- arithmetic
-def percent_improvement(new: float, base: float) -> float:
-    """``100 · (new - base) / base`` (Elflein Tables 2–4; e.g. Segment CD → CD-S, natural AUC-PR
-    98.18 → 100.0 is +1.85 %)."""
-    if base == 0:
-        return math.nan
-    return 100.0 * (new - base) / base
-
-
-def group_improvement(new: dict, base: dict, names: list[str], metric: str = METRIC) -> float:
-    """Mean over the OOD sets ``names`` of the per-set % improvement of ``metric`` (Elflein Tables 2–4).
-
-    ``new``, ``base``: ``{ood_set: {metric: value}}``. The mean of per-set improvements (not the
-    improvement of the mean) reproduces the paper: Segment CD vs CD-S non-natural (Tables 6 → 2):
-    96.13 → 94.57 and 95.43 → 98.68 give (-1.62 + 3.41) / 2 = 0.89. NaN when a side failed or ``names``
-    is empty."""
-    if not names or "error" in new or "error" in base:
-        return math.nan
-    return float(np.mean([percent_improvement(new[n][metric], base[n][metric]) for n in names]))
-
-
-def improvement_by_group(new: dict, base: dict, groups: dict[str, str], metric: str = METRIC) -> dict[str, float]:
-    """``{"natural": %, "non-natural": %}`` (one row of Elflein Table 2/3/4)."""
-    return {g: group_improvement(new, base, [n for n, gg in groups.items() if gg == g], metric)
-            for g in (NATURAL, NON_NATURAL)}
-
-
-def fmt(v: float, digits: int = 2) -> str:
-    """A table number; NaN → "–"."""
-    return "–" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
-
-
-def improvement_table(rows: dict[str, dict[str, float]], dataset: str) -> str:
-    """Markdown: ``| Model | ID dataset | Natural | Non-natural |`` from ``{model: {group: %}}``."""
-    lines = ["| Model | ID dataset | Natural (%) | Non-natural (%) |", "|---|---|---|---|"]
-    for m, r in rows.items():
-        lines.append(f"| {m} | {dataset} | {fmt(r[NATURAL])} | {fmt(r[NON_NATURAL])} |")
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------- output
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj
-
-
-def write_results(out: str, name: str, markdown: str, data: dict) -> tuple[str, str]:
-    """Write ``<out>/<name>.md`` and ``<out>/<name>.json`` atomically (NaN → null), both recording the CPU
-    thread count (``"threads"`` in the JSON, :func:`~ebm_ood.cli.threads_note` in the Markdown); returns
-    both paths."""
-    import torch
-
-    data = {**data, "threads": torch.get_num_threads()}
-    js = write_atomic(os.path.join(out, f"{name}.json"), json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
-    md = write_atomic(os.path.join(out, f"{name}.md"), markdown.rstrip() + "\n\n" + threads_note() + "\n")
-    return md, js
-
-
-def save_figure(draw: Callable, path: str) -> str | None:
-    """``draw(plt) -> figure``; saved as PNG at ``path`` (atomically) when matplotlib imports. Without it,
-    print how to get the figure and return None (the data is in the JSON next to it)."""
-    plt = plotting.pyplot()
-    if plt is None:
-        log_stderr(f"matplotlib is not installed: wrote the data only; for {os.path.basename(path)} run "
-                   f"`pip install -e \".[plots]\"` and rerun")
-        return None
-    return plotting.save_figure(draw(plt), path)
-
-
-def finish(out: str, name: str, markdown: str, data: dict, draw: Callable | None = None) -> int:
-    """Write the table/JSON (and the figure), print the Markdown, say where things went. Returns 0."""
-    md, js = write_results(out, name, markdown, data)
-    written = [md, js]
-    if draw is not None:
-        png = save_figure(draw, os.path.join(out, f"{name}.png"))
-        if png:
-            written.append(png)
-    print(markdown)
-    log_stderr("wrote " + ", ".join(written))
-    return 0

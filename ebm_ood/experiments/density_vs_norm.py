@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ebm_ood.benchmark.methods import RunContext
-from ebm_ood.benchmark.runner import fit_spec
-from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, load_dataset,
-                                        log_stderr, parse_floats, settings_from_args)
+from ebm_ood.benchmark.runner import fit_method
+from ebm_ood.experiments.common import Settings, add_common_arguments, ebm_spec, load_dataset, settings_from_args
+from ebm_ood.experiments.improvement import fmt
+from ebm_ood.experiments.output import finish
+from ebm_ood.flags import log_stderr, parse_floats
 
 NAME = "density_vs_norm"
+SUMMARY = "Elflein Fig. 2: the unnormalised density of ID inputs scaled by α, for several γ"
 GAMMAS = (0.0, 0.1, 1.0, 10.0)
 ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
@@ -57,7 +60,7 @@ def run_experiment(cfg: DensityConfig, log=None) -> dict:
         ctx = RunContext(dataset=d, seed=seed, preset=s.preset, device=s.device)
         for m in s.methods:
             for g in cfg.gammas:
-                det = fit_spec(ebm_spec(f"{m} γ={g:g}", m, s, gamma=g), ctx)
+                det = fit_method(ebm_spec(f"{m} γ={g:g}", m, s, gamma=g), ctx)
                 per_seed[m][f"{g:g}"].append(log_density_curve(det, x, cfg.alphas).tolist())
                 (log or log_stderr)(f"[{s.dataset} seed={seed}] {m} γ={g:g}: fitted")
     curves = {m: {g: np.mean(v, axis=0).tolist() for g, v in per.items()} for m, per in per_seed.items()}

@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ebm_ood.benchmark.methods import MethodSpec, RunContext
-from ebm_ood.benchmark.tables import elflein_table, metric_caption
+from ebm_ood.tables import elflein_table, metric_caption
 from ebm_ood.data.embedded import minmax_fit
 from ebm_ood.detector import Detector
-from ebm_ood.experiments.common import (Settings, add_common_arguments, build_ebm, finish, improvement_table,
-                                        run_variants, settings_from_args)
+from ebm_ood.experiments.common import Settings, add_common_arguments, build_ebm, run_variants, settings_from_args
+from ebm_ood.experiments.improvement import improvement_table
+from ebm_ood.experiments.output import finish
 
 NAME = "embeddings"
+SUMMARY = "Elflein Exp. 3, Table 3: EBMs trained on a classifier's embeddings against EBMs on inputs"
 SCALES = ("minmax", "none")
 
 

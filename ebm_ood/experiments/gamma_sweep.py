@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ebm_ood.benchmark.tables import chance_line, metric_caption
+from ebm_ood.tables import chance_line, mean_std, metric_caption
 from ebm_ood.data import NATURAL
-from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, groups_of,
-                                        load_dataset, parse_floats, run_cells, settings_from_args)
+from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, groups_of, load_dataset, run_cells, settings_from_args)
+from ebm_ood.experiments.output import finish
+from ebm_ood.flags import parse_floats
 
 NAME = "gamma_sweep"
+SUMMARY = "Elflein Fig. 1: AUC-PR of every OOD set against the weight γ of the CE term"
 GAMMAS = (0.01, 0.1, 1.0, 10.0, 100.0)
 QUICK_GAMMAS = (0.01, 1.0, 100.0)
 
@@ -57,7 +59,7 @@ def render(data: dict) -> str:
         for g, row in per.items():
             sd = data["aupr_std"][m].get(g, {})
             cells = [f"failed: {row['error']}"] + [""] * (len(groups) - 1) if "error" in row else \
-                [f"{fmt(100 * row[o], 1)} ± {fmt(100 * sd[o], 1)}" for o in groups]
+                [mean_std(100 * row[o], 100 * sd[o], len(data["seeds"])) for o in groups]
             lines.append("| " + " | ".join([g] + cells) + " |")
         parts += lines + [""]
     parts += [chance_line(data["results"], groups, data["metric"]), ""]

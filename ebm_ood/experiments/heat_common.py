@@ -1,7 +1,7 @@
 """What the HEAT experiments (Fig. 3a λ sweep, Fig. 3b β sweep, Fig. 4 low data) share: flags, the
 per-seed backbone (the benchmark's shared CE classifier), evaluation as FPR95 / AUROC (%) per natural and
 non-natural OOD set and on average, and mean over seeds. Detectors are fitted with the benchmark's
-:func:`~ebm_ood.benchmark.runner.fit_spec` and scored with its
+:func:`~ebm_ood.benchmark.runner.fit_method` and scored with its
 :func:`~ebm_ood.benchmark.runner.evaluate_detector`."""
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ import numpy as np
 
 from ebm_ood.benchmark.methods import RunContext
 from ebm_ood.benchmark.runner import evaluate_detector
-from ebm_ood.cli import add_run_arguments, check_run_arguments
+from ebm_ood.flags import add_run_arguments, check_run_arguments
 from ebm_ood.experiments.common import dataset_from_args, groups_of
 from ebm_ood.metrics import all_metrics
-from ebm_ood.training import seed_everything
 
 
 def add_arguments(p: argparse.ArgumentParser, name: str) -> None:
@@ -35,8 +34,8 @@ def settings(args):
 
 
 def context(d, seed: int, preset: str, device: str = "cpu") -> RunContext:
-    """A benchmark context, seeded: its ``shared_backbone`` is the CE classifier of (dataset, seed)."""
-    seed_everything(seed)
+    """A benchmark context: its ``shared_backbone`` is the CE classifier of (dataset, seed); every
+    detector seeds its own training from ``seed``."""
     return RunContext(dataset=d, seed=seed, preset=preset, device=device)
 
 

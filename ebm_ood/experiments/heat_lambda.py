@@ -3,12 +3,15 @@ as reference. ``ebm-ood experiment heat-lambda [--quick] [--seeds N]``."""
 from __future__ import annotations
 
 from ebm_ood.benchmark.methods import MethodSpec, methods_for, shared_backbone
-from ebm_ood.benchmark.runner import fit_spec
-from ebm_ood.experiments.common import finish, log_stderr
+from ebm_ood.benchmark.runner import fit_method
+from ebm_ood.tables import mean_std
+from ebm_ood.experiments.output import finish
+from ebm_ood.flags import log_stderr
 from ebm_ood.experiments.heat_common import add_arguments as _add, context, evaluate, mean_over_seeds, settings
 from ebm_ood.heat.build import make_heat_detector
 
 NAME = "heat-lambda"
+SUMMARY = "HEAT Fig. 3a: the control-loss weight λ against FPR95 of HEAT-GMM"
 LAMBDAS = (0.1, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 QUICK_LAMBDAS = (0.1, 10.0, 100.0)
 
@@ -30,16 +33,16 @@ def run(args) -> int:
     gmm, heat = [], {lam: [] for lam in lambdas}
     for seed in seeds:
         ctx = context(d, seed, preset, device)
-        gmm.append(evaluate(fit_spec(prior, ctx), d))
+        gmm.append(evaluate(fit_method(prior, ctx), d))
         for lam in lambdas:
-            heat[lam].append(evaluate(fit_spec(specs[lam], ctx), d))
+            heat[lam].append(evaluate(fit_method(specs[lam], ctx), d))
             log_stderr(f"[seed {seed}] λ = {lam}: FPR95 {heat[lam][-1]['average']['fpr95']:.2f}")
     base = mean_over_seeds(gmm)
     rows = {lam: mean_over_seeds(r) for lam, r in heat.items()}
     lines = [f"HEAT Fig. 3a analog on {args.dataset} ({len(seeds)} seed(s), preset {preset}): average over OOD sets.",
              "", "| λ | HEAT-GMM FPR95 ↓ | HEAT-GMM AUROC ↑ |", "|---|---|---|",
              f"| GMM (prior alone) | {base['fpr95']:.2f} | {base['auroc']:.2f} |"]
-    lines += [f"| {lam:g} | {r['fpr95']:.2f} ± {r['fpr95_std']:.2f} | {r['auroc']:.2f} |" for lam, r in rows.items()]
+    lines += [f"| {lam:g} | {mean_std(r['fpr95'], r['fpr95_std'], len(seeds), 2)} | {r['auroc']:.2f} |" for lam, r in rows.items()]
 
     def draw(plt):
         fig, ax = plt.subplots(figsize=(5, 3.5))

@@ -8,12 +8,14 @@ from dataclasses import replace
 import numpy as np
 
 from ebm_ood.benchmark.methods import MethodSpec, RunContext, shared_backbone
-from ebm_ood.benchmark.runner import fit_spec
-from ebm_ood.experiments.common import finish, log_stderr
+from ebm_ood.benchmark.runner import fit_method
+from ebm_ood.experiments.output import finish
+from ebm_ood.flags import log_stderr
 from ebm_ood.experiments.heat_common import add_arguments as _add, context, evaluate, mean_over_seeds, settings
 from ebm_ood.heat.build import make_heat_detector
 
 NAME = "heat-lowdata"
+SUMMARY = "HEAT Fig. 4: the fraction of ID training data against FPR95 (GMM, plain EBM, HEAT-GMM)"
 FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
 QUICK_FRACTIONS = (0.25, 1.0)
 MODELS = {"GMM": ("GMM", False), "EBM": ("EBM", True), "HEAT-GMM": ("GMM", True)}
@@ -53,7 +55,7 @@ def run(args) -> int:
             sub = RunContext(dataset=replace(d, x_train=d.x_train[idx], y_train=d.y_train[idx]), seed=seed,
                              preset=preset, device=device, cache={"backbone": bb})
             for m, spec in specs.items():
-                res[m][f].append(evaluate(fit_spec(spec, sub), d))
+                res[m][f].append(evaluate(fit_method(spec, sub), d))
                 log_stderr(f"[seed {seed}] {int(100 * f)} % {m}: AUROC {res[m][f][-1]['average']['auroc']:.2f}")
     rows = {m: {f: mean_over_seeds(r) for f, r in v.items()} for m, v in res.items()}
     lines = [f"HEAT Fig. 4 analog on {args.dataset} ({len(seeds)} seed(s), preset {preset}): average AUROC ↑ / FPR95 ↓.",

@@ -19,13 +19,16 @@ import numpy as np
 import torch
 
 from ebm_ood.benchmark.methods import RunContext, shared_classifier
-from ebm_ood.benchmark.runner import fit_spec
+from ebm_ood.benchmark.runner import fit_method
 from ebm_ood.energy import energy_from_logits
-from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, load_dataset,
-                                        log_stderr, settings_from_args)
+from ebm_ood.experiments.common import Settings, add_common_arguments, ebm_spec, load_dataset, settings_from_args
+from ebm_ood.experiments.improvement import fmt
+from ebm_ood.experiments.output import finish
+from ebm_ood.flags import log_stderr
 from ebm_ood.sampling import sgld
 
 NAME = "samples"
+SUMMARY = "Elflein Exp. 6, Fig. 5: what the EBMs find likely (energy descent from ID images)"
 
 
 @dataclass
@@ -70,7 +73,7 @@ def run_experiment(cfg: SamplesConfig, log=None) -> dict:
         kept0 = float(np.mean(clf.logits(x0).argmax(1) == y0))
         for m in s.methods:
             for name, g in (("unsupervised", 0.0), ("supervised", cfg.gamma)):
-                det = fit_spec(ebm_spec(f"{m} {name}", m, s, gamma=g), ctx)
+                det = fit_method(ebm_spec(f"{m} {name}", m, s, gamma=g), ctx)
                 xt = descend(det, x0, cfg)
                 if seed == s.seeds[0]:
                     images.setdefault(m, {})[name] = xt.tolist()

@@ -24,14 +24,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ebm_ood.benchmark.methods import RunContext
-from ebm_ood.benchmark.runner import fit_spec
+from ebm_ood.benchmark.runner import fit_method
 from ebm_ood.data.embedded import SMOOTHNESS
 from ebm_ood.experiments.bottleneck import method_overrides
-from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, fmt, load_dataset,
-                                        log_stderr, settings_from_args, supports)
+from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, load_dataset, settings_from_args, supports)
+from ebm_ood.experiments.improvement import fmt
+from ebm_ood.experiments.output import finish
+from ebm_ood.flags import log_stderr
 from ebm_ood.metrics import auroc
 
 NAME = "smoothness"
+SUMMARY = "Elflein Exp. 5, Fig. 4: log densities of ever smoother noise images against ID images"
 
 
 @dataclass
@@ -63,7 +66,7 @@ def run_experiment(cfg: SmoothnessConfig, log=None) -> dict:
         ctx = RunContext(dataset=d, seed=seed, preset=s.preset, device=s.device)
         for m in s.methods:
             for name, over in models(m, cfg).items():
-                det = fit_spec(ebm_spec(f"{m} {name}", m, s, **over), ctx)
+                det = fit_method(ebm_spec(f"{m} {name}", m, s, **over), ctx)
                 e = {"ID test": det.score(d.x_test), **{k: det.score(d.ood[k].x) for k in sets}}
                 if seed == s.seeds[0]:
                     energies.setdefault(m, {})[name] = {k: v.tolist() for k, v in e.items()}

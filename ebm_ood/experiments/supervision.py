@@ -3,7 +3,7 @@ class-conditional SGLD, SSM-S, VERA-S) against the same method unsupervised (γ 
 
 Table 2 reports the % improvement in AUC-PR of the ``-S`` model over the unsupervised one, averaged over
 the natural and over the non-natural OOD sets (mean of per-set improvements,
-:func:`~ebm_ood.experiments.common.group_improvement`); App. A uses γ = 1. The paper finds +29.61 % on
+:func:`~ebm_ood.experiments.improvement.group_improvement`); App. A uses γ = 1. The paper finds +29.61 % on
 natural and -11.74 % on non-natural sets on average.
 
 Run: ``ebm-ood experiment supervision [--dataset digits|tabular] [--gamma 1] [--quick]``.
@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ebm_ood.benchmark.tables import elflein_table, metric_caption
-from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, finish, improvement_table,
-                                        run_variants, settings_from_args)
+from ebm_ood.tables import elflein_table, metric_caption
+from ebm_ood.experiments.common import Settings, add_common_arguments, ebm_spec, run_variants, settings_from_args
+from ebm_ood.experiments.improvement import improvement_table
+from ebm_ood.experiments.output import finish
 
 NAME = "supervision"
+SUMMARY = "Elflein Exp. 2, Table 2: each EBM supervised (γ · CE) against the same EBM unsupervised"
 
 
 @dataclass

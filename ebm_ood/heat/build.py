@@ -51,9 +51,10 @@ def make_heat_detector(backbone: Backbone, prior: str, residual: bool = True, pr
     inputs. ``form="code"``: the authors' code throughout (prior form and :data:`CODE_SETTINGS`).
     ``reg``, ``domain``: see :func:`make_prior`. ``overrides`` are
     :class:`~ebm_ood.heat.hybrid.HEATConfig` fields (e.g. ``lam``); they win over ``form``'s settings."""
-    if prior == "GMM-std" and not hasattr(backbone.net, "feature_map"):
+    if prior == "GMM-std" and not backbone.has_feature_map:
         raise ValueError(f"prior: GMM-std needs a conv backbone (std-pooled spatial features); "
-                         f"{type(backbone.net).__name__} has no feature_map — use EL or GMM")
+                         f"{type(backbone.net).__name__} has no feature_map (pass Backbone(..., feature_map=...)) "
+                         "— or use EL or GMM")
     p = make_prior(backbone, prior, form, reg, domain)
     name = f"HEAT-{prior}" if residual else prior
     settings = {**(CODE_SETTINGS[prior] if form == "code" else {}), **overrides}

@@ -13,13 +13,11 @@ energies at β = 0 (the paper's "β = 0"). ``reduce="sum"`` is Eq. 7 verbatim fo
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 
 from ebm_ood.detector import Detector
-from ebm_ood.metrics import auroc, fpr_at_tpr
 from ebm_ood.checks import check_array
 
 _SMALL = 1e-4  # |β| · spread below which the second-order expansion is used (error < 1e-12 · spread)
@@ -107,36 +105,3 @@ class CompositionDetector(Detector):
 
     def _score(self, x):
         return compose_energies(self.part_scores(x), self.beta, self.reduce)
-
-
-def composition_subsets_table(detector: CompositionDetector, dataset, beta: float = 0.0, reduce: str = "mean",
-                              ood_names: list[str] | None = None) -> tuple[list[dict], str]:
-    """HEAT Table 3 analog: every non-empty subset of a fitted composition's parts, composed with Eq. 7.
-
-    dataset: an OODDataset (its ``x_test`` is the ID test set; ``ood_names`` default: the natural and
-    non-natural OOD sets). Returns (rows, markdown); a row is ``{"parts": [...], ood: {"fpr95", "auroc"},
-    "average": {...}}`` with fractions in [0, 1]; the table prints percentages.
-    """
-    names = list(detector.parts)
-    ood_names = ood_names or [k for k, v in dataset.ood.items() if v.group in ("natural", "non-natural")]
-    s_id = detector.part_scores(dataset.x_test)
-    s_ood = {o: detector.part_scores(dataset.ood[o].x) for o in ood_names}
-    rows = []
-    for r in range(1, len(names) + 1):
-        for subset in itertools.combinations(range(len(names)), r):
-            cols = list(subset)
-            cid = compose_energies(s_id[:, cols], beta, reduce)
-            row = {"parts": [names[i] for i in cols]}
-            for o in ood_names:
-                co = compose_energies(s_ood[o][:, cols], beta, reduce)
-                row[o] = {"fpr95": fpr_at_tpr(cid, co), "auroc": auroc(cid, co)}
-            row["average"] = {m: float(np.mean([row[o][m] for o in ood_names])) for m in ("fpr95", "auroc")}
-            rows.append(row)
-    head = "| " + " | ".join(names) + " | " + " | ".join(ood_names) + " | average |"
-    sep = "|" + "---|" * (len(names) + len(ood_names) + 1)
-    lines = [f"Composition of subsets (HEAT Eq. 7, β = {beta}); FPR95 ↓ / AUROC ↑ in %.", "", head, sep]
-    for row in rows:
-        marks = ["✓" if n in row["parts"] else "" for n in names]
-        cells = [f"{100 * row[o]['fpr95']:.1f} / {100 * row[o]['auroc']:.1f}" for o in ood_names + ["average"]]
-        lines.append("| " + " | ".join(marks + cells) + " |")
-    return rows, "\n".join(lines) + "\n"

@@ -42,7 +42,7 @@ from ebm_ood.detector import Detector, labels_for_gamma
 from ebm_ood.energy import JEMEnergy, energy_from_logits
 from ebm_ood.nn import MLP, build_network
 from ebm_ood.training import TrainConfig, to_tensor, train
-from ebm_ood.presets import check_preset
+from ebm_ood.presets import PerKind, preset_config
 from ebm_ood.checks import check_positive
 
 
@@ -201,28 +201,55 @@ class VERAConfig:
     bottleneck_form: str = "expand"  # see ebm_ood.nn.wrn
 
 
-def vera_config(preset: str = "default", kind: str = "image") -> VERAConfig:
-    """``quick`` (tests), ``default`` (≤ ~60 s per embedded dataset on 2 cores; larger learning rates, λ = 1
-    and σ₀ = 0.1 so that it learns within budget), ``full`` (Elflein App. B: lr 3e-4 EBM / 6e-4 generator,
-    Adam β = (0, 0.9), λ = 1e-4, η₀ = 0.1, M = 20, gradient penalty 0.1, latent dimension 16 (tabular) /
-    128 (images), warm-up 2,500, 10,000 steps on tabular data; posterior lr 3e-5 from the authors' code).
-    Kept on purpose: β = (0, 0.9) for the EBM's optimizer too (App. B states it for the generator only;
-    the authors' code passes one β pair to both optimizers, and so does our trainer), and the
-    [0.01, 0.3] clamp on the generator's σ rather than η (the authors' code). The paper trains images for
-    50 epochs; the trainer counts steps, so ``full`` on images runs 20,000 steps whatever the dataset size."""
-    check_preset(preset, kind)
-    if preset == "quick":
-        return VERAConfig(train=TrainConfig(steps=100, batch_size=64, lr=2e-3, betas=(0.0, 0.9), eval_every=50,
-                                            lrs={"gen": 4e-3, "post": 1e-3}), n_importance=10, widen=1, gen_channels=16)
-    if preset == "default":
+VERA_PRESETS = {
+    "quick": {
+        "train": dict(steps=100, batch_size=64, lr=2e-3, betas=(0.0, 0.9), eval_every=50,
+                      lrs={"gen": 4e-3, "post": 1e-3}),
+        "n_importance": 10, "widen": 1, "gen_channels": 16,
+    },
+    "default": {
+        "train": dict(steps=PerKind(tabular=2000, image=800), batch_size=64, lr=1e-3, betas=(0.0, 0.9),
+                      warmup=PerKind(tabular=200, image=100), eval_every=PerKind(tabular=200, image=100),
+                      lrs={"gen": 2e-3, "post": 1e-3}),
         # λ = 1 (the maximum-likelihood weight) and σ₀ = 0.1: within this budget the paper's λ = 1e-4, σ₀ = 0.01
         # let the generator collapse (digits, seed 0: AUROC 40-65 % vs 79-100 % with λ = 1).
-        cfg = VERAConfig(entropy_weight=1.0, sigma_init=0.1)
-        return cfg if kind == "tabular" else replace(cfg, train=replace(cfg.train, steps=800, eval_every=100, warmup=100))
-    return VERAConfig(train=TrainConfig(steps=10000 if kind == "tabular" else 20000, batch_size=64, lr=3e-4,  # full
-                                        betas=(0.0, 0.9), warmup=2500, eval_every=500,
-                                        lrs={"gen": 6e-4, "post": 3e-5}),
-                      latent_dim=16 if kind == "tabular" else 128)
+        "entropy_weight": 1.0, "sigma_init": 0.1,
+    },
+    "full": {
+        "train": dict(
+            steps=PerKind(tabular=10_000, image=20_000),  # Elflein App. B (images: 50 epochs, counted as steps)
+            batch_size=64,                 # ours: not stated
+            lr=3e-4,                       # Elflein App. B: the EBM's learning rate
+            betas=(0.0, 0.9),              # Elflein App. B, for the generator; the authors' code: both optimizers
+            warmup=2500,                   # Elflein App. B: "across all models"
+            eval_every=500,                # ours: not stated
+            lrs={"gen": 6e-4,              # Elflein App. B: the generator's learning rate
+                 "post": 3e-5},            # not stated: the authors' fc_vera.yaml / img_vera.yaml (post_lr)
+        ),
+        "latent_dim": PerKind(tabular=16, image=128),  # Elflein App. B
+        "entropy_weight": 1e-4,            # Elflein App. B: λ from a grid over [1e-4, 1]
+        "eta_init": 0.1,                   # Elflein App. B
+        "sigma_min": 0.01,                 # Elflein App. B's clamp [0.01, 0.3], on σ as the authors' code (min_sigma)
+        "sigma_max": 0.3,                  # Elflein App. B's clamp [0.01, 0.3], on σ as the authors' code (max_sigma)
+        "n_importance": 20,                # Elflein App. B: Grathwohl et al.'s defaults; vera_utils.py
+        "grad_penalty": 0.1,               # Elflein App. B: Grathwohl et al.'s defaults; fc_vera.yaml
+        "gen_width": 100,                  # Elflein App. B: generator MLP "hidden dimension 100"
+        "widen": 2,                        # Elflein App. C: WideResNet-10-2
+    },
+}
+
+
+def vera_config(preset: str = "default", kind: str = "image") -> VERAConfig:
+    """The ``preset`` row of :data:`VERA_PRESETS` for ``kind``: ``quick`` (tests), ``default`` (≤ ~60 s per
+    embedded dataset on 2 cores; larger learning rates, λ = 1 and σ₀ = 0.1 so that it learns within budget),
+    ``full`` (Elflein App. B: lr 3e-4 EBM / 6e-4 generator, Adam β = (0, 0.9), λ = 1e-4, η₀ = 0.1, latent
+    dimension 16 (tabular) / 128 (images), warm-up 2,500, 10,000 steps on tabular data; from the authors'
+    code, where the paper defers to Grathwohl et al.'s defaults: M = 20, gradient penalty 0.1, posterior
+    lr 3e-5). Kept on purpose: β = (0, 0.9) for the EBM's optimizer too (App. B states it for the generator
+    only; the authors' code passes one β pair to both optimizers, and so does our trainer), and the
+    [0.01, 0.3] clamp on the generator's σ rather than η (the authors' code). The paper trains images for
+    50 epochs; the trainer counts steps, so ``full`` on images runs 20,000 steps whatever the dataset size."""
+    return preset_config(VERAConfig, VERA_PRESETS, preset, kind, train=TrainConfig)
 
 
 def make_generator(input_shape: tuple[int, ...], config: VERAConfig) -> Generator:

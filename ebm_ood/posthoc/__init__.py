@@ -1,4 +1,10 @@
-"""Detectors: ``fit(x, y=None) -> self`` then ``score(x) -> (N,)`` numpy, higher = more OOD."""
+"""Detectors: ``fit(x, y=None) -> self`` then ``score(x) -> (N,)`` numpy, higher = more OOD.
+
+All but ODIN work on vectors: features ``z`` (N, D) (Mahalanobis, SSD+, KNN; ViM, DICE, ReAct also take the
+classifier's linear head ``W``, ``b`` at construction, e.g. ``ViM.from_backbone(backbone)``) or logits
+(N, C) (MSP, MaxLogit). On raw inputs use ``ebm_ood.backbone.FeatureSpaceDetector(backbone, detector)``
+(``which="logits"`` for MSP, MaxLogit). ODIN takes the network itself (it needs input gradients).
+"""
 from ebm_ood.detector import Detector
 from ebm_ood.posthoc.dice import DICE
 from ebm_ood.posthoc.knn import KNN

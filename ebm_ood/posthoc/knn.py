@@ -31,6 +31,7 @@ class KNN(Detector):
     """k-th nearest-neighbour distance on L2-normalised features. After fit: ``k_`` (the k used), ``index_``."""
 
     name = "KNN"
+    input_kind = "features"
 
     def __init__(self, k: int = 50, normalize: bool = True, device=None, batch_size: int = 4096):
         super().__init__(device, batch_size)

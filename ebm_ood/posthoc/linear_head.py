@@ -36,6 +36,9 @@ def energy_score(logits: np.ndarray) -> np.ndarray:
 class HeadDetector(Detector):
     """Base for detectors that use features ``z`` (N, D) together with the classifier head (W, b)."""
 
+    input_kind = "features"
+    backbone_needs = ("features", "linear_head")
+
     def __init__(self, weight, bias, device=None, batch_size: int = 4096):
         super().__init__(device, batch_size)
         self.weight, self.bias = check_head(weight, bias)
@@ -43,6 +46,7 @@ class HeadDetector(Detector):
     @classmethod
     def from_backbone(cls, backbone, **kwargs):
         """Build from a :class:`ebm_ood.backbone.Backbone` (its head's ``W``, ``b``)."""
+        backbone.require(cls.backbone_needs, getattr(cls, "name", cls.__name__))
         w, b = backbone.weight_bias()
         return cls(w, b, **kwargs)
 

@@ -18,6 +18,9 @@ from ebm_ood.energy import max_softmax
 class _LogitDetector(Detector):
     """Nothing to learn: ``fit`` only records the number of logits C (so a wrong C is caught at score)."""
 
+    input_kind = "logits"
+    backbone_needs = ("features", "head")
+
     def _fit(self, x, y):
         if x.ndim != 2:
             raise ValueError(f"x: expected logits of shape (N, C), got {x.shape}")

@@ -22,6 +22,7 @@ class Mahalanobis(Detector):
     """After fit: ``gaussian_`` (:class:`~ebm_ood.class_gaussian.ClassGaussian`)."""
 
     name = "Mahalanobis"
+    input_kind = "features"
     needs_labels = True
     normalize = False  # SSD+ L2-normalises the features first
 

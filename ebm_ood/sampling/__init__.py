@@ -3,6 +3,6 @@
 ``from ebm_ood.sampling import sgld, ReplayBuffer``; ``ops.backend()`` says whether the compiled op is used.
 """
 from ebm_ood.sampling.replay_buffer import ReplayBuffer
-from ebm_ood.sampling.sgld import class_conditional_energy, project_relu_l2, schedule_value, sgld
+from ebm_ood.sampling.sgld import class_conditional_energy, schedule_value, sgld
 
-__all__ = ["ReplayBuffer", "class_conditional_energy", "project_relu_l2", "schedule_value", "sgld"]
+__all__ = ["ReplayBuffer", "class_conditional_energy", "schedule_value", "sgld"]

@@ -19,7 +19,6 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ebm_ood.energy import joint_energy
 from ebm_ood.sampling import ops
@@ -58,11 +57,6 @@ def class_conditional_energy(logits_fn: Callable[[torch.Tensor], torch.Tensor], 
     return energy
 
 
-def project_relu_l2(z: torch.Tensor) -> torch.Tensor:
-    """HEAT code's projection after each SGLD step on features: ReLU, then L2-normalise rows. (N, D) -> (N, D)."""
-    return F.normalize(F.relu(z), dim=-1)
-
-
 def _freeze(module: torch.nn.Module | None, eval_mode: bool):
     if module is None:
         return None
@@ -84,24 +78,9 @@ def _restore(saved) -> None:
         p.requires_grad_(flag)
 
 
-def sgld(energy, x0, *, n_steps, step_size=1.0, noise_std=0.01, form="decoupled", step_end=None, noise_end=None,
-         schedule="constant", clamp=None, project=None, module=None, eval_mode=True, return_chain=False,
-         generator=None):
-    """Run ``n_steps`` of SGLD from ``x0`` on ``energy`` (HEAT Eq. 4/12; Elflein App. B code form).
-
-    energy: callable (N, *shape) -> (N,) energies E(x). x0: (N, *shape) float32/float64 tensor (not modified).
-    form: "langevin" (η = step_size scheduled to step_end; noise_std/noise_end ignored, noise sqrt(η)) or
-      "decoupled" (α = step_size -> step_end, σ = noise_std -> noise_end).
-    schedule: "constant" | "linear" | "poly" (see ``schedule_value``).
-    clamp: None or (lo, hi) applied after each update (images: (-1, 1)).
-    project: None or callable (N, *shape) -> (N, *shape) applied after each step (HEAT: ``project_relu_l2``).
-    module: nn.Module behind ``energy``; during sampling its parameters get ``requires_grad=False`` (no
-      ``.grad`` accumulates, no parameter-gradient work) and, with ``eval_mode``, it is in eval mode
-      (Elflein code); both are restored afterwards, also on error.
-    return_chain: also return the list ``[x_0, x_1, ..., x_T]`` (detached clones; for plots).
-    generator: torch.Generator for the noise seed (default: torch's global generator).
-    Returns x_T (N, *shape), detached; or (x_T, chain).
-    """
+def _check_arguments(x0, n_steps, form, schedule, step_size, noise_std, step_end, noise_end,
+                     clamp) -> tuple[float, float]:
+    """Refuse bad arguments of :func:`sgld`, naming them; returns the clamp bounds ``(lo, hi)`` (±inf for none)."""
     if form not in _FORMS:
         raise ValueError(f"form: expected one of {_FORMS}, got {form!r}")
     if schedule not in _SCHEDULES:
@@ -120,17 +99,45 @@ def sgld(energy, x0, *, n_steps, step_size=1.0, noise_std=0.01, form="decoupled"
     lo, hi = (-math.inf, math.inf) if clamp is None else (float(clamp[0]), float(clamp[1]))
     if lo > hi:
         raise ValueError(f"clamp: expected (lo, hi) with lo <= hi, got {clamp}")
+    return lo, hi
 
-    seed = ops.draw_seed(generator)      # one Philox key per chain; offset = t never repeats within it
-    x = x0.detach().clone().contiguous()
-    chain = [x.clone()] if return_chain else None
-    updates = []                         # (a_t, s_t): x <- x - a_t ∇E + s_t w at step t
+
+def _coefficients(form, step_size, step_end, noise_std, noise_end, n_steps, schedule) -> list[tuple[float, float]]:
+    """``[(a_t, s_t)]`` for t = 0..n_steps-1: step t of SGLD is ``x <- x - a_t ∇E(x) + s_t w``, computed
+    once before the chain runs."""
+    updates = []
     for t in range(int(n_steps)):
         a = schedule_value(step_size, step_end, t, n_steps, schedule)
         if form == "langevin":           # HEAT Eq. 4: z <- z - η/2 ∇E + sqrt(η) w
             updates.append((a / 2.0, math.sqrt(a)))
         else:                            # Elflein code: x <- x - α ∇E + σ w
             updates.append((a, schedule_value(noise_std, noise_end, t, n_steps, schedule)))
+    return updates
+
+
+def sgld(energy, x0, *, n_steps, step_size=1.0, noise_std=0.01, form="decoupled", step_end=None, noise_end=None,
+         schedule="constant", clamp=None, project=None, module=None, eval_mode=True, return_chain=False,
+         generator=None):
+    """Run ``n_steps`` of SGLD from ``x0`` on ``energy`` (HEAT Eq. 4/12; Elflein App. B code form).
+
+    energy: callable (N, *shape) -> (N,) energies E(x). x0: (N, *shape) float32/float64 tensor (not modified).
+    form: "langevin" (η = step_size scheduled to step_end; noise_std/noise_end ignored, noise sqrt(η)) or
+      "decoupled" (α = step_size -> step_end, σ = noise_std -> noise_end).
+    schedule: "constant" | "linear" | "poly" (see ``schedule_value``).
+    clamp: None or (lo, hi) applied after each update (images: (-1, 1)).
+    project: None or callable (N, *shape) -> (N, *shape) applied after each step (HEAT: the prior's ``project``).
+    module: nn.Module behind ``energy``; during sampling its parameters get ``requires_grad=False`` (no
+      ``.grad`` accumulates, no parameter-gradient work) and, with ``eval_mode``, it is in eval mode
+      (Elflein code); both are restored afterwards, also on error.
+    return_chain: also return the list ``[x_0, x_1, ..., x_T]`` (detached clones; for plots).
+    generator: torch.Generator for the noise seed (default: torch's global generator).
+    Returns x_T (N, *shape), detached; or (x_T, chain).
+    """
+    lo, hi = _check_arguments(x0, n_steps, form, schedule, step_size, noise_std, step_end, noise_end, clamp)
+    seed = ops.draw_seed(generator)      # one Philox key per chain; offset = t never repeats within it
+    x = x0.detach().clone().contiguous()
+    chain = [x.clone()] if return_chain else None
+    updates = _coefficients(form, step_size, step_end, noise_std, noise_end, n_steps, schedule)
     saved = _freeze(module, eval_mode)
     try:
         with torch.enable_grad():

@@ -25,7 +25,10 @@ import torch
 
 from ebm_ood.speed import heat_parts
 from ebm_ood.speed.timing import interleaved, ratio_summary, round_times
+from ebm_ood.threads import set_num_threads
 from ebm_ood.posthoc import DICE, KNN, MSP, ODIN, MaxLogit, Mahalanobis, ReAct, SSDPlus, ViM
+
+SUMMARY = "scoring and fitting time of every post-hoc detector and HEAT's parts, with peers"
 
 
 @dataclass
@@ -128,7 +131,7 @@ def _fit_in_fresh_process(cfg: BenchConfig, name: str, threads: int) -> dict:
     resident memory the fit added on top of the features (Linux ``ru_maxrss``)."""
     import resource
 
-    torch.set_num_threads(threads)
+    set_num_threads(threads)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)
@@ -229,7 +232,7 @@ def run(args) -> int:
     if args.threads:
         from threadpoolctl import threadpool_limits  # numpy / scipy / sklearn BLAS and OpenMP pools
 
-        torch.set_num_threads(args.threads)
+        set_num_threads(args.threads)
         threadpool_limits(limits=args.threads)
     cfg = BenchConfig(n_train=args.n_train, n_test=args.n_test, dim=args.dim, classes=args.classes,
                       repeats=args.repeats, seed=args.seed)

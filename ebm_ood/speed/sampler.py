@@ -43,6 +43,8 @@ from ebm_ood.speed.timing import cpu_ghz, interleaved, ratio_summary, round_time
 from ebm_ood.sampling import ops
 from ebm_ood.sampling.sgld import sgld
 
+SUMMARY = "the fused SGLD op and whole chains against plain PyTorch and torch.compile"
+
 SIZES = (1_000, 50_000, 1_000_000, 4_000_000)
 A, B, LO, HI = 0.01, 0.01, -1.0, 1.0
 

@@ -45,8 +45,15 @@ def chance_line(dataset_results: dict, groups: dict[str, str], metric: str) -> s
     return "Chance level (random scores): " + ", ".join(f"{n} {v:.1f} %" for n, v in levels.items()) + "."
 
 
+def mean_std(mean: float, std: float, n_seeds: int, digits: int = 1) -> str:
+    """``mean ± std`` over seeds; ``mean`` alone for one seed (one run has no spread to show, not a spread
+    of 0)."""
+    text = "–" if mean is None or not np.isfinite(mean) else f"{mean:.{digits}f}"
+    return text if n_seeds <= 1 or text == "–" else f"{text} ± {std:.{digits}f}"
+
+
 def _cell(row: dict, metric: str) -> str:
-    return f"{100 * row[metric]:.1f} ± {100 * row[metric + '_std']:.1f}"
+    return mean_std(100 * row[metric], 100 * row[metric + "_std"], row.get("seeds", 2))
 
 
 def _group_avg(res: dict, names: list[str], metric: str) -> str:

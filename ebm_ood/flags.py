@@ -1,0 +1,154 @@
+"""The flags every command that trains shares (``ebm-ood benchmark`` and ``ebm-ood experiment NAME``):
+``--seeds --quick/--full --device --threads --out --jobs``, their parsing and their checks, which run before
+any training so a bad flag never costs a run; and the two lines every result records about its run (the
+thread count and the flags)."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import stat
+import sys
+import tempfile
+from typing import Callable
+
+from ebm_ood.threads import set_num_threads
+
+def parse_seeds(text: str) -> list[int]:
+    """A count or a list: ``"3"`` → [0, 1, 2]; ``"0,5,7"`` → [0, 5, 7]; ``"7,"`` → [7] (distinct,
+    non-negative). ``"0"`` names seed 0 (a count of zero seeds would run nothing), the same as ``"1"``."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            n = int(text)
+            if n < 0:
+                raise ValueError
+            seeds = list(range(max(n, 1)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds: expected a count (e.g. 3) or a comma list (e.g. 0,1,2), got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds: expected at least one seed")
+    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds: expected distinct non-negative seeds, got {text!r}")
+    return seeds
+
+
+def check_out_dir(path: str, outputs: tuple[str, ...] = ()) -> str:
+    """Create ``path``, prove it is writable (with a probe file of a fresh name, so concurrent runs do not
+    collide) and that none of the ``outputs`` (file names in it) is a folder, before any training starts."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise SystemExit(f"error: --out {path!r} is not a writable folder ({err.strerror or err})")
+    for name in outputs:
+        target = os.path.join(path, name)
+        if os.path.lexists(target) and stat.S_ISDIR(os.lstat(target).st_mode):
+            raise SystemExit(f"error: --out {path!r}: the output {target!r} is a folder; the results could not be "
+                             "written there after training: move it away or choose another --out")
+    return path
+
+
+def threads_note() -> str:
+    """The line every Markdown result ends with: the CPU thread count the numbers were computed with."""
+    import torch
+
+    n = torch.get_num_threads()
+    return (f"Computed with {n} CPU thread{'s' if n != 1 else ''} (`--threads {n}`); one seed reproduces these "
+            "numbers exactly for this thread count.")
+
+
+def run_header(args) -> dict:
+    """What every result header records about the run itself: the command's flags and the CPU thread
+    count (results are reproducible for one seed and one thread count; see README, Reliability)."""
+    import torch
+
+    flags = {k: v for k, v in sorted(vars(args).items()) if isinstance(v, (str, int, float, bool, list, type(None)))}
+    return {"threads": torch.get_num_threads(), "flags": flags}
+
+
+def log_stderr(msg: str) -> None:
+    """Progress lines go to stderr (stdout carries the tables)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the embedded datasets' tensors are small, so one thread is "
+                        "fastest; raise it for real data)")
+
+
+def apply_threads(n: int) -> None:
+    """Set torch's intra-op thread count from ``--threads`` (before any training), as an explicit choice
+    that library calls keep (:func:`ebm_ood.threads.set_num_threads`)."""
+    if n < 1:
+        raise SystemExit(f"error: --threads: expected a positive integer, got {n}")
+    set_num_threads(n)
+
+
+def add_run_arguments(p: argparse.ArgumentParser, out: str, quick_help: str, full: bool = True,
+                      seeds: int = 1) -> None:
+    """``--seeds --quick [--full] --device --threads --out``: the flags of every command that trains
+    (``ebm-ood benchmark`` and ``ebm-ood experiment NAME``); check them with :func:`check_run_arguments`."""
+    p.add_argument("--seeds", type=parse_seeds, default=list(range(seeds)),
+                   help=f"a count (3: seeds 0,1,2; 0 or 1: seed 0) or a comma list of seeds (5,9 or 7,) "
+                        f"(default: {seeds})")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help=quick_help)
+    if full:
+        size.add_argument("--full", action="store_true", help="the papers' hyperparameters (hours on a CPU)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
+    add_threads_argument(p)
+    p.add_argument("--out", default=out, help=f"output folder (default: {out})")
+
+
+def preset_of(args) -> str:
+    """The methods' preset named by ``--quick`` / ``--full``: "quick", "full" or "default"."""
+    return "quick" if args.quick else "full" if getattr(args, "full", False) else "default"
+
+
+def check_run_arguments(args) -> str:
+    """Check ``--device``, ``--out`` (and that none of ``args.outputs``, the command's result files, is a
+    folder) and ``--threads`` (before any training; each error names its flag) and apply ``--threads``.
+    With ``args.cells`` (a file name) set, start ``args.cell_log``: a :class:`~ebm_ood.benchmark.runner.CellLog`
+    in ``--out`` that keeps every finished cell. Returns the resolved device ("cpu", "cuda", ...)."""
+    from ebm_ood.checks import resolve_device
+
+    try:
+        device = str(resolve_device(args.device))
+    except ValueError as err:
+        raise SystemExit(f"error: --device: {str(err).removeprefix('device: ')}")
+    cells = getattr(args, "cells", None)
+    check_out_dir(args.out, tuple(getattr(args, "outputs", ())) + ((cells,) if cells else ()))
+    apply_threads(args.threads)
+    if cells:
+        from ebm_ood.benchmark.runner import CellLog
+
+        args.cell_log = CellLog(os.path.join(args.out, cells), run_header(args))
+    return device
+
+
+def jobs_of(args) -> int:
+    """``--jobs``, or by default as many workers as the CPU cores hold at ``--threads`` threads each."""
+    if args.jobs is not None:
+        if args.jobs < 1:
+            raise SystemExit(f"error: --jobs: expected a positive integer, got {args.jobs}")
+        return args.jobs
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, args.threads))
+
+
+def parse_floats(text: str, flag: str, valid: Callable[[float], bool] = math.isfinite,
+                 expected: str = "finite numbers") -> tuple[float, ...]:
+    """A comma list of numbers for ``flag`` (e.g. ``--gammas 0.1,1``), each passing ``valid``; else an
+    error naming the flag and ``expected``."""
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise SystemExit(f"error: {flag}: expected a comma list of numbers, got {text!r}") from None
+    if not vals or not all(math.isfinite(v) and valid(v) for v in vals):
+        raise SystemExit(f"error: {flag}: expected {expected}, got {text!r}")
+    return vals

@@ -1,0 +1,155 @@
+"""The chapter exercises: every reference solution passes its check, and a deliberately wrong answer fails
+it with a message that says what is wrong.
+
+Checks live in ``tutorials/exercises/chNN.py`` (``check_exercise_k(answer)``), solutions in
+``tutorials/exercises/solutions/chNN.py`` (``exercise_k()``). Each chapter's Exercises section names its checks.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tutorials"))
+
+from exercises._check import ExerciseError  # noqa: E402
+
+CHAPTERS = sorted(p.stem for p in (ROOT / "tutorials" / "exercises").glob("ch[0-9][0-9].py"))
+CASES = [(ch, k) for ch in CHAPTERS for k in (1, 2, 3)]
+
+
+def check(ch: str, k: int):
+    return getattr(importlib.import_module(f"exercises.{ch}"), f"check_exercise_{k}")
+
+
+def solution(ch: str, k: int):
+    return getattr(importlib.import_module(f"exercises.solutions.{ch}"), f"exercise_{k}")
+
+
+def test_every_chapter_has_exercise_checks():
+    chapters = sorted(p.stem[:2] for p in (ROOT / "tutorials").glob("[0-9][0-9]_*.py") if p.stem[:2] <= "10")
+    assert [f"ch{c}" for c in chapters] == CHAPTERS
+
+
+@pytest.mark.parametrize("ch", CHAPTERS)
+def test_chapter_text_points_at_its_checks(ch):
+    chapter = next((ROOT / "tutorials").glob(f"{ch[2:]}_*.py"))
+    text = chapter.read_text(encoding="utf-8").split("## Exercises", 1)[-1]
+    missing = [k for k in (1, 2, 3) if f"check_exercise_{k}" not in text]
+    assert not missing, f"{chapter.name}: the Exercises section does not name check_exercise_{missing}"
+    assert f"from exercises import {ch}" in text, f"{chapter.name}: the Exercises section does not import {ch}"
+
+
+@pytest.mark.parametrize("ch,k", CASES, ids=[f"{c}-{k}" for c, k in CASES])
+def test_reference_solution_passes(ch, k, capsys):
+    torch.manual_seed(0)
+    assert check(ch, k)(solution(ch, k)()) is True
+    assert "correct" in capsys.readouterr().out
+
+
+def _ch01_2_forgot_area():
+    return lambda e, g1, g2: float(np.exp(-e).sum())
+
+
+def _ch02_1_sigma():
+    sigma = np.array([[1.0, 0.8], [0.8, 1.0]])
+    return {"cov_0.2": sigma, "cov_0.5": sigma, "eta_max": 0.8}
+
+
+def _ch05_3_prior_proposal():
+    from exercises.solutions import ch05
+    w = ch05.exercise_3()
+    return w + np.linspace(0.0, 1.0, len(w))
+
+
+def _ch07_1_swapped():
+    from exercises.solutions import ch07
+    table = ch07.exercise_1()
+    return {r: {**row, "aupr_in": row["aupr_out"], "aupr_out": row["aupr_in"]} for r, row in table.items()}
+
+
+def _ch08_1_of_means():
+    from exercises.ch08 import BASE, GROUPS, NEW
+    out = {}
+    for g in ("natural", "non-natural"):
+        names = [n for n, gg in GROUPS.items() if gg == g]
+        new, base = np.mean([NEW[n] for n in names]), np.mean([BASE[n] for n in names])
+        out[g] = 100 * (new - base) / base
+    return out
+
+
+def _ch10_3_swapped():
+    from ebm_ood.sampling import philox
+    return lambda s, o, n: -philox.normal(n, s, o).double().numpy()
+
+
+WRONG = {
+    ("ch01", 1): (lambda: (lambda f, t: -torch.logsumexp(f / t, dim=1)), r"at T = 0\.1 .*differ"),
+    ("ch01", 2): (_ch01_2_forgot_area, r"closed form is 6\.28"),
+    ("ch01", 3): (lambda: {"E(x)": -2.5, "E(x,y)": 0.0, "log p(y|x)": 0.0}, r"change of E\(x,y\)"),
+    ("ch02", 1): (_ch02_1_sigma, r"at η = 0\.2 .*not Σ"),
+    ("ch02", 2): (lambda: {"predicted": 0.25, "measured": 0.5}, r"predicted = 0\.25.*equipartition"),
+    ("ch02", 3): (lambda: [0.7, 0.1, 0.1, 0.1], r"are the target's weights"),
+    ("ch03", 1): (lambda: 2.0, r"theta = 2.*independent computation gives 4\.0"),
+    ("ch03", 2): (lambda: {"T_decoupled": 1.0, "T_langevin": 1.0, "alpha_langevin": 5e-4}, r"T_decoupled = 1"),
+    ("ch03", 3): (lambda: 0.0, r"c = 0 is not the minimum"),
+    ("ch04", 1): (lambda: np.linalg.inv(np.cov(importlib.import_module("exercises.ch04").gaussian_data().T,
+                                                 bias=True)), r"E\[xxᵀ\], not the covariance"),
+    ("ch04", 2): (lambda: {"rademacher": 44.96, "gaussian": 44.96}, r"Rademacher variance = 44\.96"),
+    ("ch04", 3): (lambda: {"exact": 64, "sliced": 2}, r"exact: you say 64 .* gives 65"),
+    ("ch05", 1): (lambda: {"sigma_best": 1.0, "log_z": 0.2258}, r"sigma_best = 1,.* gives 0\.5"),
+    ("ch05", 2): (lambda: (lambda x: -0.5 * (np.asarray(x) ** 2).sum(1)), r"differs from log N"),
+    ("ch05", 3): (_ch05_3_prior_proposal, r"weights vary by"),
+    ("ch06", 1): (lambda: (lambda y: -0.5 * np.log(y) ** 2 - 0.5 * math.log(2 * math.pi) + np.log(y)),
+                  r"wrong sign"),
+    ("ch06", 2): (lambda: (lambda z, z0, a, b: torch.zeros(len(z))), r"d = 2, α = 0\.7.*off by"),
+    ("ch06", 3): (lambda: (lambda lp, d, delta: -np.asarray(lp) / (d * math.log(2))), r"log2\(256\) = 8\.0000"),
+    ("ch07", 1): (_ch07_1_swapped, r"aupr_in at 10:1"),
+    ("ch07", 2): (lambda: {"auroc": 0.8556, "fpr95": 0.05}, r"fpr95 = 0\.05"),
+    ("ch07", 3): (lambda: {"auroc": float(np.mean(np.greater.outer(
+        *[np.round(s, 1) for s in importlib.import_module("exercises.ch07").two_gaussians(2000, 200)][::-1]))),
+        "tied_pairs": 0.0}, r"tied pairs as 0"),
+    ("ch08", 1): (_ch08_1_of_means, r"natural: 2\.54.* is the improvement of the mean"),
+    ("ch08", 2): (lambda: {"no_bias": 0.0, "bias": 0.0}, r"slope \(no_bias\) = 0"),
+    ("ch08", 3): (lambda: {"t": 0.6285, "p": 0.04, "significant": True}, r"^ch08 exercise 3: t = 0\.6285"),
+    ("ch09", 1): (lambda: (lambda e, b: np.mean(e, 1) if b == 0 else
+                           np.log(np.exp(b * e).sum(1)) / b if np.isfinite(b) else e.max(1)),
+                  r"the mean, not the sum|β = -inf"),
+    ("ch09", 2): (lambda: (lambda z: np.zeros(len(z))), r"differ from -log q\(z\)"),
+    ("ch09", 3): (lambda: {"predicted": 1.0, "measured": 1.0}, r"prior's variance"),
+    ("ch10", 1): (lambda: {"same_offset": 0.0, "next_offset": 0.0}, r"same_offset = 0,.*same inputs, same numbers"),
+    ("ch10", 2): (lambda: {"low": [1, 2, 3, 4], "high": [1, 2, 3, 4]}, r"low: your words \[1, 2, 3, 4\]"),
+    ("ch10", 3): (_ch10_3_swapped, r"noise\(1234, 7, 10\) differs"),
+}
+
+
+def test_every_exercise_has_a_wrong_answer():
+    assert sorted(WRONG) == sorted(CASES)
+
+
+@pytest.mark.parametrize("ch,k", CASES, ids=[f"{c}-{k}" for c, k in CASES])
+def test_wrong_answer_is_rejected(ch, k):
+    make, match = WRONG[(ch, k)]
+    with pytest.raises(ExerciseError, match=re.compile(match, re.S)):
+        check(ch, k)(make())
+
+
+@pytest.mark.parametrize("bad,match", [("text", r"answer: expected a dict"),
+                                        ({"predicted": 1.0}, r"expected keys \['measured', 'predicted'\]"),
+                                        ({"predicted": "x", "measured": 1.0}, r"predicted.*expected one number")])
+def test_malformed_answer_is_named(bad, match):
+    with pytest.raises(ExerciseError, match=match):
+        check("ch02", 2)(bad)
+
+
+def test_philox_reference_known_answer():
+    """The checks' own Philox (plain ints) reproduces the Random123 known-answer vector for counter 0, key 0."""
+    from exercises.ch10 import philox_reference
+    assert philox_reference((0, 0, 0, 0), (0, 0)) == (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)

@@ -1,0 +1,39 @@
+"""Reference solutions for chapter 05."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ebm_ood.methods.vera import gaussian_log_density
+from exercises.ch05 import S, SIGMA, W, X0
+
+
+def exercise_1():
+    """d/dσ [-σ²/(2s²) + ½ log(2πeσ²)] = 0 gives σ = s; the bound is then ½ log(2π s²) = log Z."""
+    return {"sigma_best": S, "log_z": 0.5 * math.log(2 * math.pi * S * S)}
+
+
+def exercise_2():
+    """log N(x; 0, WWᵀ + σ²I) via a Cholesky factor."""
+    cov = W @ W.T + SIGMA**2 * np.eye(3)
+    chol = np.linalg.cholesky(cov)
+
+    def log_q(x):
+        u = np.linalg.solve(chol, np.asarray(x, dtype=np.float64).T)        # (3, N)
+        return -0.5 * (u**2).sum(0) - np.log(np.diag(chol)).sum() - 1.5 * math.log(2 * math.pi)
+    return log_q
+
+
+def exercise_3():
+    """Draw z from the Gaussian posterior and evaluate the three log-densities with the library."""
+    w, x = torch.as_tensor(W), torch.as_tensor(X0)
+    cov = torch.linalg.inv(torch.eye(2, dtype=torch.float64) + w.T @ w / SIGMA**2)
+    mean = cov @ w.T @ x / SIGMA**2
+    chol = torch.linalg.cholesky(cov)
+    z = mean + torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) @ chol.T
+    log_post = torch.distributions.MultivariateNormal(mean, cov).log_prob(z)
+    log_lik = gaussian_log_density(x.expand(16, 3), z @ w.T, SIGMA)
+    log_prior = gaussian_log_density(z, torch.zeros_like(z), 1.0)
+    return (log_lik + log_prior - log_post).numpy()
