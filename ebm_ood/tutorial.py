@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ebm_ood import plotting
+from ebm_ood.threads import set_num_threads
 
 FAST = os.environ.get("EBM_OOD_FAST") == "1"
 
@@ -33,10 +34,11 @@ def figures_dir() -> Path:
 
 
 def setup(seed: int = 0, threads: int = 1):
-    """Seed torch and set its thread count (one thread is fastest on the chapters' small tensors);
-    returns ``matplotlib.pyplot``, or None without matplotlib (figures are then skipped)."""
+    """Seed torch and set its thread count (one thread is fastest on the chapters' small tensors), as an
+    explicit choice the library keeps (:func:`ebm_ood.threads.set_num_threads`); returns
+    ``matplotlib.pyplot``, or None without matplotlib (figures are then skipped)."""
     torch.manual_seed(seed)
-    torch.set_num_threads(threads)
+    set_num_threads(threads)
     return plotting.pyplot()
 
 

@@ -10,7 +10,7 @@ MAX_FUNCTION_LINES = 60
 # Bottom to top, as the README's Layout lists them: a module may import its own layer and the layers
 # before it, never a later one. A prefix names a package and everything in it.
 LAYERS = [
-    ["errors", "atomic", "checks", "presets", "plotting", "tutorial"],
+    ["errors", "atomic", "checks", "presets", "plotting"],
     ["data"],
     ["nn", "energy", "density", "metrics"],
     ["sampling"],
@@ -26,7 +26,7 @@ LAYERS = [
     ["flags"],
     ["benchmark.command", "experiments"],
     ["speed"],
-    ["cli", "__main__"],
+    ["cli", "__main__", "tutorial"],
 ]
 
 
