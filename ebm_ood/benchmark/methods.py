@@ -57,6 +57,7 @@ class MethodSpec:
     uses_labels: bool = False  # fit receives y_train
     kinds: tuple[str, ...] = ("tabular", "image")  # dataset kinds it applies to
     description: str = ""
+    standalone: bool = False  # uses nothing shared within a seed (so --jobs may run it in a unit of its own)
 
     def __post_init__(self):
         for s in self.suites:
@@ -70,7 +71,9 @@ def build_ce(ctx: RunContext) -> CEClassifier:
 
 
 def shared_classifier(ctx: RunContext) -> CEClassifier:
-    """The CE classifier of this (dataset, seed), trained once and shared (HEAT backbone, -E methods)."""
+    """The CE classifier of this (dataset, seed), trained once and shared: the CE row itself, the
+    post-hoc detectors' and HEAT's backbone, the -E methods. Returned fitted, so the runner does not
+    train it again."""
     d = ctx.dataset
     return ctx.shared("ce-classifier", lambda: build_ce(ctx).fit(d.x_train, d.y_train, validation=(d.x_val, d.y_val)))
 
@@ -171,11 +174,16 @@ def _heat_specs() -> list[MethodSpec]:
 
 
 _SPECS = [
-    MethodSpec("CE", build_ce, ("elflein",), True, description="cross-entropy classifier, energy score (Elflein baseline)"),
-    MethodSpec("CD", build_cd, description="EBM by persistent contrastive divergence, SGLD + replay buffer, energy score"),
-    MethodSpec("SSM", build_ssm, description="EBM by sliced score matching (SSM-VR, Rademacher projections), energy score"),
-    MethodSpec("VERA", build_vera, description="EBM trained against a generator with an entropy-gradient estimator, energy score"),
-    MethodSpec("NF", build_flow, description="normalizing flow, -log p(x): 20 radial layers (tabular) / Glow (images)"),
+    MethodSpec("CE", shared_classifier, ("elflein",), True,
+               description="cross-entropy classifier, energy score (Elflein baseline)"),
+    MethodSpec("CD", build_cd, description="EBM by persistent contrastive divergence, SGLD + replay buffer, energy score",
+               standalone=True),
+    MethodSpec("SSM", build_ssm, description="EBM by sliced score matching (SSM-VR, Rademacher projections), energy score",
+               standalone=True),
+    MethodSpec("VERA", build_vera, description="EBM trained against a generator with an entropy-gradient estimator, "
+               "energy score", standalone=True),
+    MethodSpec("NF", build_flow, description="normalizing flow, -log p(x): 20 radial layers (tabular) / Glow (images)",
+               standalone=True),
     MethodSpec("MSP", _posthoc(lambda bb: MSP(), "logits"), ("heat",), description="-max softmax (Hendrycks & Gimpel 2017)"),
     MethodSpec("MaxLogit", _posthoc(lambda bb: MaxLogit(), "logits"), ("heat",), description="-max logit (Hendrycks et al. 2022)"),
     MethodSpec("ODIN", build_odin, ("heat",), description="temperature 1000 + input perturbation 0.0014 (Liang et al. 2018)"),

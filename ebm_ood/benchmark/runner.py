@@ -40,10 +40,13 @@ def evaluate_detector(detector, dataset: OODDataset, ood_names: list[str] | None
 def fit_method(spec: MethodSpec, ctx: RunContext):
     """Build and fit one method on ``ctx.dataset``'s training split (labels only when the method uses
     them); returns the fitted detector. The benchmark and every experiment fit through here; the detector
-    seeds its own training from ``ctx.seed`` (the builds pass it on), so nothing is seeded here."""
+    seeds its own training from ``ctx.seed`` (the builds pass it on), so nothing is seeded here. A build
+    that returns a detector already fitted in this context (the seed's shared CE classifier) is kept."""
     d = ctx.dataset
     labels = spec.uses_labels
     det = spec.build(ctx)
+    if getattr(det, "fitted_", False):
+        return det
     return det.fit(d.x_train, d.y_train if labels else None, validation=(d.x_val, d.y_val if labels else None))
 
 
@@ -115,15 +118,15 @@ def _summarise(cells: dict[str, list[CellResult]]) -> tuple[dict, dict]:
             {m: float(sum(x.seconds for x in c)) for m, c in cells.items()})
 
 
-# ------------------------------------------------------------------------------- parallel (dataset, seed) units
+# ------------------------------------------------------------------------------- parallel units
 def _worker_init(threads: int) -> None:
     set_num_threads(threads)
 
 
 def _run_unit(dataset: str | OODDataset, spec_names: list[str], seed: int, preset: str, device: str,
               classifier: str | None):
-    """In a worker process: every spec on one (dataset, seed), sharing one :class:`RunContext` exactly as
-    the serial loop of :func:`run_benchmark` does, so each cell equals the serial run's."""
+    """In a worker process: the specs of one unit on one (dataset, seed), sharing one :class:`RunContext`
+    exactly as the serial loop of :func:`run_benchmark` does, so each cell equals the serial run's."""
     d = get_dataset(dataset) if isinstance(dataset, str) else dataset
     ctx = RunContext(dataset=d, seed=seed, preset=preset, device=device, classifier=classifier)
     return [run_cell(spec, ctx) for spec in methods_for("all", spec_names)]
@@ -133,8 +136,20 @@ def _check_registered(specs: list[MethodSpec]) -> None:
     registered = methods_for("all")
     foreign = [s.name for s in specs if not any(s is r for r in registered)]
     if foreign:
-        raise ValueError(f"jobs: worker processes rebuild methods from the registry by name, and "
-                         f"{', '.join(foreign)} is not a registered method; use jobs=1")
+        raise ValueError(f"jobs: worker processes rebuild methods from the METHODS table by name, and "
+                         f"{', '.join(foreign)} is not in METHODS; use jobs=1")
+
+
+def _units(named, specs: list[MethodSpec], seeds) -> list[tuple]:
+    """``(source, dataset, seed, spec names)`` work units: per (dataset, seed), the methods sharing the
+    seed's pieces (CE classifier, backbone, hybrids) in one unit and every standalone method in its own;
+    image datasets first, so the longest units start first."""
+    units = []
+    for source, d in sorted(named, key=lambda sd: sd[1].kind != "image"):
+        applicable = [s for s in specs if d.kind in s.kinds]
+        groups = [[s.name for s in applicable if not s.standalone]] + [[s.name] for s in applicable if s.standalone]
+        units += [(source, d, seed, g) for seed in seeds for g in groups if g]
+    return units
 
 
 def _run_parallel(named: list[tuple[str | OODDataset, OODDataset]], specs: list[MethodSpec], seeds, preset: str,
@@ -145,20 +160,20 @@ def _run_parallel(named: list[tuple[str | OODDataset, OODDataset]], specs: list[
     import torch
 
     _check_registered(specs)
-    units = [(source, d, seed) for source, d in named for seed in seeds]
+    units = _units(named, specs, seeds)
     cells = {d.name: {s.name: {} for s in specs if d.kind in s.kinds} for _, d in named}
     context = multiprocessing.get_context("spawn")     # fork is unsafe once torch's thread pools exist
     with ProcessPoolExecutor(max_workers=min(jobs, len(units)), mp_context=context, initializer=_worker_init,
                              initargs=(torch.get_num_threads(),)) as pool:
-        futures = {pool.submit(_run_unit, source, list(cells[d.name]), seed, preset, device, classifier): (d.name, seed)
-                   for source, d, seed in units}
+        futures = {pool.submit(_run_unit, source, names, seed, preset, device, classifier): (d.name, seed, names)
+                   for source, d, seed, names in units}
         for future in as_completed(futures):
-            name, seed = futures[future]
+            name, seed, names = futures[future]
             try:
                 unit = future.result()
             except Exception as err:  # a worker that died (killed, out of memory) fails its cells, not the run
-                unit = [CellResult(error=f"{type(err).__name__}: worker process failed: {err}")] * len(cells[name])
-            for spec_name, cell in zip(cells[name], unit):
+                unit = [CellResult(error=f"{type(err).__name__}: worker process failed: {err}")] * len(names)
+            for spec_name, cell in zip(names, unit):
                 cells[name][spec_name][seed] = cell
                 _report(name, seed, spec_name, cell, log, on_cell)
     results, timings = {}, {}
@@ -177,15 +192,16 @@ def run_benchmark(datasets: list[str | OODDataset], specs: list[MethodSpec], see
     such as the CE classifier are trained once per seed; ``on_cell(dataset, seed, method, cell)`` (e.g. a
     :class:`CellLog`) gets every cell as soon as it is done.
 
-    ``jobs > 1`` runs the (dataset, seed) units in that many worker processes (each with this process's
-    torch thread count); every cell is computed exactly as in the serial run, so the results are
+    ``jobs > 1`` runs work units in that many worker processes (each with this process's torch thread
+    count): per (dataset, seed) one unit for the methods that share the seed's CE classifier and one per
+    standalone method (:func:`_units`); every cell is computed exactly as in the serial run, so the results are
     identical, and ``on_cell`` sees the cells in the order they finish. ``classifier``
     (``"FILE.py:FUNCTION"``, :mod:`~ebm_ood.benchmark.classifier_file`) replaces the CE classifier that the
     post-hoc detectors and HEAT build on."""
     if int(jobs) != jobs or jobs < 1:
         raise ValueError(f"jobs: expected a positive integer, got {jobs!r}")
     loaded = [(d, get_dataset(d) if isinstance(d, str) else d) for d in datasets]
-    if jobs > 1 and len(loaded) * len(seeds) > 1:
+    if jobs > 1 and len(_units(loaded, specs, seeds)) > 1:
         return _run_parallel(loaded, specs, seeds, preset, device, log, on_cell, int(jobs), classifier)
     results, timings = {}, {}
     for _, d in loaded:
