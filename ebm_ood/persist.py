@@ -206,6 +206,9 @@ class _Reader:
         except (ImportError, AttributeError) as err:
             raise CheckpointError(f"path: {self.path} needs class {path}, which this version of ebm_ood "
                                   "does not have") from err
+        if not isinstance(cls, type) or not _trusted(f"{cls.__module__}:"):   # e.g. a module's imported name
+            raise CheckpointError(f"path: {self.path} asks for {path}, which is not a class defined in ebm_ood "
+                                  "or torch.nn; refusing to build it")
         obj = cls.__new__(cls)
         self.objects[v["id"]] = obj
         attrs = {k: self.decode(x) for k, x in v["attrs"].items()}

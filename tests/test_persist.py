@@ -151,6 +151,11 @@ def test_missing_corrupt_and_foreign_files_are_clear_errors(tmp_path):
     torch.save({"format": FORMAT, "json": json.dumps(doc), "tensors": {}}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="os:system, which is not part of ebm_ood"):
         load(tmp_path / "evil.pt")
+    for reached in ("ebm_ood.persist:os.system", "ebm_ood.persist:importlib.import_module", "ebm_ood.atomic:os.PathLike"):
+        doc = {"__object__": reached, "id": 0, "attrs": {}}       # names an ebm_ood module imported, not defined
+        torch.save({"format": FORMAT, "json": json.dumps(doc), "tensors": {}}, tmp_path / "evil.pt")
+        with pytest.raises(CheckpointError, match="not a class defined in ebm_ood or torch.nn"):
+            load(tmp_path / "evil.pt")
     with pytest.raises(TypeError, match="detector: expected an ebm_ood detector"):
         save(nn.Linear(2, 2), tmp_path / "x.pt")
     assert not os.path.exists(tmp_path / "x.pt")
