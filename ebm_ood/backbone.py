@@ -27,8 +27,10 @@ from torch import nn
 
 from ebm_ood.atomic import write_atomic
 from ebm_ood.detector import Detector
-from ebm_ood.inputs import is_batch_iterable, iter_batches
+from ebm_ood.checks import check_array
+from ebm_ood.inputs import check_separate_labels, is_batch_iterable, iter_batches, labels_given_once
 from ebm_ood.nn.pooling import pooled_features
+from ebm_ood.threads import library_threads
 
 NEEDS = ("features", "feature_map", "head", "linear_head")
 
@@ -277,11 +279,37 @@ class FeatureSpaceDetector(Detector):
     def _features(self, x):
         return getattr(self.backbone.extract(x), self.which).astype(np.float32)
 
-    def _fit(self, x, y):
+    def fit(self, x, y=None, validation=None):
+        """Extract the features of ``x`` and fit ``inner`` on them. An iterable of batches (a DataLoader of
+        ``x`` or ``(x, y)``) is streamed through the backbone: each batch is checked, run and dropped, so
+        only the features are ever held, never the whole raw input."""
+        if not is_batch_iterable(x):
+            return super().fit(x, y, validation)
+        check_separate_labels(x, "x", y)
+        seen = []                                           # (input shape, max |x|) per batch
+
+        def checked():
+            for i, (xb, yb) in enumerate(iter_batches(x, "x")):
+                xb = check_array(xb, f"x batch {i}", ndim=(2, 3, 4), shape=seen[0][0] if seen else None)
+                seen.append((xb.shape[1:], float(np.abs(xb).max()) if xb.size else 0.0))
+                yield xb if yb is None else (xb, yb)
+
+        feats = self.backbone.extract(checked())
+        y = self._record_fit_data((len(feats.z), *seen[0][0]), labels_given_once(feats.y, y, "x"), validation,
+                                  max(r for _, r in seen))
+        with library_threads():
+            self._fit_features(getattr(feats, self.which).astype(np.float32), y)
+        self.fitted_ = True
+        return self
+
+    def _fit_features(self, z: np.ndarray, y) -> None:
         val = None
         if self.validation_ is not None:
             val = (self._features(self.validation_[0]), self.validation_[1])
-        self.inner.fit(self._features(x), y, validation=val)
+        self.inner.fit(z, y, validation=val)
+
+    def _fit(self, x, y):
+        self._fit_features(self._features(x), y)
 
     def _score(self, x):
         return self.inner.score(self._features(x))

@@ -63,17 +63,8 @@ class Detector:
         x, y = collect(x, "x", y)
         self._check_kind(x)
         x = check_array(x, "x", ndim=(2, 3, 4))
-        if y is None and self.needs_labels:
-            raise ValueError(f"{self.name}: fit needs class labels y (got y=None)")
-        if y is not None:
-            y = check_labels(y, "y", x.shape[0])
-            if self.needs_labels and len(np.unique(y)) < 2:
-                raise ValueError(f"{self.name}: y must contain at least 2 classes, got only class {int(y[0])}")
-        self.input_shape_ = tuple(x.shape[1:])
-        if y is not None:
-            self.num_classes_ = int(y.max()) + 1
-        self.validation_ = self._check_validation(validation, y is not None)
-        self.input_range_ = max(abs(float(x.min())), abs(float(x.max()))) if x.size else 0.0
+        input_range = max(abs(float(x.min())), abs(float(x.max()))) if x.size else 0.0
+        y = self._record_fit_data(x.shape, y, validation, input_range)
         try:
             with library_threads():
                 self._fit(x, y)
@@ -94,6 +85,22 @@ class Detector:
                                   err.last_finite) from err
         self.fitted_ = True
         return self
+
+    def _record_fit_data(self, shape: tuple, y, validation, input_range: float):
+        """Check the labels of ``shape[0]`` training samples and record what :meth:`score` and the error
+        messages use: ``input_shape_``, ``num_classes_``, ``validation_``, ``input_range_``. Returns ``y``
+        checked (or None)."""
+        if y is None and self.needs_labels:
+            raise ValueError(f"{self.name}: fit needs class labels y (got y=None)")
+        if y is not None:
+            y = check_labels(y, "y", shape[0])
+            if self.needs_labels and len(np.unique(y)) < 2:
+                raise ValueError(f"{self.name}: y must contain at least 2 classes, got only class {int(y[0])}")
+            self.num_classes_ = int(y.max()) + 1
+        self.input_shape_ = tuple(shape[1:])
+        self.validation_ = self._check_validation(validation, y is not None)
+        self.input_range_ = input_range
+        return y
 
     def _check_validation(self, validation, with_labels: bool):
         if validation is None:

@@ -82,6 +82,21 @@ def iter_batches(data, name: str) -> Iterator[tuple[np.ndarray, np.ndarray | Non
         raise ValueError(f"{name}: the iterable {type(data).__name__} yielded no batches")
 
 
+def check_separate_labels(data, name: str, y, y_name: str = "y") -> None:
+    """Labels ``y`` given beside an iterable of batches must follow its order: not with a shuffling
+    DataLoader, whose order changes at every pass."""
+    if y is not None and isinstance(getattr(data, "sampler", None), torch.utils.data.RandomSampler):
+        raise ValueError(f"{y_name}: {name} is a DataLoader with shuffle=True, so labels given separately "
+                         "cannot follow its order; let its batches carry them as (x, y)")
+
+
+def labels_given_once(batch_labels, y, name: str, y_name: str = "y"):
+    """The labels of an iterable's ``(x, y)`` batches or the separately given ``y`` (not both)."""
+    if batch_labels is not None and y is not None:
+        raise ValueError(f"{y_name}: given twice, as an argument and in the (x, y) batches of {name}; pass one")
+    return batch_labels if batch_labels is not None else y
+
+
 def collect(data, name: str, y=None, y_name: str = "y") -> tuple[object, object]:
     """``(x, y)``: an array-like comes back unchanged with the given ``y`` (both checked later by
     :mod:`ebm_ood.checks`); an iterable of batches is concatenated along the batch axis, with the labels
@@ -89,9 +104,7 @@ def collect(data, name: str, y=None, y_name: str = "y") -> tuple[object, object]
     changes at every pass)."""
     if not is_batch_iterable(data):
         return data, y
-    if y is not None and isinstance(getattr(data, "sampler", None), torch.utils.data.RandomSampler):
-        raise ValueError(f"{y_name}: {name} is a DataLoader with shuffle=True, so labels given separately "
-                         "cannot follow its order; let its batches carry them as (x, y)")
+    check_separate_labels(data, name, y, y_name)
     xs, ys = [], []
     for i, (x, yb) in enumerate(iter_batches(data, name)):
         if x.ndim < 1:
@@ -101,6 +114,4 @@ def collect(data, name: str, y=None, y_name: str = "y") -> tuple[object, object]
         xs.append(x)
         if yb is not None:
             ys.append(yb)
-    if ys and y is not None:
-        raise ValueError(f"{y_name}: given twice, as an argument and in the (x, y) batches of {name}; pass one")
-    return np.concatenate(xs), (np.concatenate(ys) if ys else y)
+    return np.concatenate(xs), labels_given_once(np.concatenate(ys) if ys else None, y, name, y_name)

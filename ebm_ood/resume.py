@@ -168,7 +168,8 @@ def _differences(recorded: dict, current: dict) -> list[str]:
                                for f in fields)
             out.append(f"{key} ({detail})")
         elif key == "data fingerprint":
-            out.append(f"data (fingerprint {str(a)[:12]}... -> {b[:12]}...)")
+            fa, fb = (json.loads(v) if v is not None else "(absent)" for v in (a, b))
+            out.append(f"data (fingerprint {fa[:12]}... -> {fb[:12]}...)")
         else:
             out.append(f"{key} ({a} -> {b})")
     return out

@@ -106,3 +106,36 @@ def test_vector_detectors_handed_images_point_to_feature_space_detector():
     x = RNG.uniform(-1, 1, size=(20, 1, 8, 8)).astype(np.float32)
     wrapped = FeatureSpaceDetector(bb, KNN(k=3)).fit(_loader(x))      # the fix the message names works
     np.testing.assert_array_equal(wrapped.score(x), KNN(k=3).fit(bb.extract(x).z).score(bb.extract(x).z))
+
+
+def test_a_feature_space_detector_streams_a_dataloader_and_equals_the_array_fit(monkeypatch):
+    """fit(DataLoader) runs each batch through the backbone and keeps only features: the raw inputs are never
+    gathered (``collect`` is not called), and the scores equal those of fit(array)."""
+    import ebm_ood.detector as detector_module
+
+    torch.manual_seed(0)
+    net = build_network((6,), 3, mlp_width=8, depth=3)
+    x = RNG.normal(size=(60, 6)).astype(np.float32)
+    y = np.arange(60) % 3
+    x_val, y_val = x[:9], y[:9]
+    same_batches = Backbone(net, batch_size=7)           # the array path run in the loader's batches
+    want = FeatureSpaceDetector(same_batches, Mahalanobis()).fit(x, y, validation=(x_val, y_val)).score(x[:20])
+    gather = detector_module.collect
+
+    def no_gathering(data, *a, **k):
+        if is_batch_iterable(data):
+            pytest.fail("raw inputs were gathered")
+        return gather(data, *a, **k)
+
+    monkeypatch.setattr(detector_module, "collect", no_gathering)
+    det = FeatureSpaceDetector(Backbone(net), Mahalanobis()).fit(_loader(x, y), validation=(x_val, y_val))
+    np.testing.assert_array_equal(det.inner.score(same_batches.extract(x[:20]).z), want)
+    assert det.input_shape_ == (6,) and det.num_classes_ == 3 and det.input_range_ == float(np.abs(x).max())
+    bad = x.copy()
+    bad[30, 2] = np.nan                                  # batch 4 of 7-sample batches
+    with pytest.raises(ValueError, match=r"x batch 4: expected finite values"):
+        FeatureSpaceDetector(Backbone(net), Mahalanobis()).fit(_loader(bad, y))
+    with pytest.raises(ValueError, match="y: given twice"):
+        FeatureSpaceDetector(Backbone(net), Mahalanobis()).fit(_loader(x, y), y)
+    with pytest.raises(ValueError, match="needs class labels"):
+        FeatureSpaceDetector(Backbone(net), Mahalanobis()).fit(_loader(x))

@@ -83,6 +83,11 @@ def test_check_resumable_names_what_differs():
                'net: {"bias": [2], "weight": [2, 3]} -> "(absent)")')
     with pytest.raises(CheckpointError, match=re.escape(f"differs in: {renamed}. Use another")):
         check_resumable(ck, _identity(cfg, modules={"model": nn.Linear(3, 2)}), "ck.pt", 20)
+    other_data = _identity(cfg)
+    other_data["data fingerprint"] = json.dumps(data_fingerprint(torch.zeros(4, 3), None))
+    fa, fb = json.loads(ck["identity"]["data fingerprint"]), json.loads(other_data["data fingerprint"])
+    with pytest.raises(CheckpointError, match=re.escape(f"differs in: data (fingerprint {fa[:12]}... -> {fb[:12]}...)")):
+        check_resumable(ck, other_data, "ck.pt", 20)
     with pytest.raises(CheckpointError, match="records no run identity"):
         check_resumable({"step": 20}, _identity(cfg), "ck.pt", 20)
     with pytest.raises(CheckpointError, match="already at step 20, beyond steps=19"):
