@@ -69,3 +69,14 @@ def test_update_impls_compute_the_same_update():
     ops.sgld_step_(a, g, bench.A, 0.0, bench.LO, bench.HI, seed=1, offset=0)
     b = x.clone().add_(g, alpha=-bench.A).clamp_(bench.LO, bench.HI)
     assert torch.allclose(a, b, atol=1e-7)
+
+
+def test_every_speed_bench_rejects_counts_below_their_bound_before_timing(capsys):
+    from ebm_ood.cli import main
+
+    for argv, message in ((["sampler", "--rounds", "1"], "--rounds must be >= 2, got 1"),
+                          (["threads", "--steps", "0"], "--steps must be >= 1, got 0"),
+                          (["detectors", "--n-train", "1"], "--n-train must be >= 2, got 1"),
+                          (["detectors", "--threads", "-1"], "--threads must be >= 0, got -1")):
+        assert main(["bench"] + argv) == 2
+        assert message in capsys.readouterr().err

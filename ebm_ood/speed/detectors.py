@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ebm_ood.speed import heat_parts
-from ebm_ood.speed.timing import interleaved, ratio_summary, round_times
+from ebm_ood.speed.timing import count_error, interleaved, ratio_summary, round_times
 from ebm_ood.threads import set_num_threads
 from ebm_ood.posthoc import DICE, KNN, MSP, ODIN, MaxLogit, Mahalanobis, ReAct, SSDPlus, ViM
 
@@ -222,12 +222,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    for name in ("n_train", "n_test", "dim", "classes", "repeats"):
-        if getattr(args, name) < (2 if name in ("classes", "n_train") else 1):
-            print(f"error: --{name.replace('_', '-')} must be a positive count, got {getattr(args, name)}", file=sys.stderr)
-            return 2
-    if args.threads < 0:
-        print(f"error: --threads must be >= 0, got {args.threads}", file=sys.stderr)
+    error = count_error(args, {"n_train": 2, "n_test": 1, "dim": 1, "classes": 2, "repeats": 1, "threads": 0})
+    if error:
+        print(error, file=sys.stderr)
         return 2
     if args.threads:
         from threadpoolctl import threadpool_limits  # numpy / scipy / sklearn BLAS and OpenMP pools

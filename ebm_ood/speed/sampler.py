@@ -39,7 +39,7 @@ from typing import Callable
 
 import torch
 
-from ebm_ood.speed.timing import cpu_ghz, interleaved, ratio_summary, round_times, sync, tick_quantised
+from ebm_ood.speed.timing import count_error, cpu_ghz, interleaved, ratio_summary, round_times, sync, tick_quantised
 from ebm_ood.sampling import ops
 from ebm_ood.sampling.sgld import sgld
 
@@ -253,11 +253,9 @@ def _speedup(rows: list[dict], n: int, key: str) -> float | None:
 
 
 def run(args) -> int:
-    if args.rounds < 2:
-        print("error: --rounds must be >= 2 (the ratios are medians over rounds)", file=sys.stderr)
-        return 2
-    if args.threads < 1:
-        print("error: --threads must be >= 1", file=sys.stderr)
+    error = count_error(args, {"rounds": 2, "threads": 1})
+    if error:
+        print(error, file=sys.stderr)
         return 2
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda: torch sees no GPU (torch.cuda.is_available() is False)", file=sys.stderr)

@@ -30,7 +30,7 @@ import sys
 import torch
 
 from ebm_ood import threads
-from ebm_ood.speed.timing import interleaved, ratio_summary, round_times, tick_quantised
+from ebm_ood.speed.timing import count_error, interleaved, ratio_summary, round_times, tick_quantised
 
 SUMMARY = "library calls (HEAT and CD fits, KNN and Mahalanobis scoring) at 1 thread against more"
 
@@ -125,11 +125,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    if args.rounds < 2:
-        print("error: --rounds must be >= 2 (the ratios are medians over rounds)", file=sys.stderr)
-        return 2
-    if args.steps < 1:
-        print("error: --steps must be >= 1", file=sys.stderr)
+    error = count_error(args, {"rounds": 2, "steps": 1})
+    if error:
+        print(error, file=sys.stderr)
         return 2
     counts = thread_counts()
     rows = bench(tasks(args.steps, large=not args.quick), args.rounds, counts)

@@ -16,6 +16,16 @@ import torch
 TICK_S = 0.004                       # the Linux scheduler tick at HZ=250
 
 
+def count_error(args, least: dict[str, int]) -> str | None:
+    """The error line for the first flag of ``least`` (``{attribute: smallest allowed value}``) that is below
+    its bound, e.g. ``--rounds`` (ratios are medians over rounds, so at least 2); None when all pass."""
+    for name, bound in least.items():
+        value = getattr(args, name)
+        if value < bound:
+            return f"error: --{name.replace('_', '-')} must be >= {bound}, got {value}"
+    return None
+
+
 def sync(device: str) -> None:
     """Wait for queued GPU work, so that a timer sees it (no-op on the CPU)."""
     if device == "cuda":
