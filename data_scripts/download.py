@@ -6,17 +6,23 @@ verified (a recorded sha256 or md5) and the server returns exactly the missing r
 without a recorded digest is discarded and downloaded again from the start. A checksum mismatch
 deletes the ``.part`` (never a file the user put there) and raises :class:`ChecksumError`. When nothing can
 be downloaded, :class:`DownloadError` names every missing file, its URLs and the folder to put it in.
+Before a download, ``NAME`` and ``NAME.part`` must each be absent or a regular file (not a symbolic link,
+folder or FIFO): anything else is refused with :class:`~ebm_ood.errors.ForeignFilesError`, so nothing
+we did not write is written through, replaced or deleted.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import socket
+import stat
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from ebm_ood.errors import ForeignFilesError
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,11 @@ def _download(raw: RawFile, dest_dir: Path, timeout: float, log: Callable[[str],
     """:func:`download`, returning the final path and the file's sha256 (computed once, by :func:`verify`)."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     final, part = dest_dir / raw.name, dest_dir / (raw.name + ".part")
+    for path in (final, part):
+        if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+            raise ForeignFilesError(f"{path} is not a regular file (a symbolic link, folder or FIFO) and would be "
+                                    f"replaced by the download of {raw.name}; move it away, or put the verified "
+                                    f"file itself at {final}")
     errors = []
     for url in raw.urls:
         log(f"downloading {url} -> {final}")

@@ -7,10 +7,15 @@ Raw files are taken from ``--raw-dir`` (default ``<data root>/raw/NAME``) or dow
 against the recorded checksums, converted, and written to ``<data root>/NAME/`` (one ``.npz`` per split
 plus ``MANIFEST.json``; see ``ebm_ood/data/store.py``). The data root is ``--data-root``, else
 ``$EBM_OOD_DATA``, else ``~/.cache/ebm_ood``. A prepared dataset is left alone unless ``--force``.
+
+Nothing we did not write is deleted: a dataset folder that is not empty is replaced (with ``--force``) only
+when its manifest is ours and it holds nothing but the files that manifest lists; otherwise the run stops
+before downloading anything. A raw folder equal to, or inside, the dataset folder is refused.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -21,7 +26,9 @@ from data_scripts import cifar, idx, image_folder, svhn, uci  # noqa: E402
 from data_scripts.download import ChecksumError, DownloadError, obtain  # noqa: E402
 from data_scripts.validate import check_split  # noqa: E402
 from ebm_ood.data.formats import FormatError  # noqa: E402
-from ebm_ood.data.store import data_root, dataset_dir, is_prepared, read_manifest, write_dataset  # noqa: E402
+from ebm_ood.data.store import (  # noqa: E402
+    check_replaceable, data_root, dataset_dir, is_prepared, read_manifest, write_dataset,
+)
 
 FAMILIES = (uci, idx, cifar, svhn, image_folder)
 PREPARERS = {name: module for module in FAMILIES for name in module.FILES}
@@ -44,6 +51,8 @@ def prepare(name: str, raw_dir: str | Path | None = None, root: str | Path | Non
         return dataset_dir(name, root)
     module = PREPARERS[name]
     raw = Path(raw_dir).expanduser() if raw_dir is not None else data_root(root) / "raw" / name
+    _outside(raw, dataset_dir(name, root), data_root(root) / "raw" / name)
+    check_replaceable(name, root)  # before any download: a folder holding files we did not write is refused
     digests = obtain(module.needed(name, raw), raw, allow_download=allow_download, log=log)
     splits = module.convert(name, raw, size=size, log=log)
     for split, (x, y, meta) in splits.items():
@@ -53,6 +62,15 @@ def prepare(name: str, raw_dir: str | Path | None = None, root: str | Path | Non
     for split, (x, y, _) in splits.items():
         log(f"wrote {out / (split + '.npz')}: x {tuple(x.shape)} {x.dtype}, y {tuple(y.shape)}")
     return out
+
+
+def _outside(raw: Path, target: Path, default: Path) -> None:
+    """Refuse a raw folder that is, or lies inside, the dataset folder (symbolic links resolved): that folder
+    is replaced when the dataset is written."""
+    r, t = Path(os.path.realpath(raw)), Path(os.path.realpath(target))
+    if r == t or t in r.parents:
+        raise ValueError(f"raw folder (--raw-dir) {raw} is inside the prepared dataset folder {target}, which "
+                         f"prepare.py replaces; keep raw files elsewhere, e.g. the default {default}")
 
 
 def _folder(path: Path, what: str) -> None:

@@ -29,3 +29,12 @@ class DivergenceError(RuntimeError):
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated, or not one of ours."""
+
+
+class FormatError(ValueError):
+    """A file does not hold what its format promises: a raw dataset file, an ``.npz`` of a data folder, or a
+    prepared split. The message names the file and, for an array, its key."""
+
+
+class ForeignFilesError(FileExistsError):
+    """A folder that would be written or replaced holds entries that we did not write; nothing was removed."""

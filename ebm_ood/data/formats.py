@@ -23,9 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class FormatError(ValueError):
-    """A raw file does not have the structure its format promises."""
+from ebm_ood.errors import FormatError  # noqa: F401  (raised here; importable from this module too)
 
 
 # Statlog class codes 1..7 in this order; the UCI CSV spells the same names in upper case.

@@ -32,6 +32,7 @@ from ebm_ood.data.embedded import SMOOTHNESS, minmax_fit, stratified_split
 from ebm_ood.data.nonnatural import constant_set, noise_set, smoothness_set
 from ebm_ood.data.dataset import NATURAL, NON_NATURAL, OODDataset, OODSet
 from ebm_ood.data.store import data_root, dataset_dir, is_prepared, load_split
+from ebm_ood.errors import FormatError
 
 
 class DatasetNotPreparedError(FileNotFoundError):
@@ -76,7 +77,24 @@ def _load(name: str, split: str, root) -> tuple[np.ndarray, np.ndarray, dict]:
     if not path.is_file():
         raise DatasetNotPreparedError(f"{path}: split {split!r} of {name!r} is missing; "
                                       f"run: {prepare_command(name)} --force")
-    return load_split(path)
+    x, y, meta = load_split(path)
+    if x.ndim < 2 or len(x) == 0 or x.dtype.kind not in "iuf":
+        raise FormatError(f"{path}: x: expected numeric samples (N, ...), got {x.dtype} of shape {x.shape}; "
+                          f"run: {prepare_command(name)} --force")
+    if y.shape != (len(x),) or y.dtype.kind not in "iu":
+        raise FormatError(f"{path}: y: expected one integer label per sample, got {y.dtype} of shape {y.shape}; "
+                          f"run: {prepare_command(name)} --force")
+    return x, y, meta
+
+
+def _check_labels(y: np.ndarray, k: int, name: str, split: str, root) -> None:
+    """Labels must index the ``k`` classes: 0 <= y < k (a -1 would silently pick the last class)."""
+    bad = (y < 0) | (y >= k)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise FormatError(f"{dataset_dir(name, root) / (split + '.npz')}: y: label {int(y[i])} at index {i} is "
+                          f"outside 0..{k - 1}; the prepared file was altered or damaged, run: "
+                          f"{prepare_command(name)} --force")
 
 
 def to_unit_range(x: np.ndarray) -> np.ndarray:
@@ -86,8 +104,13 @@ def to_unit_range(x: np.ndarray) -> np.ndarray:
 
 def load_tabular(name: str, seed: int = 0, data_root=None, split_seed: int = 0) -> OODDataset:
     x, y, meta = _load(name, "all", data_root)
-    classes = list(meta["class_names"])
-    held = [classes.index(c) for c in meta["ood_classes"]]
+    classes, held_names = meta.get("class_names"), meta.get("ood_classes")
+    if not (isinstance(classes, list) and isinstance(held_names, list)
+            and all(isinstance(c, str) for c in classes + held_names) and set(held_names) <= set(classes)):
+        raise FormatError(f"{dataset_dir(name, data_root) / 'all.npz'}: meta: expected lists class_names and "
+                          f"ood_classes (a subset of class_names); run: {prepare_command(name)} --force")
+    _check_labels(y, len(classes), name, "all", data_root)
+    held = [classes.index(c) for c in held_names]
     is_ood = np.isin(y, held)
     id_classes = [c for c in range(len(classes)) if c not in held]
     relabel = np.full(len(classes), -1, dtype=np.int64)
@@ -106,7 +129,7 @@ def load_tabular(name: str, seed: int = 0, data_root=None, split_seed: int = 0) 
         name=name, kind="tabular", x_train=sc(x_tr), y_train=y_tr, x_val=sc(x_va), y_val=y_va, x_test=sc(x_te),
         y_test=y_te, ood=ood, num_classes=len(id_classes),
         meta={"source": str(dataset_dir(name, data_root)), "id_classes": [classes[c] for c in id_classes],
-              "held_out_classes": list(meta["ood_classes"]), "split_seed": split_seed, "split": [0.8, 0.1, 0.1],
+              "held_out_classes": list(held_names), "split_seed": split_seed, "split": [0.8, 0.1, 0.1],
               "scaling": "min-max with ID-training statistics"},
     )
 
@@ -115,6 +138,10 @@ def load_image(name: str, seed: int = 0, data_root=None, split_seed: int = 0, va
                require_all_ood: bool = False) -> OODDataset:
     x_all, y_all, meta = _load(name, "train", data_root)
     x_test_raw, y_test, _ = _load(name, "test", data_root)
+    names = meta.get("class_names") or []
+    n_classes = len(names) if names else int(y_all.max()) + 1
+    _check_labels(y_all, n_classes, name, "train", data_root)
+    _check_labels(y_test, n_classes, name, "test", data_root)
     x_tr, x_va, y_tr, y_va = train_test_split(x_all, y_all, test_size=val_fraction, stratify=y_all,
                                               random_state=split_seed)
     shape, pairing = tuple(x_tr.shape[1:]), PAIRINGS[name]
@@ -141,7 +168,7 @@ def load_image(name: str, seed: int = 0, data_root=None, split_seed: int = 0, va
         ood[f"smooth-{k}"] = OODSet(smoothness_set(N_SMOOTH, shape, k, rng), SMOOTHNESS)
     return OODDataset(
         name=name, kind="image", x_train=to_unit_range(x_tr), y_train=y_tr, x_val=to_unit_range(x_va), y_val=y_va,
-        x_test=to_unit_range(x_test_raw), y_test=y_test, ood=ood, num_classes=int(y_all.max()) + 1,
+        x_test=to_unit_range(x_test_raw), y_test=y_test, ood=ood, num_classes=n_classes,
         meta={"source": str(dataset_dir(name, data_root)), "class_names": meta.get("class_names", []),
               "pixel_range": [-1, 1], "split_seed": split_seed, "val_fraction": val_fraction,
               "missing_ood": missing, "oodomain_source": src},
