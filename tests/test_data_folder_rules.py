@@ -192,3 +192,21 @@ def test_a_prepared_split_with_a_lying_header_is_refused(tmp_path):
     with pytest.raises(FormatError, match=r"all.npz: not a readable prepared split .*claims shape \(1099511627776,\)"):
         load_split(tmp_path / "all.npz")
     assert read_npz(tmp_path / "all.npz", ("y",))["y"].tolist() == [0, 0]
+
+
+def test_a_member_claiming_more_bytes_than_it_stores_is_refused_before_reading(tmp_path):
+    """A stored member whose zip entry and .npy header agree on 1 GiB but which holds 64 bytes."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (2 ** 27,)})
+    header = buf.getvalue()
+    path = tmp_path / "big.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("x.npy", header + b"\0" * 64)
+    data = bytearray(path.read_bytes())
+    claim = (len(header) + 8 * 2 ** 27).to_bytes(4, "little")
+    local, central = data.index(b"PK\x03\x04"), data.index(b"PK\x01\x02")
+    data[local + 22:local + 26] = claim  # uncompressed size in the local header
+    data[central + 24:central + 28] = claim  # and in the central directory
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match=r"big.npz: x: the archive member claims \d+ bytes, more than its \d+ stored"):
+        read_npz(path, ("x",))

@@ -132,6 +132,8 @@ def load_folder(path: str | os.PathLike, seed: int = 0, val_fraction: float = 0.
     there is no ``val.npz``. Every file is checked against the rules of the module docstring and a bad one
     is an error naming the file and array."""
     root = Path(path).expanduser()
+    if root.exists() and not root.is_dir():
+        raise FormatError(f"dataset folder {str(path)!r} is a file, not a folder; a data folder holds {LAYOUT}")
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {str(path)!r} does not exist; a data folder holds {LAYOUT}")
     train = _read(root / "train.npz", ("x", "y"))

@@ -3,8 +3,9 @@ memory is allocated, and every failure is a :class:`~ebm_ood.errors.FormatError`
 
 An ``.npz`` is a zip archive of ``.npy`` members (``numpy.savez``). For each requested key the ``.npy``
 header is read first and refused when its dtype holds Python objects (nothing is ever unpickled) or when it
-claims more bytes than the member holds, ``prod(shape) * itemsize != member size - header size``; only then
-is the array read. A path that is not a regular file (a folder, a FIFO, a device) is refused without opening it.
+claims another size than the member holds, ``prod(shape) * itemsize != member size - header size``, or the
+member claims more bytes than its stored data can expand to (stored: equal sizes; deflate: at most
+1032:1); only then is the array read. A path that is not a regular file (a folder, a FIFO, a device) is refused without opening it.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from ebm_ood.errors import FormatError
 
+MAX_DEFLATE_RATIO = 1032  # the most that deflate can expand: 258 bytes from each 2-bit code, about 1032:1
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -49,7 +51,8 @@ def read_npz(path: str | os.PathLike, keys: tuple[str, ...]) -> dict[str, np.nda
                 key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
                 members.setdefault(key, info)
             return {key: _read_member(archive, members[key], path, key) for key in keys if key in members}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as e:
+        # RuntimeError: an encrypted member; NotImplementedError: a compression method zipfile lacks
         raise FormatError(f"{path}: not a readable .npz file ({e}); the archive is truncated or damaged") from e
 
 
@@ -78,6 +81,12 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, ke
     if claimed != held:
         raise FormatError(f"{where}: the header claims shape {tuple(shape)} of {dtype} ({claimed} bytes) but the "
                           f"archive member holds {held} bytes; the file is damaged or was not written by numpy.savez")
+    stored, deflated = info.compress_type == zipfile.ZIP_STORED, info.compress_type == zipfile.ZIP_DEFLATED
+    if ((stored and info.compress_size != info.file_size)
+            or (deflated and info.file_size > MAX_DEFLATE_RATIO * info.compress_size + 1024)
+            or info.header_offset + info.compress_size > os.path.getsize(path)):
+        raise FormatError(f"{where}: the archive member claims {info.file_size} bytes, more than its "
+                          f"{info.compress_size} stored bytes can hold; the file is damaged or crafted")
     try:
         with archive.open(info) as fp:
             return np.lib.format.read_array(fp, allow_pickle=False)

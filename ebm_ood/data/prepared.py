@@ -138,6 +138,9 @@ def load_image(name: str, seed: int = 0, data_root=None, split_seed: int = 0, va
                require_all_ood: bool = False) -> OODDataset:
     x_all, y_all, meta = _load(name, "train", data_root)
     x_test_raw, y_test, _ = _load(name, "test", data_root)
+    if x_test_raw.shape[1:] != x_all.shape[1:]:
+        raise FormatError(f"{dataset_dir(name, data_root) / 'test.npz'}: x: images of shape {x_test_raw.shape[1:]}, "
+                          f"but train.npz holds {x_all.shape[1:]}; run: {prepare_command(name)} --force")
     names = meta.get("class_names") or []
     n_classes = len(names) if names else int(y_all.max()) + 1
     _check_labels(y_all, n_classes, name, "train", data_root)
