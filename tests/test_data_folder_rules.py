@@ -210,3 +210,14 @@ def test_a_member_claiming_more_bytes_than_it_stores_is_refused_before_reading(t
     path.write_bytes(bytes(data))
     with pytest.raises(FormatError, match=r"big.npz: x: the archive member claims \d+ bytes, more than its \d+ stored"):
         read_npz(path, ("x",))
+
+
+def test_a_prepared_test_split_of_another_image_shape_and_a_file_as_folder_are_named(tmp_path):
+    x = np.zeros((20, 1, 28, 28), np.uint8)
+    write_dataset("mnist", {"train": (x, np.arange(20) % 10, {"class_names": list("abcdefghij")}),
+                            "test": (np.zeros((5, 1, 14, 14), np.uint8), np.arange(5), {})}, {}, tmp_path)
+    with pytest.raises(FormatError, match=r"mnist/test.npz: x: images of shape \(1, 14, 14\), but train.npz holds"):
+        get_dataset("mnist", data_root=tmp_path)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(FormatError, match=r"afile' is a file, not a folder"):
+        load_folder(tmp_path / "afile")
