@@ -4,7 +4,7 @@
 Layout (every file holds plain arrays; loading uses ``allow_pickle=False``)::
 
     my_data/
-      train.npz          x (N, D) or (N, C, H, W) floats, y (N,) integer labels 0..K-1   (in-distribution)
+      train.npz          x (N, D) or (N, C, H, W) floats (or uint8 pixels), y (N,) labels 0..K-1   (in-distribution)
       val.npz            optional, same keys; without it 10 % of train is held out, stratified by y
       test.npz           x (and optionally y): the in-distribution test set
       ood/NAME.npz       x: one OOD test set per file, named NAME in the tables; optional ``group``:

@@ -5,7 +5,8 @@ An ``.npz`` is a zip archive of ``.npy`` members (``numpy.savez``). For each req
 header is read first and refused when its dtype holds Python objects (nothing is ever unpickled) or when it
 claims another size than the member holds, ``prod(shape) * itemsize != member size - header size``, or the
 member claims more bytes than its stored data can expand to (stored: equal sizes; deflate: at most
-1032:1); only then is the array read. A path that is not a regular file (a folder, a FIFO, a device) is refused without opening it.
+1032:1); only then is the array read. A path that is not a regular file (a folder, a FIFO, a device) is
+refused without opening it.
 """
 from __future__ import annotations
 
