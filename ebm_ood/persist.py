@@ -45,7 +45,7 @@ from ebm_ood.checkpoint import decode_checkpoint, encode_checkpoint
 from ebm_ood.detector import Detector
 from ebm_ood.errors import CheckpointError
 
-FORMAT = "ebm_ood.detector/1"
+FORMAT = "ebm_ood.detector/2"
 _SKIP = {"_memo"}                          # per-run caches (Backbone feature memo): not saved
 _PLAIN = {"ebm_ood.backbone:Backbone", "ebm_ood.sampling.replay_buffer:ReplayBuffer"}  # plain classes rebuilt
 _MAX_DEPTH = 200                           # nesting of the JSON description (real detectors: < 30)
@@ -113,9 +113,10 @@ class _Writer:
             a = np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("="))
             return {"__array__": self.tensor(torch.from_numpy(a.copy())), "dtype": a.dtype.str, "shape": list(a.shape)}
         if isinstance(v, nn.Parameter):
-            return {"__param__": self.tensor(v.data), "grad": bool(v.requires_grad), "device": str(v.device)}
+            return {"__param__": self.tensor(v.data), "grad": bool(v.requires_grad), "device": str(v.device),
+                    **_layout(v)}
         if isinstance(v, torch.Tensor):
-            return {"__tensor__": self.tensor(v), "device": str(v.device)}
+            return {"__tensor__": self.tensor(v), "device": str(v.device), **_layout(v)}
         if isinstance(v, torch.device):
             return {"__device__": str(v)}
         if isinstance(v, torch.dtype):
@@ -156,6 +157,11 @@ class _Writer:
         return {"__object__": path, "id": ref, "attrs": attrs, "reset": reset}
 
 
+def _layout(t: torch.Tensor) -> dict:
+    """What the description records of a tensor, checked against the stored tensor on load."""
+    return {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)}
+
+
 def save(detector: Detector, path) -> None:
     """Write ``detector`` (fitted or not) to ``path`` (atomically, with a SHA-256 header; see the module
     docstring for the format)."""
@@ -188,7 +194,8 @@ def _expect(v, key: str, kind, where: str):
 
 
 _MARKERS = {  # marker -> the keys its entry has (all of them, no others)
-    "__array__": {"dtype", "shape"}, "__param__": {"grad", "device"}, "__tensor__": {"device"},
+    "__array__": {"dtype", "shape"}, "__param__": {"grad", "device", "dtype", "shape"},
+    "__tensor__": {"device", "dtype", "shape"},
     "__float__": set(), "__device__": set(), "__dtype__": set(), "__generator__": set(), "__tuple__": set(),
     "__set__": set(), "__dict__": set(), "__ref__": set(), "__method__": {"of"},
     "__user_module__": {"id", "state"}, "__object__": {"id", "attrs", "reset"},
@@ -237,13 +244,22 @@ class _Reader:
 
     def d_param(self, v, where, depth):
         grad = _expect(v, "grad", bool, where)
-        t = self._on_device(self.tensor(v["__param__"], where), v, where)
+        t = self._on_device(self._laid_out(v["__param__"], v, where), v, where)
         if grad and not (t.is_floating_point() or t.is_complex()):
             raise _Malformed(f"{where} asks for gradients of a {t.dtype} tensor")
         return nn.Parameter(t, requires_grad=grad)
 
     def d_tensor(self, v, where, depth):
-        return self._on_device(self.tensor(v["__tensor__"], where), v, where)
+        return self._on_device(self._laid_out(v["__tensor__"], v, where), v, where)
+
+    def _laid_out(self, key, v, where):
+        """The stored tensor ``key``, which must have the dtype and shape the description records."""
+        t = self.tensor(key, where)
+        dtype, shape = _expect(v, "dtype", str, where), _expect(v, "shape", list, where)
+        if dtype != str(t.dtype).removeprefix("torch.") or shape != list(t.shape):
+            raise _Malformed(f"{where} says dtype {dtype[:40]} shape {shape[:8]} but its tensor has dtype "
+                             f"{str(t.dtype).removeprefix('torch.')} shape {list(t.shape)}")
+        return t
 
     def _on_device(self, t, v, where):
         return t.to(self._device(_expect(v, "device", str, where), where))
@@ -315,8 +331,9 @@ class _Reader:
     def d_user_module(self, v, where, depth):
         path, ref = _expect(v, "__user_module__", str, where), self._new_id(v, where)
         state = _expect(v, "state", dict, where)
-        name = path.split(":")[-1]
-        factory = self.modules.get(name) or self.modules.get(path)
+        qual = path.split(":")[-1]
+        name = qual.rsplit(".", 1)[-1]
+        factory = self.modules.get(name) or self.modules.get(qual) or self.modules.get(path)
         if factory is None:
             raise CheckpointError(
                 f"path: {self.path} holds a network of class {path}, which is not part of ebm_ood, so its "
