@@ -28,10 +28,10 @@ device they were saved from, or on the CPU where that device is missing (the det
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import os
+import sys
 import types
 from collections import OrderedDict
 from dataclasses import is_dataclass
@@ -379,13 +379,12 @@ class _Reader:
         if not sep or not (mod == "ebm_ood" or mod.startswith(("ebm_ood.", "torch.nn."))):
             raise CheckpointError(f"path: {self.path} asks for class {path[:100]}, which is not part of ebm_ood or "
                                   "torch.nn; refusing to build it")
-        try:
-            cls = importlib.import_module(mod)
-            for part in qual.split("."):
-                cls = getattr(cls, part)
-        except (ImportError, AttributeError, ValueError) as err:
+        cls = sys.modules.get(mod)          # never imported on the file's word: importing runs a module's code
+        for part in qual.split(".") if cls is not None else ():
+            cls = inspect.getattr_static(cls, part, None)
+        if cls is None:
             raise CheckpointError(f"path: {self.path} needs class {path[:100]}, which this version of ebm_ood "
-                                  "does not have") from err
+                                  "does not have (or whose module is not loaded by import ebm_ood)")
         if not isinstance(cls, type) or _class_path(cls) != path or not _rebuildable(cls):
             raise CheckpointError(f"path: {self.path} asks for {path[:100]}, which is not a class defined in ebm_ood "
                                   "or torch.nn that a detector file may hold (detectors, networks, settings); "

@@ -154,6 +154,11 @@ HOSTILE = [
     {"__object__": "ebm_ood.atomic:write_atomic", "id": 9999, "attrs": {}, "reset": []},
     {"__object__": "ebm_ood.sampling.build_lock:BuildLock", "id": 9999, "attrs": {}, "reset": []},
     {"__object__": "ebm_ood.posthoc.knn:Nope", "id": 9999, "attrs": {}, "reset": []},
+    {"__object__": "ebm_ood.__main__:main", "id": 9999, "attrs": {}, "reset": []},
+    {"__object__": "ebm_ood.experiments.samples:x", "id": 9999, "attrs": {}, "reset": []},
+    {"__object__": "ebm_ood.posthoc.knn:KNN.__init__.__globals__", "id": 9999, "attrs": {}, "reset": []},
+    {"__object__": "ebm_ood.posthoc.knn:KNN.__class__", "id": 9999, "attrs": {}, "reset": []},
+    {"__user_module__": "nocolon", "id": 9999, "state": {}},
     {"__object__": "ebm_ood.posthoc.knn:KNN", "id": 9999, "attrs": {"_score": {"__ref__": 0}}, "reset": []},
     {"__object__": "ebm_ood.posthoc.knn:KNN", "id": 9999, "attrs": {"__class__": 1}, "reset": []},
     {"__object__": "ebm_ood.posthoc.knn:KNN", "id": 0, "attrs": {}, "reset": []},
@@ -212,6 +217,7 @@ def test_signed_crafted_files_fail_the_allow_lists(files, tmp_path, sentinels):
     {"__array__": "t0", "dtype": "V100000000", "shape": [100000000]},
     {"__method__": "abort", "of": {"__ref__": 0}}, {"__method__": "__class__", "of": {"__ref__": 0}},
     {"__ref__": 12345}, {"__set__": [[1]]},
+    {"__object__": "ebm_ood.__main__:main", "id": 99, "attrs": {}, "reset": []},
 ])
 def test_each_hostile_value_in_a_detector_attribute_is_a_checkpoint_error(hostile, tmp_path, sentinels):
     save(KNN(k=3).fit(Z), tmp_path / "knn.pt")

@@ -6,6 +6,7 @@ import doctest
 import inspect
 import pydoc
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +90,42 @@ def test_score_samples_is_minus_score_and_clone_is_unfitted(name):
     twin = sklearn.base.clone(det)
     assert type(twin) is type(det) and repr(twin) == repr(det) and not getattr(twin, "fitted_", False)
     np.testing.assert_array_equal(twin.fit(Z, Y if det.needs_labels else None).score(Z), det.score(Z))
+
+
+# ----------------------------------------------------------------------------- the README's API table
+def _readme_api_table() -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Your own model")[1].split("\n## ")[0]
+    start = section.index("| class (parameters) |")
+    return [line for line in section[start:].split("\n\n")[0].splitlines()[2:]]
+
+
+@pytest.mark.parametrize("name", [n for n in DETECTORS if n not in ("Detector", "FeatureSpaceDetector")])
+def test_every_public_detector_has_a_row_in_the_readme_api_table(name):
+    rows = [r for r in _readme_api_table() if re.search(rf"`(ebm_ood\.)?{name}\b", r) or
+            (name == "HEATDetector" and "make_heat_detector" in r)]
+    assert rows, f"{name}: no row in README's API table"
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert len(cells) == 4 and cells[1] and cells[2] and cells[3].split()[0] in ("yes", "no"), rows[0]
+
+
+def test_backbone_freezes_the_model_as_the_readme_says():
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 3)).train()
+    bb = ebm_ood.Backbone(model, features=model[:2], head=model[2])
+    assert not model.training and not any(m.training for m in model.modules())
+    grads = []
+    model[0].register_forward_hook(lambda m, i, o: grads.append(torch.is_grad_enabled()))
+    feats = bb.extract(Z)
+    assert grads and not any(grads)
+    again = ebm_ood.Backbone(model, features=model[:2], head=model[2]).extract(Z)
+    np.testing.assert_array_equal(feats.z, again.z)                   # dropout off: deterministic
+
+
+def test_fpr95_counts_id_as_positive_unlike_the_ood_positive_reading():
+    from ebm_ood.metrics import fpr_at_tpr
+    rng = np.random.default_rng(3)
+    s_id, s_ood = rng.normal(0, 1, 400), rng.normal(1.5, 2, 300)
+    ours = fpr_at_tpr(s_id, s_ood)
+    assert ours == np.mean(s_ood <= np.quantile(s_id, 0.95))          # OOD called ID, 95 % of ID kept
+    ood_positive = np.mean(s_id >= np.quantile(s_ood, 0.05))          # ID flagged, 95 % of OOD caught
+    assert abs(ours - ood_positive) > 0.1
