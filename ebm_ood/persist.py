@@ -210,7 +210,7 @@ class _Reader:
 
     def tensor(self, key, where: str) -> torch.Tensor:
         if not isinstance(key, str) or key not in self.tensors:
-            raise _Malformed(f"{where} refers to a tensor {key!r} the file does not contain")
+            raise _Malformed(f"{where} refers to a tensor {str(key)[:40]!r} the file does not contain")
         if key in self.used:
             raise _Malformed(f"{where} refers to tensor {key!r} a second time")
         self.used.add(key)
@@ -227,7 +227,7 @@ class _Reader:
             raise _Malformed(f"{where} is a {type(v).__name__}")
         marker = [k for k in v if k in _MARKERS]
         if len(marker) != 1 or set(v) != {marker[0], *_MARKERS[marker[0]]}:
-            raise _Malformed(f"{where} is an entry this version cannot read (keys {sorted(v)[:4]})")
+            raise _Malformed(f"{where} is an entry this version cannot read (keys {[k[:40] for k in sorted(v)[:4]]})")
         return getattr(self, "d_" + marker[0].strip("_"))(v, where, depth + 1)
 
     # one decoder per marker ------------------------------------------------------------------------
