@@ -325,10 +325,13 @@ class Detector:
         return np.concatenate([fn(b).detach().double().cpu().numpy() for b in self.batches(x)])
 
 
-def _init_signature(cls) -> inspect.Signature:
+def _init_signature(cls) -> inspect.Signature | None:
     """``cls.__init__``'s signature without ``self``: the class's call signature (``__new__`` only records
     the arguments)."""
-    sig = inspect.signature(cls.__init__)
+    try:
+        sig = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):   # an __init__ without introspectable parameters: nothing better to show
+        return None
     return sig.replace(parameters=list(sig.parameters.values())[1:])
 
 
