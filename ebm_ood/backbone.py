@@ -76,6 +76,30 @@ class Backbone:
     with the same weights and inputs skips the network; the backbone hash covers every weight, so
     retrained weights never read stale features (hence ``cache_dir`` needs every piece to be an
     ``nn.Module`` or a method of one).
+
+    The network is frozen: the constructor calls ``.eval()`` on ``net`` and on every module that owns a
+    piece (dropout off, batch-norm running statistics used and never updated), and extraction runs under
+    ``torch.no_grad()``; the weights never change. Call ``.eval()`` yourself again if you train the model
+    further and reuse this Backbone (and make a new one: the memo is keyed by inputs, not weights).
+
+    Parameters
+    ----------
+    net : nn.Module or callable or None, the model (or a callable x -> (N, D) features).
+    device : torch device of the network (default "cpu").
+    batch_size : int, inputs per forward pass.
+    cache_dir : str or None, folder for the on-disk feature cache (None: memory only).
+    features : callable or None, x -> (N, D) features (keyword only).
+    feature_map : callable or None, x -> (N, C, H, W) (keyword only): average- and std-pooled into ``z``, ``z_std``.
+    head : nn.Linear or callable or None, z -> logits (N, C) (keyword only).
+
+    Example
+    -------
+    >>> import numpy as np, torch, ebm_ood
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> bb = ebm_ood.Backbone(model, features=model[:2], head=model[2])
+    >>> feats = bb.extract(np.random.default_rng(0).normal(size=(5, 4)).astype("float32"))
+    >>> feats.z.shape, feats.logits.shape
+    ((5, 8), (5, 3))
     """
 
     def __init__(self, net=None, device="cpu", batch_size: int = 512, cache_dir: str | None = None, *,
@@ -257,9 +281,34 @@ class Backbone:
 
 class FeatureSpaceDetector(Detector):
     """Use a detector on features: ``fit(x, y)`` extracts ``backbone`` features of ``x`` and fits
-    ``inner`` on them; ``score(x)`` likewise. ``which`` selects "z" (avg-pooled), "z_std" or "logits".
-    What the backbone must provide (``inner.backbone_needs``, plus a head for "logits" and a feature map
-    for "z_std") is checked here, in one error."""
+    ``inner`` on them; ``score(x)`` likewise (the score is ``inner``'s). ``which`` selects what ``inner``
+    sees: "z" (the average-pooled penultimate features, (N, D)), "z_std" (the std-pooled feature map,
+    (N, C); needs ``feature_map=``) or "logits" (``head(z)``, (N, C); needs ``head=``). What the backbone
+    must provide (``inner.backbone_needs``, plus a head for "logits" and a feature map for "z_std") is
+    checked here, in one error.
+
+    Parameters
+    ----------
+    backbone : Backbone, your model seen as a feature extractor.
+    inner : Detector, a detector of vectors (e.g. ``KNN()``, ``MSP()``).
+    which : "z" (default), "z_std" or "logits".
+    name : str or None, the name in tables (default ``inner.name``).
+
+    Needs
+    -----
+    What ``inner`` needs (its ``backbone_needs``), plus a head for ``which="logits"`` and a feature map
+    for ``which="z_std"``.
+
+    Example
+    -------
+    >>> import numpy as np, torch, ebm_ood
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> bb = ebm_ood.Backbone(model, features=model[:2], head=model[2])
+    >>> x = np.random.default_rng(0).normal(size=(50, 4)).astype("float32")
+    >>> det = ebm_ood.FeatureSpaceDetector(bb, ebm_ood.MSP(), which="logits").fit(x)
+    >>> det.score(x[:3]).shape
+    (3,)
+    """
 
     def __init__(self, backbone: Backbone, inner: Detector, which: str = "z", name: str | None = None):
         if not isinstance(backbone, Backbone):

@@ -51,20 +51,27 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
             data = fh.read()
     except OSError as err:
         raise CheckpointError(f"checkpoint {path!r} cannot be read ({err.strerror or err})") from None
+    return decode_checkpoint(data, f"checkpoint {path!r}", "delete it to start the run afresh", map_location)
+
+
+def decode_checkpoint(data: bytes, subject: str, fix: str, map_location="cpu") -> dict:
+    """The dict held by the bytes ``data`` of a checkpoint-format file (:func:`encode_checkpoint`): the
+    digest is checked before anything is unpickled. A missing header, a digest mismatch or a payload that
+    is not a plain-weights dict raises :class:`CheckpointError` naming ``subject`` (e.g. ``"checkpoint
+    'run.pt'"``) and suggesting ``fix``."""
     header, payload = data[:_HEADER_LEN], data[_HEADER_LEN:]
     if not header.startswith(MAGIC.encode("ascii") + b" "):
-        raise CheckpointError(f"checkpoint {path!r} is not an ebm_ood checkpoint (no {MAGIC!r} header); "
-                              "delete it to start the run afresh")
+        raise CheckpointError(f"{subject} is not an ebm_ood checkpoint (no {MAGIC!r} header); {fix}")
     stored = header[len(MAGIC) + 1 : -1]
     if header[-1:] != b"\n" or stored != hashlib.sha256(payload).hexdigest().encode("ascii"):
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt: its SHA-256 digest does not match "
-                              "its contents; delete it to start the run afresh")
+        raise CheckpointError(f"{subject} is truncated or corrupt: its SHA-256 digest does not match "
+                              f"its contents; {fix}")
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{subject} is truncated or corrupt ({type(err).__name__}: {err})") from None
     except Exception as err:  # e.g. UnpicklingError for files holding arbitrary objects
-        raise CheckpointError(f"checkpoint {path!r} is not a plain-weights ebm_ood checkpoint ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{subject} is not a plain-weights ebm_ood checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path!r} holds a {type(state).__name__}, not a dict of training state")
+        raise CheckpointError(f"{subject} holds a {type(state).__name__}, not a dict")
     return state

@@ -5,13 +5,17 @@ one energy-like score per sample, **higher = more OOD**. Learned attributes end 
 numpy arrays, torch tensors or an iterable of batches ``x`` / ``(x, y)`` such as a torch DataLoader
 (:mod:`ebm_ood.inputs`); scoring is batched and runs on ``self.device``.
 
-Why higher = more OOD: a score is an energy, ``E(x) = -log p(x) + const`` for a density model (the
-constant, ``log Z``, is the same for every x), so a large score means a low density under the ID model.
-Scores that are not densities (MSP, KNN distance, …) follow the same orientation.
+Why higher = more OOD: for the energy-based detectors a score is an energy, ``E(x) = -log p(x) + const``
+(the constant, ``log Z``, is the same for every x), so a large score means a low density under the ID
+model. Scores that are not energies (MSP, MaxLogit, ODIN, KNN distance, Mahalanobis distance, …) follow
+the same orientation.
 
 scikit-learn conventions: ``get_params`` / ``set_params`` (so ``sklearn.base.clone`` gives an unfitted copy
-with equal settings), ``repr`` lists the non-default settings, and ``set_threshold(x_id, tpr=0.95)`` then
-``predict(x)`` flag OOD samples as booleans.
+with equal settings), ``repr`` lists the non-default settings, ``inspect.signature(cls)`` and ``help(cls)``
+show the constructor's parameters, the tags make ``sklearn.base.is_outlier_detector`` true, and
+``score_samples(x) = -score(x)`` is scikit-learn's sign (higher = more normal). ``set_threshold(x_id,
+tpr=0.95)`` then ``predict(x)`` flag OOD samples as booleans (True = OOD; scikit-learn's outlier detectors
+return -1 / +1 instead).
 """
 from __future__ import annotations
 
@@ -30,13 +34,36 @@ class Detector:
     """Base class. Subclasses implement ``_fit(x, y)`` and ``_score(x)`` on validated numpy arrays.
 
     ``input_shape`` (without the batch dimension) is recorded at fit time and checked at score time.
-    ``score`` is "higher = more OOD" because it is an energy, ``-log p(x)`` up to a constant.
+    ``score`` is "higher = more OOD"; for the energy-based detectors it is an energy, ``-log p(x)`` up to
+    a constant, and every other score (MSP, KNN distance, ...) follows the same orientation (README,
+    "Your own model", says which is which).
     The constructor's arguments are recorded as given (:meth:`get_params`); ``input_kind`` ("features" or
     "logits" for detectors of vectors (N, D), None for raw inputs) and ``backbone_needs`` (what a
     :class:`~ebm_ood.backbone.Backbone` must provide for it) describe what the detector consumes.
+
+    Parameters
+    ----------
+    device : torch device or None (CPU).
+    batch_size : int, samples per scoring batch.
+
+    Needs
+    -----
+    Subclasses say (``backbone_needs``).
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> class Norm(ebm_ood.Detector):
+    ...     def _fit(self, x, y):
+    ...         self.mean_ = x.mean(0)
+    ...     def _score(self, x):
+    ...         return np.linalg.norm(x - self.mean_, axis=1)
+    >>> Norm().fit(np.eye(3)).score(np.eye(3)).round(3)
+    array([0.816, 0.816, 0.816])
     """
 
     name = "detector"
+    _estimator_type = "outlier_detector"      # what scikit-learn < 1.6 reads for is_outlier_detector
     needs_labels = False
     input_kind: str | None = None
     backbone_needs: tuple[str, ...] = ("features",)
@@ -50,6 +77,10 @@ class Detector:
         bound.apply_defaults()
         obj._params = _flatten(bound.arguments, cls)
         return obj
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = _init_signature(cls)   # what inspect.signature(cls) and help(cls) show
 
     def __init__(self, device=None, batch_size: int = 512):
         self.device = resolve_device(device)
@@ -133,7 +164,7 @@ class Detector:
 
     def score(self, x) -> np.ndarray:
         """One score per sample of ``x`` (array, tensor or iterable of batches), (N,) float64, higher =
-        more OOD (an energy: ``-log p(x)`` up to a constant)."""
+        more OOD (for the energy-based detectors an energy: ``-log p(x)`` up to a constant)."""
         self.check_fitted()
         x, _ = collect(x, "x")
         self._check_kind(x)
@@ -152,6 +183,10 @@ class Detector:
         if not np.isfinite(out).all():
             raise self._nonfinite_error(x, int(np.flatnonzero(~np.isfinite(out))[0]))
         return out
+
+    def score_samples(self, x) -> np.ndarray:
+        """scikit-learn's outlier score, ``-score(x)`` (N,): higher = more normal (ID)."""
+        return -self.score(x)
 
     def _fails(self, x: np.ndarray) -> bool:
         try:
@@ -253,6 +288,14 @@ class Detector:
         self._params = current
         return self
 
+    def __sklearn_tags__(self):
+        """scikit-learn (>= 1.6) estimator tags: an outlier detector, fitted before use; needs labels
+        when :attr:`needs_labels`."""
+        from sklearn.utils import InputTags, Tags, TargetTags
+        return Tags(estimator_type="outlier_detector", target_tags=TargetTags(required=self.needs_labels),
+                    input_tags=InputTags(two_d_array=True, three_d_array=self.input_kind is None),
+                    requires_fit=True)
+
     @classmethod
     def _accepts_any_keyword(cls) -> bool:
         return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
@@ -280,6 +323,16 @@ class Detector:
     def map_batches(self, fn, x: np.ndarray) -> np.ndarray:
         """Apply ``fn: Tensor (B, ...) -> Tensor (B,)`` batch by batch and concatenate as numpy float64."""
         return np.concatenate([fn(b).detach().double().cpu().numpy() for b in self.batches(x)])
+
+
+def _init_signature(cls) -> inspect.Signature | None:
+    """``cls.__init__``'s signature without ``self``: the class's call signature (``__new__`` only records
+    the arguments)."""
+    try:
+        sig = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):   # an __init__ without introspectable parameters: nothing better to show
+        return None
+    return sig.replace(parameters=list(sig.parameters.values())[1:])
 
 
 def _flatten(arguments: dict, cls) -> dict:
@@ -328,3 +381,6 @@ def labels_for_gamma(method: str, gamma: float, y):
     if gamma > 0 and y is None:
         raise ValueError(f"y: {method} with gamma > 0 (supervised {method}-S) needs class labels")
     return y if gamma > 0 else None
+
+
+Detector.__signature__ = _init_signature(Detector)

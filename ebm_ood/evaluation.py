@@ -38,13 +38,26 @@ TABLES = ("elflein", "heat")
 
 @dataclass
 class Evaluation:
-    """What :func:`evaluate` returns.
+    """What :func:`evaluate` returns. FPR95 here counts ID as the positive class (the fraction of an OOD
+    set called ID at the threshold that keeps 95 % of ID samples; :func:`ebm_ood.metrics.fpr_at_tpr`).
 
-    ``metrics``: ``{method: {ood_set: {metric: value}}}``, each inner dict exactly
-    :func:`ebm_ood.metrics.all_metrics` of (ID scores, that set's scores); ``groups``: ``{ood_set: group}``
-    ("natural", "non-natural", or another tag that the tables leave out); ``groups_given``: False when every
-    set was counted natural by default; ``scores``: ``{method: {"id": (N,), ood_set: (M,)}}`` float64, the
-    scores behind the metrics (not serialised).
+    Parameters
+    ----------
+    metrics : ``{method: {ood_set: {metric: value}}}``, each inner dict exactly
+        :func:`ebm_ood.metrics.all_metrics` of (ID scores, that set's scores).
+    groups : ``{ood_set: group}`` ("natural", "non-natural", or another tag that the tables leave out).
+    groups_given : False when every set was counted natural by default.
+    scores : ``{method: {"id": (N,), ood_set: (M,)}}`` float64, the scores behind the metrics (not
+        serialised).
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> det = ebm_ood.KNN(k=5, normalize=False).fit(rng.normal(size=(100, 4)))
+    >>> ev = ebm_ood.evaluate(det, rng.normal(size=(50, 4)), {"shifted": rng.normal(3, 1, size=(50, 4))})
+    >>> ev.metrics["KNN"]["shifted"]["auroc"] > 0.9
+    True
     """
 
     metrics: dict[str, dict[str, dict[str, float]]]

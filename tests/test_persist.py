@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ebm_ood.backbone import Backbone, FeatureSpaceDetector
+from ebm_ood.checkpoint import decode_checkpoint, save_checkpoint
 from ebm_ood.errors import CheckpointError
 from ebm_ood.heat.build import make_heat_detector
 from ebm_ood.heat.hybrid import heat_config
@@ -129,7 +130,7 @@ def test_a_users_network_needs_a_factory_on_load(tmp_path):
 def test_the_file_is_weights_only_and_holds_json(tmp_path):
     det = KNN(k=4).fit(Z)
     save(det, tmp_path / "knn.pt")
-    payload = torch.load(tmp_path / "knn.pt", weights_only=True)
+    payload = decode_checkpoint((tmp_path / "knn.pt").read_bytes(), "knn.pt", "")
     doc = json.loads(payload["json"])
     assert payload["format"] == FORMAT and doc["__object__"] == "ebm_ood.posthoc.knn:KNN"
     assert doc["attrs"]["k"] == 4 and all(isinstance(t, torch.Tensor) for t in payload["tensors"].values())
@@ -142,19 +143,22 @@ def test_missing_corrupt_and_foreign_files_are_clear_errors(tmp_path):
     save(KNN(k=4).fit(Z), tmp_path / "knn.pt")
     data = (tmp_path / "knn.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="not a readable ebm_ood detector file"):
+    with pytest.raises(CheckpointError, match="truncated or corrupt: its SHA-256 digest does not match"):
         load(tmp_path / "cut.pt")
-    torch.save({"format": "other"}, tmp_path / "other.pt")
+    torch.save({"format": FORMAT, "json": "{}", "tensors": {}}, tmp_path / "unsigned.pt")
+    with pytest.raises(CheckpointError, match="no 'ebm_ood-checkpoint-v2' header"):
+        load(tmp_path / "unsigned.pt")
+    save_checkpoint({"format": "other"}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="expected format"):
         load(tmp_path / "other.pt")
-    doc = {"__object__": "os:system", "id": 0, "attrs": {}}
-    torch.save({"format": FORMAT, "json": json.dumps(doc), "tensors": {}}, tmp_path / "evil.pt")
+    doc = {"__object__": "os:system", "id": 0, "attrs": {}, "reset": []}
+    save_checkpoint({"format": FORMAT, "json": json.dumps(doc), "tensors": {}}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="os:system, which is not part of ebm_ood"):
         load(tmp_path / "evil.pt")
     for reached in ("ebm_ood.persist:os.system", "ebm_ood.persist:importlib.import_module", "ebm_ood.atomic:os.PathLike"):
-        doc = {"__object__": reached, "id": 0, "attrs": {}}       # names an ebm_ood module imported, not defined
-        torch.save({"format": FORMAT, "json": json.dumps(doc), "tensors": {}}, tmp_path / "evil.pt")
-        with pytest.raises(CheckpointError, match="not a class defined in ebm_ood or torch.nn"):
+        doc = {"__object__": reached, "id": 0, "attrs": {}, "reset": []}       # names an ebm_ood module imported, not defined
+        save_checkpoint({"format": FORMAT, "json": json.dumps(doc), "tensors": {}}, tmp_path / "evil.pt")
+        with pytest.raises(CheckpointError, match="not a class defined in ebm_ood or torch.nn|does not have"):
             load(tmp_path / "evil.pt")
     with pytest.raises(TypeError, match="detector: expected an ebm_ood detector"):
         save(nn.Linear(2, 2), tmp_path / "x.pt")

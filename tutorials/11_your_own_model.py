@@ -171,11 +171,14 @@ if plt is not None:
 # %% [markdown]
 # ## 5. From scores to decisions, and back from disk
 #
-# A score is an energy, `-log p(x)` up to a constant, so **higher = more OOD**. `set_threshold(x_id,
+# Every score is oriented **higher = more OOD**; for HEAT (and the energy-based detectors) it is an energy,
+# `-log p(x)` up to a constant, while MSP, KNN, Mahalanobis, SSD+ and ViM are probabilities or distances
+# read the same way (README, "Your own model", has the table). `set_threshold(x_id,
 # tpr=0.95)` fixes `t = quantile(score(x_id), 0.95)` on held-out ID data (the validation split: the
 # training data would give optimistic, too low scores); `predict(x)` then flags `score(x) > t`.
-# `ebm_ood.save` writes tensors and a JSON description, read back with `torch.load(weights_only=True)`;
-# since `SmallCNN` is our class, not one of the package's, `load` needs a factory to rebuild it.
+# `ebm_ood.save` writes tensors and a JSON description behind a SHA-256 header, read back with
+# `torch.load(weights_only=True)` and decoded from allow-lists only; since `SmallCNN` is our class, not one
+# of the package's, `load` needs a factory to rebuild it.
 
 # %%
 knn = detectors["KNN"].set_threshold(d.x_val, tpr=0.95)

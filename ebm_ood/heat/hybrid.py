@@ -263,10 +263,40 @@ def train_hybrid(prior: nn.Module, z: np.ndarray, cfg: HEATConfig, *, device="cp
 
 class HEATDetector(Detector):
     """HEAT-<prior> on feature vectors (N, D): fit the prior, then its residual EBM (Alg. 1);
-    score = ``E_h(z)`` (Eq. 2), higher = more OOD. ``residual=False`` scores with the prior alone
-    (the EL / GMM / GMM-std baselines). Labels are used by class-conditional priors when given.
-    The prior is fitted with :func:`fit_stable_prior` either way, so "X" and "HEAT-X" share it.
-    After fit: ``hybrid_`` (HybridEnergy or None), ``prior_``, ``history_``."""
+    score = the energy ``E_h(z) = E_q(z) + E_θ(z)`` (Eq. 2), higher = more OOD. ``residual=False`` scores
+    with the prior alone (the EL / GMM / GMM-std baselines). Labels are used by class-conditional priors
+    when given. The prior is fitted with :func:`fit_stable_prior` either way, so "X" and "HEAT-X" share
+    it. After fit: ``hybrid_`` (HybridEnergy or None), ``prior_``, ``history_``. The usual way to build
+    one on your model is :func:`ebm_ood.make_heat_detector`. Cost: training the residual EBM (SGLD
+    chains) takes seconds to minutes where the post-hoc detectors take milliseconds (README, "Your own
+    model").
+
+    Parameters
+    ----------
+    prior : nn.Module, the prior energy ``E_q`` (:mod:`ebm_ood.heat.priors`: ``GMMPrior``, ``ELPrior``, ...).
+    config : HEATConfig or None, training settings (:func:`~ebm_ood.heat.hybrid.heat_config`).
+    residual : bool, train the residual EBM ``E_θ`` (True) or score with the prior alone (False).
+    device : torch device or None (CPU).
+    seed : int, fixes initialisation and sampling.
+    name : str or None, the name in tables (default "HEAT-<prior>").
+    batch_size : int, samples per scoring batch.
+
+    Needs
+    -----
+    Features (N, D) (class labels for class-conditional priors); GMM: features, EL: the head's logits,
+    GMM-std: a feature map. :func:`ebm_ood.make_heat_detector` wires the right ones from a Backbone.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> from ebm_ood.heat.hybrid import heat_config
+    >>> from ebm_ood.heat.priors import GMMPrior
+    >>> z, y = rng.normal(size=(200, 4)).astype("float32"), np.arange(200) % 2
+    >>> det = ebm_ood.HEATDetector(GMMPrior(), heat_config("quick")).fit(z, y)
+    >>> det.score(z[:3]).shape
+    (3,)
+    """
 
     input_kind = "features"
 

@@ -73,7 +73,32 @@ def classification_accuracy(net, x: torch.Tensor, y: torch.Tensor, batch_size: i
 
 
 class CEClassifier(Detector):
-    """Cross-entropy classifier detector. After ``fit``: ``net_`` (the trained network), ``history_``."""
+    """Cross-entropy classifier detector: trains a classifier, then scores it with ``config.score``:
+    ``"energy"`` (default, an energy: ``-T·logsumexp(f(x)/T)``), ``"msp"`` or ``"maxlogit"`` (not
+    energies; module docstring). After ``fit``: ``net_`` (the trained network), ``history_``.
+
+    Parameters
+    ----------
+    config : CEConfig or None, training and scoring settings (:func:`~ebm_ood.methods.ce.ce_config`).
+    device : torch device or None (CPU).
+    seed : int, fixes initialisation, batches and the validation split.
+    net : nn.Module or None, your classifier to train (x -> (N, C) logits) instead of the paper's network.
+    **overrides : CEConfig fields, e.g. ``score="msp"``.
+
+    Needs
+    -----
+    Nothing from a backbone: it trains its own network from scratch on raw inputs, vectors (N, D) or
+    images (N, C, H, W) (``kind="tabular"`` / ``"image"`` presets); ``fit(x)`` on ID data. Class labels y are required.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> from ebm_ood.methods.ce import ce_config
+    >>> x, y = rng.normal(size=(200, 4)).astype("float32"), np.arange(200) % 2
+    >>> ebm_ood.CEClassifier(ce_config("quick", kind="tabular")).fit(x, y).score(x[:3]).shape
+    (3,)
+    """
 
     name = "CE"
     needs_labels = True

@@ -179,11 +179,34 @@ def _check_config(c: CDConfig) -> None:
 
 # ----------------------------------------------------------------------------------------- detector
 class CDDetector(Detector):
-    """An EBM trained by persistent contrastive divergence; ``score(x) = E(x)`` (higher = more OOD).
+    """An EBM trained by persistent contrastive divergence; ``score(x) = E(x)``, an energy (higher = more
+    OOD).
 
     After ``fit``: ``model_`` (:class:`JEMEnergy`), ``net_`` (its logit network), ``buffer_``
-    (:class:`ReplayBuffer` of SGLD chain states), ``history_``. ``net=`` supplies a logit network
-    (K outputs: 1, or C when ``gamma > 0``) instead of the paper's MLP / SmallWRN.
+    (:class:`ReplayBuffer` of SGLD chain states), ``history_``.
+
+    Parameters
+    ----------
+    config : CDConfig or None, training settings (:func:`~ebm_ood.methods.contrastive_divergence.cd_config`).
+    device : torch device or None (CPU).
+    seed : int, fixes initialisation, batches and sampling.
+    net : nn.Module or None, a logit network (K outputs: 1, or C when ``gamma > 0``) instead of the
+        paper's MLP / SmallWRN.
+    **overrides : CDConfig fields, e.g. ``gamma=1.0`` (supervised, needs y).
+
+    Needs
+    -----
+    Nothing from a backbone: it trains its own network from scratch on raw inputs, vectors (N, D) or
+    images (N, C, H, W) (``kind="tabular"`` / ``"image"`` presets); ``fit(x)`` on ID data.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> from ebm_ood.methods.contrastive_divergence import cd_config
+    >>> x = rng.normal(size=(200, 4)).astype("float32")
+    >>> ebm_ood.CDDetector(cd_config("quick", kind="tabular")).fit(x).score(x[:3]).shape
+    (3,)
     """
 
     name = "CD"

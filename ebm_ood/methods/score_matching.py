@@ -199,7 +199,30 @@ def ssm_config(preset: str = "default", kind: str = "image") -> SSMConfig:
 
 
 class SSMDetector(Detector):
-    """An EBM trained by sliced score matching; OOD score ``E(x)``. After ``fit``: ``net_``, ``history_``."""
+    """An EBM trained by sliced score matching; OOD score ``E(x)``, an energy. After ``fit``: ``net_``,
+    ``history_``.
+
+    Parameters
+    ----------
+    config : SSMConfig or None, training settings (:func:`~ebm_ood.methods.score_matching.ssm_config`).
+    device : torch device or None (CPU).
+    seed : int, fixes initialisation, batches and projections.
+    **overrides : SSMConfig fields.
+
+    Needs
+    -----
+    Nothing from a backbone: it trains its own network from scratch on raw inputs, vectors (N, D) or
+    images (N, C, H, W) (``kind="tabular"`` / ``"image"`` presets); ``fit(x)`` on ID data.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> from ebm_ood.methods.score_matching import ssm_config
+    >>> x = rng.normal(size=(200, 4)).astype("float32")
+    >>> ebm_ood.SSMDetector(ssm_config("quick", kind="tabular")).fit(x).score(x[:3]).shape
+    (3,)
+    """
 
     name = "SSM"
     needs_labels = False

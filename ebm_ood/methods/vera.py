@@ -265,9 +265,31 @@ def make_generator(input_shape: tuple[int, ...], config: VERAConfig) -> Generato
 
 
 class VERADetector(Detector):
-    """An EBM trained with VERA; OOD score ``E(x) = -logsumexp f(x)``. After ``fit``: ``net_``,
-    ``generator_``, ``proposal_``, ``history_``. No model selection (no ID-only criterion exists that
-    does not need ``log Z``): the final weights are kept."""
+    """An EBM trained with VERA; OOD score ``E(x) = -logsumexp f(x)``, an energy. After ``fit``:
+    ``net_``, ``generator_``, ``proposal_``, ``history_``. No model selection (no ID-only criterion
+    exists that does not need ``log Z``): the final weights are kept.
+
+    Parameters
+    ----------
+    config : VERAConfig or None, training settings (:func:`~ebm_ood.methods.vera.vera_config`).
+    device : torch device or None (CPU).
+    seed : int, fixes initialisation, batches and sampling.
+    **overrides : VERAConfig fields.
+
+    Needs
+    -----
+    Nothing from a backbone: it trains its own network from scratch on raw inputs, vectors (N, D) or
+    images (N, C, H, W) (``kind="tabular"`` / ``"image"`` presets); ``fit(x)`` on ID data.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> from ebm_ood.methods.vera import vera_config
+    >>> x = rng.normal(size=(200, 4)).astype("float32")
+    >>> ebm_ood.VERADetector(vera_config("quick", kind="tabular")).fit(x).score(x[:3]).shape
+    (3,)
+    """
 
     name = "VERA"
     needs_labels = False

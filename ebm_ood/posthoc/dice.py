@@ -19,7 +19,30 @@ def dice_mask(weight: np.ndarray, mean_feature: np.ndarray, percentile: float) -
 
 
 class DICE(HeadDetector):
-    """After fit: ``mask_`` (C, D) boolean, ``sparse_weight_`` W̃ (C, D)."""
+    """DICE, directed sparsification (Sun & Li 2022): the energy ``-logsumexp(W̃ z + b)`` of the
+    sparsified head (module docstring). After fit: ``mask_`` (C, D) boolean, ``sparse_weight_`` W̃ (C, D).
+
+    Parameters
+    ----------
+    weight : array (C, D), the head's ``W``.
+    bias : array (C,), the head's ``b``.
+    percentile : float in [0, 100), p: keep the weights whose contribution exceeds the p-th percentile.
+    device : torch device or None (CPU).
+    batch_size : int, samples per scoring batch.
+
+    Needs
+    -----
+    Features (N, D) and the backbone's linear head ``W`` (C, D), ``b`` (C,):
+    ``FeatureSpaceDetector(bb, DICE.from_backbone(bb))`` with ``bb = Backbone(model, head=model.fc, ...)``.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> z, W, b = rng.normal(size=(100, 6)).astype("float32"), rng.normal(size=(3, 6)), rng.normal(size=3)
+    >>> ebm_ood.DICE(W, b, percentile=90).fit(z).score(z[:3]).shape
+    (3,)
+    """
 
     name = "DICE"
 

@@ -28,7 +28,28 @@ BLOCK_ELEMENTS = 1 << 24           # queries x training features per block: a 64
 
 
 class KNN(Detector):
-    """k-th nearest-neighbour distance on L2-normalised features. After fit: ``k_`` (the k used), ``index_``."""
+    """k-th nearest-neighbour distance on L2-normalised features (Sun et al. 2022). A distance, not an
+    energy. After fit: ``k_`` (the k used: ``min(k, n_train - 1)``), ``index_``.
+
+    Parameters
+    ----------
+    k : int >= 1, which neighbour's distance is the score (default 50).
+    normalize : bool, L2-normalise features first (default True, as the paper).
+    device : torch device or None (CPU).
+    batch_size : int, queries per search block.
+
+    Needs
+    -----
+    Features (N, D) only: ``FeatureSpaceDetector(Backbone(model, ...), KNN(k=10))``.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.normal(size=(100, 4)).astype("float32")
+    >>> ebm_ood.KNN(k=5).fit(z).score(z[:3]).shape
+    (3,)
+    """
 
     name = "KNN"
     input_kind = "features"

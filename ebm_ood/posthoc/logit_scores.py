@@ -27,7 +27,26 @@ class _LogitDetector(Detector):
 
 
 class MSP(_LogitDetector):
-    """Maximum softmax probability, negated: ``-max_y p(y|x)`` (Hendrycks & Gimpel 2017; Elflein Eq. 2)."""
+    """Maximum softmax probability, negated: ``-max_y p(y|x)`` (Hendrycks & Gimpel 2017; Elflein Eq. 2).
+    A probability, not an energy: in [-1, -1/C]. Nothing is learned.
+
+    Parameters
+    ----------
+    device : torch device or None (CPU).
+    batch_size : int, samples per scoring batch.
+
+    Needs
+    -----
+    Logits (N, C): ``FeatureSpaceDetector(Backbone(model, head=...), MSP(), which="logits")``.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> logits = rng.normal(size=(100, 5)).astype("float32")
+    >>> ebm_ood.MSP().fit(logits).score(logits[:3]).shape
+    (3,)
+    """
 
     name = "MSP"
 
@@ -36,7 +55,26 @@ class MSP(_LogitDetector):
 
 
 class MaxLogit(_LogitDetector):
-    """Maximum logit, negated: ``-max_y f(x)[y]`` (Hendrycks et al. 2022, "Scaling OOD detection")."""
+    """Maximum logit, negated: ``-max_y f(x)[y]`` (Hendrycks et al. 2022, "Scaling OOD detection").
+    Not an energy (the energy is ``-logsumexp_y f(x)[y]``, of which this is the low-temperature limit).
+
+    Parameters
+    ----------
+    device : torch device or None (CPU).
+    batch_size : int, samples per scoring batch.
+
+    Needs
+    -----
+    Logits (N, C): ``FeatureSpaceDetector(Backbone(model, head=...), MaxLogit(), which="logits")``.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> logits = rng.normal(size=(100, 5)).astype("float32")
+    >>> bool((ebm_ood.MaxLogit().fit(logits).score(logits) == -logits.max(1)).all())
+    True
+    """
 
     name = "MaxLogit"
 

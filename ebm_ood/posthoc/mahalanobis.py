@@ -19,7 +19,29 @@ from ebm_ood.posthoc.knn import l2_normalize
 
 
 class Mahalanobis(Detector):
-    """After fit: ``gaussian_`` (:class:`~ebm_ood.class_gaussian.ClassGaussian`)."""
+    """Tied-covariance Mahalanobis distance to the nearest class mean,
+    ``min_c (z - μ_c)ᵀ Σ⁻¹ (z - μ_c)`` (Lee et al. 2018; module docstring). Not an energy, but twice the
+    energy of the closest class's Gaussian up to a constant. After fit: ``gaussian_``
+    (:class:`~ebm_ood.class_gaussian.ClassGaussian`).
+
+    Parameters
+    ----------
+    reg : float, ridge relative to the mean within-class variance (default 1e-6).
+    batch_size : int, samples per scoring batch.
+    device : torch device or None (CPU).
+
+    Needs
+    -----
+    Features (N, D) and class labels y at fit: ``FeatureSpaceDetector(Backbone(model, ...), Mahalanobis())``.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> z, y = rng.normal(size=(100, 4)).astype("float32"), np.arange(100) % 3
+    >>> ebm_ood.Mahalanobis().fit(z, y).score(z[:3]).shape
+    (3,)
+    """
 
     name = "Mahalanobis"
     input_kind = "features"

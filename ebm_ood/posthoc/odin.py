@@ -24,6 +24,20 @@ from ebm_ood.checks import check_positive
 
 @dataclass
 class ODINConfig:
+    """ODIN's two settings.
+
+    Parameters
+    ----------
+    temperature : float, T of the scaled softmax ``S(x; T) = softmax(f(x) / T)`` (default 1000).
+    epsilon : float, ε, the size of the input perturbation (default 0.0014).
+
+    Example
+    -------
+    >>> import ebm_ood
+    >>> ebm_ood.ODINConfig(temperature=100.0).epsilon
+    0.0014
+    """
+
     temperature: float = 1000.0  # T in S(x; T) = softmax(f(x) / T)
     epsilon: float = 0.0014  # ε, size of the signed-gradient input step
 
@@ -49,8 +63,30 @@ def odin_score(net: nn.Module, x: torch.Tensor, temperature: float, epsilon: flo
 
 
 class ODIN(Detector):
-    """ODIN detector on raw inputs. ``net`` maps (B, ...) inputs to (B, C) logits; it is put in eval mode.
-    Nothing is learned from the ID data (T and ε are fixed; the paper's OOD-tuned search is not done)."""
+    """ODIN on raw inputs: ``-max_y S_y(x̃; T)``, the temperature-scaled softmax of the perturbed input
+    ``x̃ = x - ε sign(-∇ₓ log S_ŷ(x; T))`` (Liang et al. 2018). A probability, not an energy.
+    Nothing is learned from the ID data (T and ε are fixed; the paper's OOD-tuned search is not done).
+
+    Parameters
+    ----------
+    net : nn.Module mapping (B, ...) inputs to (B, C) logits; put in eval mode.
+    config : ODINConfig (``temperature`` T = 1000, ``epsilon`` ε = 0.0014) or None for the defaults.
+    device : torch device or None (CPU).
+    batch_size : int, samples per scoring batch (each costs a forward, a backward and a forward).
+
+    Needs
+    -----
+    The network itself with input gradients (not a Backbone): pass your model; ``fit(x)`` takes raw inputs.
+
+    Example
+    -------
+    >>> import numpy as np, torch, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> net = torch.nn.Linear(4, 3)
+    >>> x = rng.normal(size=(50, 4)).astype("float32")
+    >>> ebm_ood.ODIN(net).fit(x).score(x[:2]).shape
+    (2,)
+    """
 
     name = "ODIN"
 

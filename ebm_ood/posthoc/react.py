@@ -12,7 +12,30 @@ from ebm_ood.posthoc.linear_head import HeadDetector, energy_score, logits_of
 
 
 class ReAct(HeadDetector):
-    """After fit: ``threshold_`` c."""
+    """ReAct, rectified activations (Sun et al. 2021): the energy ``-logsumexp(W min(z, c) + b)`` of the
+    head on clipped features (module docstring). After fit: ``threshold_`` c.
+
+    Parameters
+    ----------
+    weight : array (C, D), the head's ``W``.
+    bias : array (C,), the head's ``b``.
+    percentile : float, p: clip at the p-th percentile of the training activations (default 90).
+    device : torch device or None (CPU).
+    batch_size : int, samples per scoring batch.
+
+    Needs
+    -----
+    Features (N, D) and the backbone's linear head ``W`` (C, D), ``b`` (C,):
+    ``FeatureSpaceDetector(bb, ReAct.from_backbone(bb))`` with ``bb = Backbone(model, head=model.fc, ...)``.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> z, W, b = rng.normal(size=(100, 6)).astype("float32"), rng.normal(size=(3, 6)), rng.normal(size=3)
+    >>> ebm_ood.ReAct(W, b).fit(z).score(z[:3]).shape
+    (3,)
+    """
 
     name = "ReAct"
 

@@ -41,7 +41,32 @@ def residual_basis(z: np.ndarray, origin: np.ndarray, dim: int) -> np.ndarray:
 
 
 class ViM(HeadDetector):
-    """After fit: ``origin_`` u (D,), ``basis_`` R (D, D - D_p), ``alpha_``, ``dim_`` (D_p)."""
+    """ViM, virtual-logit matching (Wang et al. 2022): ``α ‖x^{P⊥}‖ - logsumexp_c f(z)_c`` (module
+    docstring): the energy ``-logsumexp f(z)`` plus the scaled residual norm, so an energy plus a
+    penalty, not an energy of a normalised density. After fit: ``origin_`` u (D,), ``basis_`` R
+    (D, D - D_p), ``alpha_``, ``dim_`` (D_p).
+
+    Parameters
+    ----------
+    weight : array (C, D), the head's ``W``.
+    bias : array (C,), the head's ``b``.
+    dim : int or None, principal-subspace size D_p (None: module docstring's default).
+    device : torch device or None (CPU).
+    batch_size : int, samples per scoring batch.
+
+    Needs
+    -----
+    Features (N, D) and the backbone's linear head ``W`` (C, D), ``b`` (C,):
+    ``FeatureSpaceDetector(bb, ViM.from_backbone(bb))`` with ``bb = Backbone(model, head=model.fc, ...)``.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> z, W, b = rng.normal(size=(100, 6)).astype("float32"), rng.normal(size=(3, 6)), rng.normal(size=3)
+    >>> ebm_ood.ViM(W, b, dim=3).fit(z).score(z[:3]).shape
+    (3,)
+    """
 
     name = "ViM"
 

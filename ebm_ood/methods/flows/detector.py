@@ -89,9 +89,33 @@ def infer_quantisation(x: np.ndarray, lo: float, hi: float, max_levels_: int = 4
 
 
 class NormalizingFlowDetector(Detector):
-    """NF baseline. After ``fit``: ``flow_`` (a :class:`RadialFlow` or :class:`Glow`), ``history_``,
+    """Normalizing-flow baseline: score ``-log p(x)``, an exact negative log-likelihood (an energy whose
+    ``log Z`` is 0). After ``fit``: ``flow_`` (a :class:`RadialFlow` or :class:`Glow`), ``history_``,
     ``val_log_likelihood_`` (mean ID validation ``log p``), ``levels_`` (Glow levels actually used:
-    capped so ``H`` and ``W`` stay divisible by ``2^L``)."""
+    capped so ``H`` and ``W`` stay divisible by ``2^L``).
+
+    Parameters
+    ----------
+    config : FlowConfig or None, training settings (:func:`~ebm_ood.methods.flows.detector.flow_config`):
+        a radial flow on vectors, Glow on images.
+    device : torch device or None (CPU).
+    seed : int, fixes initialisation and batches.
+    **overrides : FlowConfig fields.
+
+    Needs
+    -----
+    Nothing from a backbone: it trains its own network from scratch on raw inputs, vectors (N, D) or
+    images (N, C, H, W) (``kind="tabular"`` / ``"image"`` presets); ``fit(x)`` on ID data.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> rng = np.random.default_rng(0)
+    >>> from ebm_ood.methods.flows.detector import flow_config
+    >>> x = rng.normal(size=(200, 4)).astype("float32")
+    >>> ebm_ood.NormalizingFlowDetector(flow_config("quick", kind="tabular")).fit(x).score(x[:3]).shape
+    (3,)
+    """
 
     name = "NF"
 
