@@ -31,7 +31,7 @@ from torch import nn
 from ebm_ood.atomic import write_atomic
 from ebm_ood.detector import Detector
 from ebm_ood.checks import check_array, resolve_device, to_numpy
-from ebm_ood.fingerprint import callable_digest
+from ebm_ood.fingerprint import callable_digest, referenced_modules
 from ebm_ood.inputs import check_separate_labels, is_batch_iterable, iter_batches, labels_given_once
 from ebm_ood.nn.pooling import pooled_features
 from ebm_ood.threads import library_threads
@@ -214,12 +214,13 @@ class Backbone:
         return self._feature_map is not None or (self._features is None and self._net_method("feature_map") is not None)
 
     def _modules(self) -> list:
-        """The distinct modules that hold the pieces' weights (the network, the owners of the pieces)."""
+        """The distinct modules the pieces run (the network, the owners of bound methods, the modules a
+        function's closure or globals hold): their weights set the dtype and device, and they run in eval mode."""
         out = []
         for piece in (self.net, self._features, self._feature_map, self._head):
-            m = _owner(piece)
-            if m is not None and all(m is not o for o in out):
-                out.append(m)
+            for m in referenced_modules(piece) if piece is not None else ():
+                if all(m is not o for o in out):
+                    out.append(m)
         return out
 
     def _first_tensor(self):
@@ -313,9 +314,9 @@ class Backbone:
         if not isinstance(want, torch.Tensor):
             self._head_checked = True
             return logits
-        if want.shape != logits.shape:
-            raise ValueError(f"head: head(pooled features) has shape {tuple(logits.shape)} but the model's output "
-                             f"has shape {tuple(want.shape)}; {_POOL_HINT}")
+        if want.shape != logits.shape:      # the model's output is not this head's logits (e.g. an encoder)
+            self._head_checked = True
+            return logits
         a, w = logits.double(), want.double()
         gap = float((a - w).abs().max()) if a.numel() else 0.0
         tol = max(1e-4, 8 * torch.finfo(logits.dtype).eps) * (1.0 + float(w.abs().max()) if w.numel() else 1.0)

@@ -153,3 +153,25 @@ def callable_digest(h, fn) -> bool:
     except Opaque:
         return False
     return True
+
+
+def referenced_modules(fn) -> list[nn.Module]:
+    """The ``nn.Module`` objects a callable runs: itself, the module of a bound method, or the modules held by
+    a plain function's closure cells, defaults and named globals (and by a ``functools.partial``)."""
+    if isinstance(fn, nn.Module):
+        return [fn]
+    if isinstance(getattr(fn, "__self__", None), nn.Module):
+        return [fn.__self__]
+    if isinstance(fn, functools.partial):
+        return referenced_modules(fn.func) + [a for a in (*fn.args, *fn.keywords.values()) if isinstance(a, nn.Module)]
+    if not isinstance(fn, types.FunctionType):
+        return []
+    values = []
+    for cell in fn.__closure__ or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:
+            continue
+    values += list(fn.__defaults__ or ())
+    values += [fn.__globals__[n] for n in sorted(_global_names(fn.__code__)) if n in fn.__globals__]
+    return [v for v in values if isinstance(v, nn.Module)]

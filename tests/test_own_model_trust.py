@@ -377,6 +377,36 @@ def test_a_model_in_another_dtype_runs_in_that_dtype(dtype, tol):
     assert det.backbone.dtype == dtype
 
 
+def test_a_function_over_a_model_runs_it_in_eval_mode_and_in_its_dtype():
+    model, x = _model().double(), _images()
+    with torch.no_grad():                                       # eval mode, float64
+        want = torch.softmax(model.eval()(torch.as_tensor(x).double()), dim=1).amax(dim=1).numpy()
+    model.train()
+    bb = Backbone(features=lambda a: model.embed(a), head=model.fc)
+    assert bb.dtype == torch.float64
+    np.testing.assert_allclose(softmax(bb.extract(x).logits, axis=1).max(axis=1), want, rtol=1e-12)
+    assert model.training
+
+
+def test_an_encoder_with_a_separate_probe_head_is_not_compared_with_its_output():
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(36, 5)
+
+        def features(self, x):
+            return self.body(x.flatten(1))
+
+        def forward(self, x):                 # embeddings (N, 5), not logits
+            return self.features(x)
+
+    torch.manual_seed(0)
+    enc, probe, x = Encoder(), nn.Linear(5, 3), _images()
+    logits = Backbone(enc, head=probe).extract(x).logits
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, probe(enc(torch.as_tensor(x))).numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_devices_follow_the_model_and_must_exist():
     model = _model()
     assert Backbone(model).device == torch.device("cpu")
