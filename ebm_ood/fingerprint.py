@@ -7,8 +7,9 @@ read without running it:
 * an ``nn.Module``: for the module and each submodule, its name, class (module path and qualified name), the
   bytecode of its ``forward``, its plain settings (public attributes that are numbers, strings, booleans,
   None or tuples of them: ``stride``, ``eps``, ``p``, …; ``training`` is left out, features are computed in
-  eval mode) and the bytes, dtype, shape and device of every parameter and buffer (non-persistent buffers
-  and plain tensor attributes too). Weights changed in any way (an optimiser step, ``load_state_dict``,
+  eval mode), the code of functions set as attributes (a replaced ``forward``) and of its forward hooks,
+  and the bytes, dtype, shape and device of every parameter and buffer (non-persistent buffers and plain
+  tensor attributes too). Weights changed in any way (an optimiser step, ``load_state_dict``,
   ``p.data.copy_``, a write through a numpy view) change the digest;
 * a bound method of a module: the method's qualified name and bytecode, and the module as above;
 * a plain function (a lambda, a closure): its qualified name and bytecode, the values of its closure cells
@@ -42,8 +43,11 @@ def tensor_digest(h, t: torch.Tensor) -> None:
     h.update(f"T{t.dtype}{tuple(t.shape)}{t.device.type}".encode())
     if t.device.type == "meta":
         return
-    flat = t.reshape(-1).contiguous().cpu()
-    h.update(flat.view(torch.uint8).numpy().data if flat.numel() else b"")
+    try:
+        flat = t.reshape(-1).contiguous().cpu()
+        h.update(flat.view(torch.uint8).numpy().data if flat.numel() else b"")
+    except (RuntimeError, TypeError) as err:     # a sparse or quantized tensor: no plain bytes to read
+        raise Opaque(f"tensor of layout {t.layout}") from err
 
 
 @functools.lru_cache(maxsize=4096)
@@ -80,6 +84,12 @@ def module_digest(h, m: nn.Module) -> None:
             elif isinstance(v, (torch.Tensor, np.ndarray)):
                 h.update(k.encode())
                 tensor_digest(h, torch.as_tensor(v))
+            elif isinstance(getattr(v, "__code__", None), types.CodeType):      # e.g. a replaced forward
+                h.update(k.encode() + code_bytes(v.__code__))
+        for hooks in (sub._forward_pre_hooks, sub._forward_hooks):      # which hooks run, by their code
+            for hook in hooks.values():
+                code = getattr(getattr(hook, "__func__", hook), "__code__", None)
+                h.update(code_bytes(code) if code is not None else type(hook).__qualname__.encode())
         for kind, store in (("p", sub._parameters), ("b", sub._buffers)):
             for k, t in store.items():
                 h.update(f"{kind}{k}".encode())

@@ -143,6 +143,18 @@ def test_functions_over_a_model_follow_its_weights_and_opaque_ones_are_not_memoi
     assert Backbone(features=lambda a: model.embed(a)).hash is not None
 
 
+def test_a_hook_or_a_replaced_forward_changes_the_features():
+    model, x = _model(), _images()
+    bb = Backbone(model, feature_map=model.fmap, head=model.fc)
+    first = bb.extract(x).z
+    handle = model.late.register_forward_hook(lambda m, args, out: out * 2)
+    np.testing.assert_allclose(bb.extract(x).z, 2 * first, rtol=1e-6)
+    handle.remove()
+    np.testing.assert_array_equal(bb.extract(x).z, first)
+    model.late.forward = lambda a: torch.zeros(len(a), 32, 6, 6)
+    assert not bb.extract(x).z.any()
+
+
 # ----------------------------------------------------------------------------- 2. disk cache collisions
 def test_the_disk_cache_keys_on_the_piece_that_computes_the_features(tmp_path):
     model, x = _model(), _images()
