@@ -69,7 +69,8 @@ def _last_linear(net) -> str | None:
 
 
 class WeightsChangedWarning(UserWarning):
-    """A :class:`FeatureSpaceDetector` scores with backbone weights other than those it was fitted with."""
+    """A :class:`FeatureSpaceDetector` scores with backbone features computed otherwise (other weights, buffers,
+    code or hooks: another :attr:`Backbone.hash`) than those it was fitted on."""
 
 
 @contextlib.contextmanager
@@ -488,9 +489,9 @@ class FeatureSpaceDetector(Detector):
     def _check_weights(self, fingerprint) -> None:
         fitted = getattr(self, "backbone_hash_", None)
         if fitted is not None and fingerprint is not None and fingerprint != fitted:
-            warnings.warn(f"{self.name}: the backbone's weights changed since fit; the scores use features of the "
-                          f"new weights but {type(self.inner).__name__} was fitted on those of the old ones: call "
-                          "fit again", WeightsChangedWarning, stacklevel=3)
+            warnings.warn(f"{self.name}: what computes the backbone's features (weights, buffers, code or hooks) "
+                          f"changed since fit; the scores use the new features but {type(self.inner).__name__} was "
+                          "fitted on the old ones: call fit again", WeightsChangedWarning, stacklevel=3)
 
     def _fit_features(self, z: np.ndarray, y, fingerprint) -> None:
         val = None
