@@ -304,8 +304,8 @@ class Backbone:
         except RuntimeError as err:
             raise ValueError(f"head: cannot be applied to the pooled features z of shape {tuple(z.shape)} ({err}); "
                              f"{_POOL_HINT}") from err
-        if getattr(self, "_head_checked", False) or not isinstance(self.net, nn.Module) or \
-                type(self.net).__module__.startswith("ebm_ood."):      # the package's networks: head(avg-pool) by construction
+        package_net = type(self.net).__module__.startswith("ebm_ood.")      # head(avg-pool) by construction
+        if getattr(self, "_head_checked", False) or not isinstance(self.net, nn.Module) or package_net:
             return logits
         try:
             want = self.net(b)

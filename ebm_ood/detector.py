@@ -148,7 +148,8 @@ class Detector:
         self._check_kind(x)
         x = check_array(x, name, ndim=len(self.input_shape_) + 1, allow_empty=True)
         if tuple(x.shape[1:]) != self.input_shape_:
-            raise ValueError(f"{name}: expected samples of shape {self.input_shape_} (as in fit), got {tuple(x.shape[1:])}")
+            raise ValueError(f"{name}: expected samples of shape {self.input_shape_} (as in fit), "
+                             f"got {tuple(x.shape[1:])}")
         if x.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
         try:

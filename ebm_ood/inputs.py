@@ -99,7 +99,8 @@ def _order_problem(data) -> str | None:
         return f"a DataLoader with {what}"
     if batches is not None:
         if type(batches) is not data_mod.BatchSampler or type(batches.sampler) is not data_mod.SequentialSampler:
-            return f"a DataLoader with batch_sampler={type(batches).__name__} (of {type(getattr(batches, 'sampler', None)).__name__})"
+            inner = type(getattr(batches, "sampler", None)).__name__
+            return f"a DataLoader with batch_sampler={type(batches).__name__} (of {inner})"
         if batches.drop_last and len(batches.sampler) % batches.batch_size:
             return "a DataLoader with drop_last=True (it drops the last samples)"
     return None
