@@ -173,9 +173,10 @@ def _score(det, data, what: str, allow_empty: bool = False) -> np.ndarray:
 def evaluate(detector, id_data, ood_data: dict, *, groups: dict[str, str] | None = None,
              names=None) -> Evaluation:
     """Score ``id_data`` (ID test samples ``(N, ...)``: numpy, tensor, or an iterable of batches such as a
-    DataLoader) and every set of ``ood_data`` (``{ood_set: (M, ...) data}``, the same kinds) with each
-    fitted detector and compute :func:`ebm_ood.metrics.all_metrics` per (ID, OOD set) pair (the module
-    docstring says which class each metric counts as positive).
+    DataLoader, read once and batch by batch: each batch goes through every detector and is dropped) and
+    every set of ``ood_data`` (``{ood_set: (M, ...) data}``, the same kinds) with each fitted detector and
+    compute :func:`ebm_ood.metrics.all_metrics` per (ID, OOD set) pair (the module docstring says which
+    class each metric counts as positive).
 
     ``detector``: one fitted detector (its row is named by ``detector.name``) or ``{name: fitted
     detector}`` (one row each, in order). ``groups``: ``{ood_set: "natural" | "non-natural"}`` for the
