@@ -436,10 +436,15 @@ class FeatureSpaceDetector(Detector):
         extra = {"logits": ("head",), "z_std": ("feature_map",), "z": ()}[which]
         backbone.require(tuple(getattr(inner, "backbone_needs", ("features",))) + extra, self.name)
 
+    def _selected(self, feats: Features) -> np.ndarray:
+        """The features ``which`` selects: float64 from a float64 model, else float32."""
+        a = getattr(feats, self.which)
+        return a if a.dtype == np.float64 else a.astype(np.float32)
+
     def _extract(self, x) -> tuple[np.ndarray, str | None]:
-        """The selected features of ``x`` as float32 and the backbone fingerprint they were computed with."""
+        """The selected features of ``x`` (:meth:`_selected`) and the backbone fingerprint they were computed with."""
         feats = self.backbone.extract(x)
-        return getattr(feats, self.which).astype(np.float32), feats.fingerprint
+        return self._selected(feats), feats.fingerprint
 
     def fit(self, x, y=None, validation=None):
         """Extract the features of ``x`` and fit ``inner`` on them. An iterable of batches (a DataLoader of
@@ -461,7 +466,7 @@ class FeatureSpaceDetector(Detector):
         y = self._record_fit_data((len(feats.z), *seen[0][0]), labels_given_once(feats.y, y, "x"), validation,
                                   max(r for _, r in seen))
         with library_threads():
-            self._fit_features(getattr(feats, self.which).astype(np.float32), y, feats.fingerprint)
+            self._fit_features(self._selected(feats), y, feats.fingerprint)
         self.fitted_ = True
         return self
 
@@ -481,7 +486,7 @@ class FeatureSpaceDetector(Detector):
         feats = self.backbone.extract(checked())
         self._check_weights(feats.fingerprint)
         with library_threads():
-            out = np.asarray(self.inner.score(getattr(feats, self.which).astype(np.float32)), dtype=np.float64)
+            out = np.asarray(self.inner.score(self._selected(feats)), dtype=np.float64)
         if out.shape != (len(feats.z),):
             raise RuntimeError(f"{self.name}: produced {out.shape} scores for {len(feats.z)} samples")
         return out

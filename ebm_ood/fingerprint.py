@@ -129,7 +129,10 @@ def _callable_digest(h, fn, depth: int, seen: set) -> None:
     if isinstance(fn, nn.Module):
         module_digest(h, fn)
     elif isinstance(fn, types.MethodType) and isinstance(fn.__self__, nn.Module):
-        h.update(code_bytes(fn.__func__.__code__))
+        code = getattr(fn.__func__, "__code__", None)
+        if code is None:
+            raise Opaque(f"method {fn.__name__}")
+        h.update(code_bytes(code))
         module_digest(h, fn.__self__)
     elif isinstance(fn, types.FunctionType):
         h.update(code_bytes(fn.__code__))
