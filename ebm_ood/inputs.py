@@ -93,6 +93,8 @@ def _order_problem(data) -> str | None:
         if data.num_workers > 1:
             return f"a DataLoader of an IterableDataset read by {data.num_workers} workers (their batches interleave)"
         return None
+    if data.num_workers > 0 and not getattr(data, "in_order", True):
+        return f"a DataLoader with in_order=False and {data.num_workers} workers (batches come as they are ready)"
     sampler, batches = data.sampler, data.batch_sampler
     if type(sampler) is not data_mod.SequentialSampler:
         what = "shuffle=True" if isinstance(sampler, data_mod.RandomSampler) else f"a {type(sampler).__name__}"

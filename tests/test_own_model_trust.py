@@ -264,6 +264,7 @@ def _reordering_loaders(data):
         "a shuffling batch_sampler": DataLoader(data, batch_sampler=BatchSampler(RandomSampler(data), 7, False)),
         "drop_last with a remainder": DataLoader(data, batch_size=7, drop_last=True),
         "an IterableDataset read by 2 workers": DataLoader(Stream(), batch_size=5, num_workers=2),
+        "workers with in_order=False": DataLoader(data, batch_size=7, num_workers=2, in_order=False),
     }
 
 
