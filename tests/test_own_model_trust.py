@@ -430,6 +430,9 @@ def test_an_encoder_with_a_separate_probe_head_is_not_compared_with_its_output()
 def test_devices_follow_the_model_and_must_exist():
     model = _model()
     assert Backbone(model).device == torch.device("cpu")
+    elsewhere = _model().to("meta")                              # a model on another device: the Backbone follows
+    assert Backbone(elsewhere, feature_map=elsewhere.fmap).device == torch.device("meta")
+    assert FeatureSpaceDetector(Backbone(elsewhere, feature_map=elsewhere.fmap), KNN()).device == torch.device("meta")
     for bad in ("mps", "xpu", "cuda:97"):
         with pytest.raises(ValueError, match=rf"^device: asked for '{bad}'"):
             KNN(device=bad)
