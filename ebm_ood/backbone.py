@@ -105,8 +105,10 @@ class Backbone:
     Which detectors need which piece: module docstring; :meth:`require` checks it.
 
     When ``net`` is your ``nn.Module`` and a head is known, the first batch checks that
-    ``head(pool(features(x)))`` equals ``net(x)`` (up to the dtype's rounding): a model that max-pools or
-    flattens its feature map is an error that says to pass ``features=`` (the exact input of the head).
+    ``head(average-pool(feature_map(x)))`` (or ``head(features(x))``) equals ``net(x)`` (up to the dtype's
+    rounding; a model whose output has another shape than the head's, such as an encoder, is not compared):
+    a model that max-pools or flattens its feature map is an error that says to pass ``features=`` (the
+    exact input of the head).
 
     Inputs follow the model: they are cast to the dtype of its first floating parameter or buffer (float32
     without one) and moved to its device; ``device`` (default None: the model's device, CPU for plain
@@ -116,8 +118,9 @@ class Backbone:
     ``extract(x)`` is memoised per input array and per :attr:`hash` of what computes the features (the
     weights, buffers, code and settings of every piece: :mod:`ebm_ood.fingerprint`), so changed weights
     are never served old features and every detector sharing one Backbone runs the network once per
-    dataset. The memo keeps the most recently used results up to ``memo_bytes`` bytes (default 256 MiB;
-    0 disables it) and drops those of other weights. Pieces that cannot be fingerprinted (a function
+    dataset (computing the key reads every weight once per call: a hash of their bytes, not a forward
+    pass). The memo keeps the most recently used results up to ``memo_bytes`` bytes (default 256 MiB; 0
+    disables it) and drops those of other weights. Pieces that cannot be fingerprinted (a function
     holding an object the fingerprint cannot read) are never memoised. An iterable of batches (a
     DataLoader) is streamed batch by batch and not memoised. With ``cache_dir`` the features are also
     stored as ``features-<hash>-<input hash>.npz`` (written atomically, read without pickle; the input hash
