@@ -440,9 +440,9 @@ class FeatureSpaceDetector(Detector):
         backbone.require(tuple(getattr(inner, "backbone_needs", ("features",))) + extra, self.name)
 
     def _selected(self, feats: Features) -> np.ndarray:
-        """The features ``which`` selects: float64 from a float64 model, else float32."""
+        """A copy of the features ``which`` selects: float64 from a float64 model, else float32."""
         a = getattr(feats, self.which)
-        return a if a.dtype == np.float64 else a.astype(np.float32)
+        return a.astype(np.float64 if a.dtype == np.float64 else np.float32)
 
     def _extract(self, x) -> tuple[np.ndarray, str | None]:
         """The selected features of ``x`` (:meth:`_selected`) and the backbone fingerprint they were computed with."""
