@@ -183,17 +183,17 @@ class Backbone:
         return None
 
     def _extractor(self):
-        """What :func:`~ebm_ood.nn.pooling.pooled_features` runs: the network itself when its own
-        ``feature_map`` / ``features`` are used, else a stand-in holding the given callable."""
+        """What :func:`~ebm_ood.nn.pooling.pooled_features` runs: a stand-in holding the callable that
+        computes the features (the given piece or the network's own method), its output shape checked."""
         piece = self._extractor_piece()
         if piece is None:
             return None
         kind, fn = piece
-        if kind != "net" and self._feature_map is None and self._features is None:
-            return self.net                   # the network's own .feature_map / .features
+        own = kind != "net" and self._feature_map is None and self._features is None
+        name = f"net.{kind}" if own else kind
         if kind == "feature_map":
-            return SimpleNamespace(feature_map=self._checked(fn, "feature_map", 4))
-        return SimpleNamespace(features=self._checked(fn, kind, 2))
+            return SimpleNamespace(feature_map=self._checked(fn, name, 4))
+        return SimpleNamespace(features=self._checked(fn, name, 2))
 
     @staticmethod
     def _checked(fn, arg: str, ndim: int):

@@ -236,6 +236,20 @@ def test_a_model_that_does_not_average_pool_is_an_error_naming_features():
                                rtol=1e-5, atol=1e-6)
 
 
+def test_a_models_own_features_method_of_the_wrong_shape_is_an_error():
+    class OwnFeatures(CNN):
+        def features(self, x):                           # a feature map, named as if it were (N, D) features
+            return self.fmap(x)
+
+        @property
+        def head(self):
+            return self.fc
+
+    model, x = OwnFeatures().eval(), _images()
+    with pytest.raises(ValueError, match=r"^net\.features: expected \(N, D\) features .*pass feature_map="):
+        FeatureSpaceDetector(Backbone(model), MSP(), which="logits").fit(x)
+
+
 # ----------------------------------------------------------------------------- 5. misaligned labels
 class Reversed(Sampler):
     def __init__(self, n):
