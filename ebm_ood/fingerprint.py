@@ -16,9 +16,11 @@ read without running it:
   and of the globals its code names (recursively, with the same rules);
 * ``functools.partial``: the function, its arguments and keywords.
 
-Anything else a callable depends on (an object that is none of these: a tensor, array, number, string,
-module, class, Python module or function) cannot be read, and the digest is ``None``: such a callable is
-*opaque*. Code the digest cannot see (a helper a ``forward`` calls, edited between runs) is not covered.
+A function that depends on anything else (an object that is none of these: a tensor, array, number,
+string, list, tuple or dict of them, module, class, Python module or function) cannot be read:
+:func:`callable_digest` returns False and the callable is *opaque* (``Backbone.hash`` is None). Not
+covered: a module's attributes of other classes, and code the digest cannot see (a helper a ``forward``
+calls, edited between runs).
 """
 from __future__ import annotations
 
