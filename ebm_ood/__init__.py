@@ -7,7 +7,7 @@ The public API (every detector: ``fit(x, y=None)`` then ``score(x)``, one score 
 OOD; ``x`` an array, a tensor or a DataLoader):
 
 * your own trained model as a feature extractor: :class:`Backbone`, :class:`FeatureSpaceDetector`;
-* post-hoc detectors: :class:`MSP`, :class:`MaxLogit`, :class:`ODIN`, :class:`Mahalanobis`,
+* post-hoc detectors: :class:`MSP`, :class:`MaxLogit`, :class:`Energy`, :class:`ODIN`, :class:`Mahalanobis`,
   :class:`SSDPlus`, :class:`KNN`, :class:`ViM`, :class:`DICE`, :class:`ReAct`;
 * HEAT (Lafon et al. 2023): :func:`make_heat_detector`, :class:`HEATDetector`, :func:`make_composition`;
 * the Elflein et al. (2021) EBMs: :class:`CEClassifier`, :class:`CDDetector`, :class:`SSMDetector`,
@@ -28,13 +28,13 @@ from ebm_ood.methods.flows.detector import NormalizingFlowDetector
 from ebm_ood.methods.score_matching import SSMDetector
 from ebm_ood.methods.vera import VERADetector
 from ebm_ood.persist import load, save
-from ebm_ood.posthoc import DICE, KNN, MSP, ODIN, MaxLogit, Mahalanobis, ODINConfig, ReAct, SSDPlus, ViM
+from ebm_ood.posthoc import DICE, KNN, MSP, Energy, ODIN, MaxLogit, Mahalanobis, ODINConfig, ReAct, SSDPlus, ViM
 from ebm_ood.threads import set_num_threads
 
 __all__ = [
     "__version__", "Backbone", "FeatureSpaceDetector", "Detector", "evaluate", "Evaluation", "save", "load",
     "set_num_threads",
-    "MSP", "MaxLogit", "ODIN", "ODINConfig", "Mahalanobis", "SSDPlus", "KNN", "ViM", "DICE", "ReAct",
+    "MSP", "MaxLogit", "Energy", "ODIN", "ODINConfig", "Mahalanobis", "SSDPlus", "KNN", "ViM", "DICE", "ReAct",
     "make_heat_detector", "make_composition", "HEATDetector",
     "CEClassifier", "CDDetector", "SSMDetector", "VERADetector", "NormalizingFlowDetector",
 ]

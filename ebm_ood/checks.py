@@ -106,7 +106,8 @@ def check_positive(value, name: str, *, allow_zero: bool = False) -> None:
 
 
 def resolve_device(device=None) -> torch.device:
-    """``None``/"auto" → CUDA when available, else CPU. Asking for CUDA without it is a clear error."""
+    """``None``/"auto" → CUDA when available, else CPU. A device this machine does not have (CUDA without it,
+    ``cuda:3`` on one GPU, ``mps`` off a Mac) is a clear error."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -115,4 +116,10 @@ def resolve_device(device=None) -> torch.device:
         raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: asked for {device!r} but CUDA is not available on this machine; use 'cpu'")
+    try:
+        torch.empty(0, device=dev)             # the device exists (an MPS or XPU backend, a CUDA index)
+    except (RuntimeError, AssertionError, AttributeError) as err:
+        raise ValueError(f"device: asked for {device!r}, which this machine does not have "
+                         f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); use 'cpu'"
+                         + (" or 'cuda'" if torch.cuda.is_available() else "")) from None
     return dev

@@ -26,7 +26,7 @@ import torch
 
 from ebm_ood.errors import DivergenceError, NonFiniteError, NotFittedError
 from ebm_ood.checks import check_array, check_labels, resolve_device
-from ebm_ood.inputs import collect
+from ebm_ood.inputs import collect, is_batch_iterable, iter_batches
 from ebm_ood.threads import library_threads
 
 
@@ -119,8 +119,8 @@ class Detector:
 
     def _record_fit_data(self, shape: tuple, y, validation, input_range: float):
         """Check the labels of ``shape[0]`` training samples and record what :meth:`score` and the error
-        messages use: ``input_shape_``, ``num_classes_``, ``validation_``, ``input_range_``. Returns ``y``
-        checked (or None)."""
+        messages use: ``input_shape_``, ``num_classes_``, ``validation_``, ``input_range_``; from then on the
+        detector counts as unfitted, without a threshold, until the fit ends. Returns ``y`` checked (or None)."""
         if y is None and self.needs_labels:
             raise ValueError(f"{self.name}: fit needs class labels y (got y=None)")
         if y is not None:
@@ -131,6 +131,9 @@ class Detector:
         self.input_shape_ = tuple(shape[1:])
         self.validation_ = self._check_validation(validation, y is not None)
         self.input_range_ = input_range
+        self.fitted_ = False                     # the data is valid: the old fit and its threshold are gone
+        for stale in ("threshold_", "threshold_tpr_"):
+            self.__dict__.pop(stale, None)
         return y
 
     def _check_validation(self, validation, with_labels: bool):
@@ -164,24 +167,31 @@ class Detector:
 
     def score(self, x) -> np.ndarray:
         """One score per sample of ``x`` (array, tensor or iterable of batches), (N,) float64, higher =
-        more OOD (for the energy-based detectors an energy: ``-log p(x)`` up to a constant)."""
+        more OOD (for the energy-based detectors an energy: ``-log p(x)`` up to a constant). An iterable is
+        scored batch by batch, never gathered whole."""
         self.check_fitted()
-        x, _ = collect(x, "x")
+        if is_batch_iterable(x):
+            return np.concatenate([self._score_array(xb, f"x batch {i}")
+                                   for i, (xb, _) in enumerate(iter_batches(x, "x"))])
+        return self._score_array(x, "x")
+
+    def _score_array(self, x, name: str) -> np.ndarray:
         self._check_kind(x)
-        x = check_array(x, "x", ndim=len(self.input_shape_) + 1, allow_empty=True)
+        x = check_array(x, name, ndim=len(self.input_shape_) + 1, allow_empty=True)
         if tuple(x.shape[1:]) != self.input_shape_:
-            raise ValueError(f"x: expected samples of shape {self.input_shape_} (as in fit), got {tuple(x.shape[1:])}")
+            raise ValueError(f"{name}: expected samples of shape {self.input_shape_} (as in fit), "
+                             f"got {tuple(x.shape[1:])}")
         if x.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
         try:
             with library_threads():
                 out = np.asarray(self._score(x), dtype=np.float64).reshape(-1)
         except NonFiniteError as err:  # x itself is finite: an intermediate value overflowed
-            raise self._nonfinite_error(x, None) from err
+            raise self._nonfinite_error(x, None, name) from err
         if out.shape[0] != x.shape[0]:
             raise RuntimeError(f"{self.name}: produced {out.shape[0]} scores for {x.shape[0]} samples")
         if not np.isfinite(out).all():
-            raise self._nonfinite_error(x, int(np.flatnonzero(~np.isfinite(out))[0]))
+            raise self._nonfinite_error(x, int(np.flatnonzero(~np.isfinite(out))[0]), name)
         return out
 
     def score_samples(self, x) -> np.ndarray:
@@ -194,7 +204,7 @@ class Detector:
         except NonFiniteError:
             return True
 
-    def _nonfinite_error(self, x: np.ndarray, bad: int | None) -> NonFiniteError:
+    def _nonfinite_error(self, x: np.ndarray, bad: int | None, name: str = "x") -> NonFiniteError:
         """The error for finite inputs whose score is not finite, naming the first such sample (found by
         bisection when the whole batch failed at once) and comparing its range with the fit data's."""
         mags = _magnitudes(x)
@@ -208,10 +218,10 @@ class Detector:
         if bad is None:
             i = int(np.argmax(mags))
             return NonFiniteError(
-                f"x: {self.name} computed non-finite values for this batch (no single sample alone causes it); "
+                f"{name}: {self.name} computed non-finite values for this batch (no single sample alone causes it); "
                 f"the largest input is sample {i} with |x| = {mags[i]:.3g} (fit data: |x| <= {fit_range:.3g}); "
                 "rescale or clip inputs to the data's range")
-        where = f"x: sample {bad} has a non-finite {self.name} score: its values reach |x| = {mags[bad]:.3g}"
+        where = f"{name}: sample {bad} has a non-finite {self.name} score: its values reach |x| = {mags[bad]:.3g}"
         if mags[bad] > 1e3 * max(fit_range, 1.0):
             return NonFiniteError(f"{where}, far outside the fit data's range (|x| <= {fit_range:.3g}), so the "
                                   "detector's float32 arithmetic overflows; rescale or clip inputs to the data's range")

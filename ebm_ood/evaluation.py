@@ -30,7 +30,7 @@ import numpy as np
 from ebm_ood.tables import ELFLEIN_METRIC, elflein_table, heat_table, metric_caption
 from ebm_ood.data import NATURAL, NON_NATURAL
 from ebm_ood.errors import NonFiniteError, NotFittedError
-from ebm_ood.inputs import collect
+from ebm_ood.inputs import is_batch_iterable, iter_batches
 from ebm_ood.metrics import all_metrics
 
 TABLES = ("elflein", "heat")
@@ -167,8 +167,9 @@ def _groups(groups, sets: dict) -> tuple[dict[str, str], bool]:
     return {n: groups[n] for n in sets}, True
 
 
-def _score(det, data, what: str) -> np.ndarray:
-    """``det.score(data)``; an input error is re-raised naming ``what``; an empty set is an error."""
+def _score(det, data, what: str, allow_empty: bool = False) -> np.ndarray:
+    """``det.score(data)``; an input error is re-raised naming ``what``; an empty set is an error (unless
+    ``allow_empty``: one batch of a set)."""
     try:
         s = np.asarray(det.score(data), dtype=np.float64)
     except NonFiniteError as err:
@@ -177,7 +178,7 @@ def _score(det, data, what: str) -> np.ndarray:
         if type(err) not in (ValueError, TypeError):
             raise
         raise type(err)(f"{what}: {err}") from err
-    if s.ndim != 1 or s.shape[0] == 0:
+    if s.ndim != 1 or (s.shape[0] == 0 and not allow_empty):
         raise ValueError(f"{what}: expected at least one sample to score, got scores of shape {s.shape}")
     return s
 
@@ -185,9 +186,10 @@ def _score(det, data, what: str) -> np.ndarray:
 def evaluate(detector, id_data, ood_data: dict, *, groups: dict[str, str] | None = None,
              names=None) -> Evaluation:
     """Score ``id_data`` (ID test samples ``(N, ...)``: numpy, tensor, or an iterable of batches such as a
-    DataLoader) and every set of ``ood_data`` (``{ood_set: (M, ...) data}``, the same kinds) with each
-    fitted detector and compute :func:`ebm_ood.metrics.all_metrics` per (ID, OOD set) pair (the module
-    docstring says which class each metric counts as positive).
+    DataLoader, read once and batch by batch: each batch goes through every detector and is dropped) and
+    every set of ``ood_data`` (``{ood_set: (M, ...) data}``, the same kinds) with each fitted detector and
+    compute :func:`ebm_ood.metrics.all_metrics` per (ID, OOD set) pair (the module docstring says which
+    class each metric counts as positive).
 
     ``detector``: one fitted detector (its row is named by ``detector.name``) or ``{name: fitted
     detector}`` (one row each, in order). ``groups``: ``{ood_set: "natural" | "non-natural"}`` for the
@@ -198,14 +200,26 @@ def evaluate(detector, id_data, ood_data: dict, *, groups: dict[str, str] | None
     detectors = _detectors(detector)
     sets = _ood_sets(ood_data, names)
     group_of, given = _groups(groups, sets)
-    id_data = collect(id_data, "id_data")[0]          # iterables of batches are read once, for every row
-    sets = {name: collect(data, f"ood_data[{name!r}]")[0] for name, data in sets.items()}
-    metrics, scores = {}, {}
-    for row, det in detectors.items():
-        s_id = _score(det, id_data, "id_data")
-        per_set = {"id": s_id}
-        for name, data in sets.items():
-            per_set[name] = _score(det, data, f"ood_data[{name!r}]")
-        metrics[row] = {name: all_metrics(s_id, per_set[name]) for name in sets}
-        scores[row] = per_set
-    return Evaluation(metrics=metrics, groups=group_of, groups_given=given, scores=scores)
+    per_row = {row: {} for row in detectors}
+    for key, what, data in [("id", "id_data", id_data)] + [(n, f"ood_data[{n!r}]", d) for n, d in sets.items()]:
+        for row, s in _score_all(detectors, data, what).items():
+            per_row[row][key] = s
+    metrics = {row: {name: all_metrics(per_set["id"], per_set[name]) for name in sets}
+               for row, per_set in per_row.items()}
+    return Evaluation(metrics=metrics, groups=group_of, groups_given=given, scores=per_row)
+
+
+def _score_all(detectors: dict, data, what: str) -> dict[str, np.ndarray]:
+    """``{row: scores (N,)}`` of one data set. An iterable of batches is read once: each batch is scored by
+    every detector (detectors sharing a Backbone run its network once per batch) and dropped."""
+    if not is_batch_iterable(data):
+        return {row: _score(det, data, what) for row, det in detectors.items()}
+    parts = {row: [] for row in detectors}
+    for i, (xb, _) in enumerate(iter_batches(data, what)):
+        for row, det in detectors.items():
+            parts[row].append(_score(det, xb, f"{what} batch {i}", allow_empty=True))
+    out = {row: np.concatenate(p) for row, p in parts.items()}
+    for s in out.values():
+        if s.shape[0] == 0:
+            raise ValueError(f"{what}: expected at least one sample to score, got none")
+    return out

@@ -82,12 +82,39 @@ def iter_batches(data, name: str) -> Iterator[tuple[np.ndarray, np.ndarray | Non
         raise ValueError(f"{name}: the iterable {type(data).__name__} yielded no batches")
 
 
+def _order_problem(data) -> str | None:
+    """Why a DataLoader's batches may not follow its dataset's order (None when they do): a sampler or batch
+    sampler other than the sequential ones (``shuffle=True``, ``SubsetRandomSampler``, a weighted or custom
+    sampler), an ``IterableDataset`` read by several workers, or ``drop_last`` dropping samples."""
+    data_mod = torch.utils.data
+    if not isinstance(data, data_mod.DataLoader):
+        return None
+    if isinstance(data.dataset, data_mod.IterableDataset):
+        if data.num_workers > 1:
+            return f"a DataLoader of an IterableDataset read by {data.num_workers} workers (their batches interleave)"
+        return None
+    if data.num_workers > 0 and not getattr(data, "in_order", True):
+        return f"a DataLoader with in_order=False and {data.num_workers} workers (batches come as they are ready)"
+    sampler, batches = data.sampler, data.batch_sampler
+    if type(sampler) is not data_mod.SequentialSampler:
+        what = "shuffle=True" if isinstance(sampler, data_mod.RandomSampler) else f"a {type(sampler).__name__}"
+        return f"a DataLoader with {what}"
+    if batches is not None:
+        if type(batches) is not data_mod.BatchSampler or type(batches.sampler) is not data_mod.SequentialSampler:
+            inner = type(getattr(batches, "sampler", None)).__name__
+            return f"a DataLoader with batch_sampler={type(batches).__name__} (of {inner})"
+        if batches.drop_last and len(batches.sampler) % batches.batch_size:
+            return "a DataLoader with drop_last=True (it drops the last samples)"
+    return None
+
+
 def check_separate_labels(data, name: str, y, y_name: str = "y") -> None:
-    """Labels ``y`` given beside an iterable of batches must follow its order: not with a shuffling
-    DataLoader, whose order changes at every pass."""
-    if y is not None and isinstance(getattr(data, "sampler", None), torch.utils.data.RandomSampler):
-        raise ValueError(f"{y_name}: {name} is a DataLoader with shuffle=True, so labels given separately "
-                         "cannot follow its order; let its batches carry them as (x, y)")
+    """Labels ``y`` given beside an iterable of batches must follow its order: a DataLoader must read its
+    dataset in order (a sequential sampler, every sample once; :func:`_order_problem`)."""
+    problem = _order_problem(data) if y is not None else None
+    if problem:
+        raise ValueError(f"{y_name}: {name} is {problem}, so labels given separately cannot follow its order; "
+                         "let its batches carry them as (x, y)")
 
 
 def labels_given_once(batch_labels, y, name: str, y_name: str = "y"):

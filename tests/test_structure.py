@@ -14,7 +14,7 @@ LAYERS = [
     ["data"],
     ["nn", "energy", "density", "metrics"],
     ["sampling"],
-    ["threads", "inputs"],
+    ["threads", "inputs", "fingerprint"],
     ["detector"],
     ["checkpoint", "resume", "divergence_guard", "training"],
     ["methods"],

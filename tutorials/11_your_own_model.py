@@ -81,12 +81,14 @@ print(f"test accuracy after {epochs} epochs: {100 * accuracy:.1f} %")
 # `z = mean_{h,w} F` (what the head sees) and the std-pooled `z_std = std_{h,w} F` (second-order
 # features, for the GMM-std prior). Giving `feature_map=model.convs` provides both; `head=model.fc` gives
 # the logits and, being an `nn.Linear`, its `W` (C, D) and `b` (C,). A network with no feature map would
-# pass `features=` (a callable `x -> (N, D)`) instead.
+# pass `features=` (a callable `x -> (N, D)`) instead. On the first batch the backbone checks that
+# `head(average-pool(feature_map(x)))` equals `model(x)`: a model that max-pools or flattens its feature
+# map is an error there, and `features=` (exactly what the head receives) is the fix.
 #
 # | detector | needs |
 # |---|---|
 # | Mahalanobis, SSD+, KNN, HEAT's GMM prior | features |
-# | MSP, MaxLogit, HEAT's EL prior (energy of the logits) | logits: `head=` any callable `z -> logits` |
+# | MSP, MaxLogit, Energy, HEAT's EL prior | logits: `head=` any callable `z -> logits` |
 # | ViM, DICE, ReAct | the linear head's `W`, `b`: `head=` an `nn.Linear` |
 # | ODIN | the network itself (gradients w.r.t. the input): `ebm_ood.ODIN(model)` |
 

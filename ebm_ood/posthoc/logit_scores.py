@@ -2,8 +2,9 @@
 
 * MSP (Hendrycks & Gimpel 2017): ``s(x) = -max_y softmax(f(x))[y]``
 * MaxLogit (Hendrycks et al. 2022): ``s(x) = -max_y f(x)[y]``
+* Energy (Liu et al. 2020): ``s(x) = E(x; T) = -T · logsumexp_y (f(x)[y] / T)``, T = 1 by default
 
-The energy score ``-logsumexp f(x)`` (EL) is HEAT's EL prior and lives in :mod:`ebm_ood.heat`.
+HEAT's EL prior (:mod:`ebm_ood.heat`) is a standardised, fitted variant of the energy score.
 Use them on raw inputs through ``FeatureSpaceDetector(backbone, MSP(), which="logits")``.
 """
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ebm_ood.checks import check_positive
 from ebm_ood.detector import Detector
-from ebm_ood.energy import max_softmax
+from ebm_ood.energy import energy_from_logits, max_softmax
 
 
 class _LogitDetector(Detector):
@@ -80,3 +82,19 @@ class MaxLogit(_LogitDetector):
 
     def _score(self, x):
         return -np.asarray(x, dtype=np.float64).max(axis=1)
+
+
+class Energy(_LogitDetector):
+    """Energy score ``-T · logsumexp_y (f(x)[y] / T)`` (Liu et al. 2020, "Energy-based out-of-distribution
+    detection"; Elflein Eq. 3 at T = 1): logits (N, C) -> (N,) float64, higher = more OOD."""
+
+    name = "Energy"
+
+    def __init__(self, temperature: float = 1.0, device=None, batch_size: int = 512):
+        super().__init__(device, batch_size)
+        check_positive(temperature, "temperature")
+        self.temperature = float(temperature)
+
+    def _score(self, x):
+        logits = torch.from_numpy(np.asarray(x, dtype=np.float64))
+        return energy_from_logits(logits, self.temperature).numpy()
