@@ -86,7 +86,27 @@ class MaxLogit(_LogitDetector):
 
 class Energy(_LogitDetector):
     """Energy score ``-T · logsumexp_y (f(x)[y] / T)`` (Liu et al. 2020, "Energy-based out-of-distribution
-    detection"; Elflein Eq. 3 at T = 1): logits (N, C) -> (N,) float64, higher = more OOD."""
+    detection"; Elflein Eq. 3 at T = 1): logits (N, C) -> (N,) float64, higher = more OOD. An energy:
+    ``-log p(x)`` up to a constant under the JEM reading of the classifier.
+
+    Parameters
+    ----------
+    temperature : float > 0, the temperature T (default 1: the plain energy score).
+    device : torch device or None (CPU).
+    batch_size : int, samples per scoring batch.
+
+    Needs
+    -----
+    Logits (N, C): ``FeatureSpaceDetector(Backbone(model, head=...), Energy(), which="logits")``.
+
+    Example
+    -------
+    >>> import numpy as np, ebm_ood
+    >>> from scipy.special import logsumexp
+    >>> logits = np.random.default_rng(0).normal(size=(100, 5)).astype("float32")
+    >>> bool(np.allclose(ebm_ood.Energy().fit(logits).score(logits), -logsumexp(logits.astype("float64"), axis=1)))
+    True
+    """
 
     name = "Energy"
 
