@@ -117,7 +117,7 @@ def _units(named, specs: list[MethodSpec], seeds, done: dict | None = None) -> l
         groups = [[s.name for s in applicable if not s.standalone]] + [[s.name] for s in applicable if s.standalone]
         for seed in seeds:
             for g in groups:
-                g = [n for n in g if (d.name, seed, n) not in done]
+                g = [n for n in g if (d.name, seed, n) not in done] if done else g
                 if g:
                     units.append((source, d, seed, g))
     return units
