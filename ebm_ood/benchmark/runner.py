@@ -86,7 +86,14 @@ def _summarise(cells: dict[str, list[CellResult]]) -> tuple[dict, dict]:
 
 # ------------------------------------------------------------------------------- parallel units
 def _worker_init(threads: int) -> None:
+    """A worker's setup: its torch thread count, and tqdm's lock as a plain thread lock (a worker may be
+    killed, and a process-shared lock would then leak a semaphore that Python warns about at exit)."""
+    import threading
+
+    from tqdm import tqdm
+
     set_num_threads(threads)
+    tqdm.set_lock(threading.RLock())
 
 
 def _run_unit(dataset: str | OODDataset, spec_names: list[str], seed: int, preset: str, device: str,
