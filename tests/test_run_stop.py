@@ -44,9 +44,22 @@ def _alive(pids) -> list[int]:
 
 
 def _start(out: Path) -> subprocess.Popen:
+    """The run, its output in files (a pipe would keep a reader waiting on any process left holding it)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.Popen([sys.executable, "-m", "ebm_ood", *RUN, "--out", str(out)], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / "stdout.txt", "w") as so, open(out.parent / "stderr.txt", "w") as se:
+        return subprocess.Popen([sys.executable, "-m", "ebm_ood", *RUN, "--out", str(out)], env=env, cwd=ROOT,
+                                stdout=so, stderr=se, start_new_session=True)
+
+
+def _finish(proc, timeout: float) -> str:
+    """Wait for ``proc`` (killed after ``timeout`` s); its stderr."""
+    try:
+        proc.wait(timeout)
+    finally:
+        proc.kill()
+        proc.wait()
+    return (Path(proc.args[-1]).parent / "stderr.txt").read_text()
 
 
 def _wait_for(cond, timeout: float = 120.0):
@@ -71,49 +84,50 @@ def _cells(out: Path) -> list[dict]:
 
 
 def test_workers_die_with_a_killed_parent(tmp_path):
-    proc = _start(tmp_path)
+    proc = _start(tmp_path / "out")
     try:
         workers = _wait_for(lambda: len(_workers(proc)) == 2 and _workers(proc))
         helpers = _children(proc.pid)                 # the workers and multiprocessing's helper process
-        proc.kill()
-        proc.wait()
-        _wait_for(lambda: not _alive(helpers), timeout=10)
-        assert set(workers) <= set(helpers)
     finally:
         proc.kill()
-        proc.communicate()
+        proc.wait()
+    try:
+        _wait_for(lambda: not _alive(helpers), timeout=10)
+    finally:
+        for pid in _alive(helpers):                   # never leave them running, even when the test fails
+            os.kill(pid, signal.SIGKILL)
+    assert set(workers) <= set(helpers)
 
 
 @pytest.mark.parametrize("how, code, said", [("SIGTERM", 143, "SIGTERM"), ("Ctrl-C", 130, "Ctrl-C")])
 def test_sigterm_or_ctrl_c_ends_the_run_with_one_line_and_keeps_the_cells(tmp_path, how, code, said):
-    proc = _start(tmp_path)
+    out = tmp_path / "out"
+    proc = _start(out)
     try:
-        _wait_for(lambda: len(_cells(tmp_path)) >= 1)
+        _wait_for(lambda: len(_cells(out)) >= 1)
         helpers = _children(proc.pid)
         if how == "SIGTERM":
             proc.send_signal(signal.SIGTERM)
         else:                                           # a terminal sends Ctrl-C to the whole process group
             os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
     finally:
-        proc.kill()
+        err = _finish(proc, 60)
     assert proc.returncode == code
     assert "Traceback" not in err and err.count("stopped by") == 1
     assert err.strip().splitlines()[-1].startswith(f"ebm-ood: stopped by {said}; every finished cell is kept in")
-    assert len(_cells(tmp_path)) >= 1                   # whole lines, still there
+    assert len(_cells(out)) >= 1                        # whole lines, still there
     _wait_for(lambda: not _alive(helpers), timeout=10)
 
 
 def test_a_killed_worker_fails_its_cells_and_the_run_finishes(tmp_path):
-    proc = _start(tmp_path)
+    out = tmp_path / "out"
+    proc = _start(out)
     try:
-        _wait_for(lambda: len(_cells(tmp_path)) >= 1)  # both workers busy: units are still queued
-        victim = _workers(proc)[0]
-        os.kill(victim, signal.SIGKILL)
-        _, err = proc.communicate(timeout=300)
+        _wait_for(lambda: len(_cells(out)) >= 1)       # both workers busy: units are still queued
+        os.kill(_workers(proc)[0], signal.SIGKILL)
     finally:
-        proc.kill()
-    cells = _cells(tmp_path)
+        err = _finish(proc, 300)
+    cells = _cells(out)
     died = [c for c in cells if c["error"] and c["error"].startswith("WorkerDied")]
     assert proc.returncode == 1 and died, err
     assert len(cells) == 3 * 3 and sum(c["error"] is None for c in cells) >= 9 - 2   # a unit holds <= 2 cells
