@@ -57,8 +57,8 @@ def _dispatch(table: dict, kind: str, argv: list[str]) -> int:
 
 def run_command(run, args) -> int:
     """``run(args)``, stopped cleanly by Ctrl-C or SIGTERM: one line saying where the finished cells are
-    kept, exit code 130 (Ctrl-C) or 143 (SIGTERM), no traceback; the run's cells log is released at the
-    end either way."""
+    kept, exit code 130 (Ctrl-C) or 143 (SIGTERM), no traceback; exit code 1 when a cell of the run's
+    cells log failed; the cells log is released at the end either way."""
     received = []
 
     def on_sigterm(signum, frame):
@@ -68,7 +68,14 @@ def run_command(run, args) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     try:
-        return int(run(args) or 0)
+        code = int(run(args) or 0)
+        log = getattr(args, "cell_log", None)
+        failed = sorted({m for (_, _, m), c in (log.kept or {}).items() if c.error}) if log is not None else []
+        if code == 0 and failed:  # e.g. an experiment's diverged model: its table says why
+            print(f"{len(failed)} method{'s' * (len(failed) != 1)} failed: {', '.join(failed)} (reasons in "
+                  f"{log.path})", file=sys.stderr, flush=True)
+            return 1
+        return code
     except KeyboardInterrupt:
         log = getattr(args, "cell_log", None)
         kept = (f"; every finished cell is kept in {log.path}: rerun the same command to resume"

@@ -220,3 +220,28 @@ def test_a_folder_named_like_a_built_in_dataset_wins_over_it(tmp_path, monkeypat
     (mine / "train.npz").unlink()                       # ./tabular exists but is no data folder: an error
     with pytest.raises(SystemExit, match="names both the built-in dataset and './tabular'"):
         main(["benchmark", "--quick", "--methods", "CE", "--dataset", "tabular", "--out", str(tmp_path / "out")])
+
+
+def test_an_experiment_rerun_trains_only_the_cells_its_log_lacks(tmp_path, monkeypatch):
+    args = ["experiment", "supervision", "--quick", "--steps", "3", "--methods", "SSM", "--seeds", "0,1",
+            "--out", str(tmp_path)]
+    assert main(args) == 0
+    log = tmp_path / "supervision.cells.jsonl"
+    first = json.loads((tmp_path / "supervision.json").read_text())
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-1]))                # the last cell was lost to a kill
+    ran = []
+    real = runner.run_cell
+    monkeypatch.setattr(runner, "run_cell", lambda spec, ctx: ran.append((spec.name, ctx.seed)) or real(spec, ctx))
+    assert main(args) == 0
+    assert ran == [(json.loads(lines[-1])["method"], json.loads(lines[-1])["seed"])]
+    assert json.loads((tmp_path / "supervision.json").read_text()) == first
+    with pytest.raises(SystemExit):                      # a bad flag never touches the log
+        main(args[:-2] + ["--steps", "0", "--out", str(tmp_path)])
+    assert len(read_cells(str(log))[1]) == 4
+
+
+def test_a_failed_experiment_cell_makes_the_exit_code_non_zero(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "run_cell", lambda spec, ctx: CellResult(error="DivergenceError: x"))
+    code = main(["experiment", "supervision", "--quick", "--steps", "3", "--methods", "SSM", "--out", str(tmp_path)])
+    assert code == 1 and "failed: SSM" in capsys.readouterr().err
