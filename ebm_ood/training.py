@@ -164,13 +164,10 @@ def train(modules: dict[str, nn.Module], step_fn: Callable, x: torch.Tensor, y: 
     hist, start, evals_without_gain, best = History(), 0, 0, snapshot(modules)
     run_id = run_identity(name, modules, groups, stateful, x, y, config, identity) if path else None
     if path and os.path.exists(path):
-        start, evals_without_gain, best = resume_training(path, run_id, config.steps, state, hist)
+        start, evals_without_gain, best = resume_training(path, run_id, config.steps, state, hist, config.patience)
     good, last_finite, bs = snapshot(modules), {}, min(config.batch_size, x.shape[0])
-    # a checkpoint of a run that had stopped early (with this patience) is finished: no step past its stop
-    hist.stopped_early = config.patience is not None and start > 0 and evals_without_gain >= config.patience
-    done = start
     with _progress(config.steps, start, name, config.progress) as bar:
-        for step in range(start, config.steps if not hist.stopped_early else start):
+        for step in range(start, start if hist.stopped_early else config.steps):  # resumed after its stop: none
             xb, yb = _batch(x, y, bs, state.batches)
             for m in modules.values():
                 m.train()
@@ -187,7 +184,6 @@ def train(modules: dict[str, nn.Module], step_fn: Callable, x: torch.Tensor, y: 
             if problem := check_params(modules, config.max_param):
                 raise diverged(name, step, problem, modules, good, last_finite)
             last_finite = _values(losses, logs)
-            done = step + 1
             bar.update(1)
             if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
                 value = float(validate()) if validate is not None else float(step)
@@ -202,7 +198,7 @@ def train(modules: dict[str, nn.Module], step_fn: Callable, x: torch.Tensor, y: 
                 if config.patience is not None and evals_without_gain >= config.patience:
                     hist.stopped_early = True
                     break
-    hist.steps_done = done if hist.stopped_early else config.steps
+    hist.steps_done = hist.logs[-1][0] if hist.stopped_early else config.steps
     restore(modules, best)
     for m in modules.values():
         m.eval()

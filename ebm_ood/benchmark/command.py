@@ -64,10 +64,10 @@ def specs_from_args(args) -> list:
 
 
 def load_datasets(names: list[str]) -> dict:
-    """``{source: OODDataset}``, each loaded once (an existing path wins over a built-in name,
-    :func:`~ebm_ood.flags.dataset_source`, for the names given by ``--dataset``); an unknown or unprepared name is an error naming
+    """``{source: OODDataset}``, each loaded once; an unknown or unprepared name is an error naming
     ``--dataset`` (unknown names list the valid ones), and so are two sources whose datasets have the same
-    name (the results are keyed by it)."""
+    name (the results are keyed by it). ``run`` passes the ``--dataset`` names through
+    :func:`~ebm_ood.flags.dataset_source` first (an existing path wins over a built-in name)."""
     valid = dataset_names()
     unknown = [d for d in names if d not in valid and not is_data_folder(d)]
     if unknown:

@@ -63,67 +63,60 @@ def worker_main(conn, parent: int, init: Callable, init_args: tuple, work: Calla
         conn.send(reply)
 
 
-def run_in_workers(tasks: list, jobs: int, init: Callable, init_args: tuple, work: Callable,
-                   on_result: Callable) -> None:
-    """Run ``work(*task)`` for every task in ``jobs`` spawned worker processes. ``on_result(task, result,
-    error)`` gets each finished task in the parent as it finishes: ``error`` is None, the worker's
-    ``"Type: message"``, or ``"WorkerDied: ..."`` when its process ended mid-task. An exception in
-    ``on_result`` (or Ctrl-C) stops every worker at once and propagates."""
-    import multiprocessing
-    from multiprocessing.connection import wait
+class _Pool:
+    """Spawned workers (:func:`worker_main`), each with its own pipe: ``idle`` ones and ``busy`` ones
+    (``{pipe: (process, task)}``)."""
 
-    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch's thread pools exist
-    pending, idle, busy = deque(tasks), [], {}
+    def __init__(self, init: Callable, init_args: tuple, work: Callable):
+        import multiprocessing
 
-    def spawn():
-        parent_end, child_end = context.Pipe()
-        proc = context.Process(target=worker_main, args=(child_end, os.getpid(), init, init_args, work),
-                               daemon=True, name="ebm-ood-worker")
+        self.context = multiprocessing.get_context("spawn")  # fork is unsafe once torch's thread pools exist
+        self.args = (init, init_args, work)
+        self.all, self.idle, self.busy = [], [], {}
+
+    def spawn(self) -> None:
+        parent_end, child_end = self.context.Pipe()
+        proc = self.context.Process(target=worker_main, args=(child_end, os.getpid(), *self.args), daemon=True,
+                                    name="ebm-ood-worker")
         proc.start()
         child_end.close()
-        return parent_end, proc
+        self.all.append((parent_end, proc))
+        self.idle.append((parent_end, proc))
 
-    workers = []
-    finished = False
-    try:
-        for _ in range(min(jobs, len(tasks))):
-            workers.append(spawn())
-            idle.append(workers[-1])
-        while pending or busy:
-            while pending and idle:
-                conn, proc = idle.pop()
-                task = pending.popleft()
-                try:
-                    conn.send(task)
-                except OSError:  # died before its first task: it never ran it
-                    pending.appendleft(task)
-                    workers.append(spawn())
-                    idle.append(workers[-1])
-                    continue
-                busy[conn] = (proc, task)
-            ready = set(wait(list(busy) + [proc.sentinel for proc, _ in busy.values()]))
-            for conn, (proc, task) in list(busy.items()):
-                if conn not in ready and proc.sentinel not in ready:
-                    continue
-                try:
-                    status, value = conn.recv() if conn.poll() else (None, None)
-                except (EOFError, OSError):
-                    status, value = None, None
-                del busy[conn]
-                if status is None:  # its process ended without an answer
-                    proc.join(1)
-                    conn.close()
-                    if pending:
-                        workers.append(spawn())
-                        idle.append(workers[-1])
-                    on_result(task, None, f"WorkerDied: the worker process ended (exit code {proc.exitcode}: "
-                                          "killed, or out of memory) while running this cell")
-                    continue
-                idle.append((conn, proc))
-                on_result(task, value if status == "ok" else None, None if status == "ok" else value)
-        finished = True
-    finally:
-        for conn, proc in workers:
+    def dispatch(self, pending: deque) -> None:
+        """Hand queued tasks to idle workers."""
+        while pending and self.idle:
+            conn, proc = self.idle.pop()
+            try:
+                conn.send(pending[0])
+            except OSError:  # died before its first task: dropped (run_in_workers starts another)
+                continue
+            self.busy[conn] = (proc, pending.popleft())
+
+    def finished(self):
+        """Wait for busy workers; yield ``(task, result, error)`` for each that answered or died."""
+        from multiprocessing.connection import wait
+
+        ready = set(wait(list(self.busy) + [proc.sentinel for proc, _ in self.busy.values()]))
+        for conn, (proc, task) in list(self.busy.items()):
+            if conn not in ready and proc.sentinel not in ready:
+                continue
+            try:
+                status, value = conn.recv() if conn.poll() else (None, None)
+            except (EOFError, OSError):
+                status, value = None, None
+            del self.busy[conn]
+            if status is None:  # its process ended without an answer
+                proc.join(1)
+                yield task, None, (f"WorkerDied: the worker process ended (exit code {proc.exitcode}: killed, "
+                                   "or out of memory) while running this cell")
+                continue
+            self.idle.append((conn, proc))
+            yield task, (value if status == "ok" else None), (None if status == "ok" else value)
+
+    def close(self, finished: bool) -> None:
+        """Finished: let idle workers exit; otherwise (an error, Ctrl-C) kill every worker now."""
+        for conn, proc in self.all:
             if finished and proc.is_alive():
                 try:
                     conn.send(None)
@@ -131,9 +124,36 @@ def run_in_workers(tasks: list, jobs: int, init: Callable, init_args: tuple, wor
                     pass
             else:
                 proc.kill()
-        for conn, proc in workers:
+        for conn, proc in self.all:
             proc.join(5)
             if proc.is_alive():
                 proc.kill()
                 proc.join(1)
             conn.close()
+
+
+def run_in_workers(tasks: list, jobs: int, init: Callable, init_args: tuple, work: Callable,
+                   on_result: Callable) -> None:
+    """Run ``work(*task)`` for every task in ``jobs`` spawned worker processes. ``on_result(task, result,
+    error)`` gets each finished task in the parent as it finishes: ``error`` is None, the worker's
+    ``"Type: message"``, or ``"WorkerDied: ..."`` when its process ended mid-task (a fresh worker takes its
+    place while tasks are queued). An exception in ``on_result`` (or Ctrl-C) stops every worker at once
+    and propagates."""
+    pool, pending, finished = _Pool(init, init_args, work), deque(tasks), False
+    most = min(jobs, len(tasks)) + len(tasks)  # workers started in all: each replacement follows a lost task
+    try:
+        for _ in range(min(jobs, len(tasks))):
+            pool.spawn()
+        while pending or pool.busy:
+            while pending and len(pool.idle) + len(pool.busy) < min(jobs, len(tasks)) and len(pool.all) < most:
+                pool.spawn()  # in place of workers that died
+            pool.dispatch(pending)
+            if not pool.busy:  # no worker could be started: the remaining tasks fail, nothing waits
+                for task in list(pending):
+                    on_result(task, None, "WorkerDied: no worker process could be started for this cell")
+                pending.clear()
+            for task, result, error in (pool.finished() if pool.busy else ()):
+                on_result(task, result, error)
+        finished = True
+    finally:
+        pool.close(finished)
