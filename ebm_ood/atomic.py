@@ -2,21 +2,37 @@
 (an interrupted save, a full disk or a crash leaves the previous version in place). Checkpoints, feature
 caches, figures and result tables all write through :func:`write_atomic`.
 
-The temporary file is ``.<name>.<pid>-<random>.tmp`` next to the target. A process killed mid-write
-(``kill -9``) cannot delete its own; the next write of the same target removes every such file whose
-writer process is gone (:func:`remove_orphans`)."""
+The temporary file is ``.<name>.<pid>-<random>.tmp`` next to the target, with ``<name>`` cut to its first
+200 bytes plus a hash of the whole name when longer (so a target name of up to 255 bytes, the usual limit,
+always has a valid temporary name). A process killed mid-write (``kill -9``) cannot delete its own; the
+next write of the same target removes every such file whose writer process is gone (:func:`remove_orphans`)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
 from typing import BinaryIO, Callable
 
 
+NAME_BYTES = 200  # a target name longer than this is shortened in its temporary name
+
+
+def _stem(base: str) -> str:
+    """The ``<name>`` part of ``base``'s temporary names: ``base``, or when its UTF-8 form is longer than
+    :data:`NAME_BYTES`, its first bytes (whole characters) + ``~`` + 12 hex digits of its SHA-256."""
+    raw = os.fsencode(base)
+    if len(raw) <= NAME_BYTES:
+        return base
+    head = raw[:NAME_BYTES - 13].decode("utf-8", errors="ignore")
+    return f"{head}~{hashlib.sha256(raw).hexdigest()[:12]}"
+
+
 def temp_name(path: str | os.PathLike) -> str:
-    """A fresh temporary path next to ``path``: ``.<name>.<pid>-<8 hex>.tmp`` (no clash between writers)."""
+    """A fresh temporary path next to ``path``: ``.<name>.<pid>-<8 hex>.tmp`` (no clash between writers;
+    ``<name>``: :func:`_stem`, at most 200 bytes, so the temporary name stays under 255 bytes)."""
     path = os.path.abspath(os.fspath(path))
-    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    return os.path.join(os.path.dirname(path), f".{_stem(os.path.basename(path))}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
 
 
 def _alive(pid: int) -> bool:
@@ -33,7 +49,7 @@ def remove_orphans(path: str | os.PathLike) -> list[str]:
     """Delete the temporary files of ``path`` left by writers that no longer run; returns their paths."""
     path = os.path.abspath(os.fspath(path))
     folder, base = os.path.dirname(path), os.path.basename(path)
-    pattern = re.compile(re.escape(f".{base}.") + r"(\d+)-[0-9a-f]{8}\.tmp")
+    pattern = re.compile(re.escape(f".{_stem(base)}.") + r"(\d+)-[0-9a-f]{8}\.tmp")
     removed = []
     try:
         names = os.listdir(folder)

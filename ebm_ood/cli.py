@@ -9,9 +9,12 @@ Each command is a module with ``add_arguments(parser)`` and ``run(args) -> int``
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from ebm_ood.benchmark import command as benchmark
+from ebm_ood.benchmark.cell_log import CellLogError
 from ebm_ood.data import dataset_names, get_dataset
 from ebm_ood.experiments import (bottleneck, density_vs_norm, embeddings, gamma_sweep, heat_beta, heat_lambda,
                                  heat_lowdata, samples, smoothness, supervision)
@@ -49,7 +52,44 @@ def _dispatch(table: dict, kind: str, argv: list[str]) -> int:
     mod.add_arguments(p)
     if kind == "experiment":  # its result files, checked before training; its cells, kept as they finish
         p.set_defaults(outputs=tuple(f"{mod.NAME}.{ext}" for ext in ("json", "md", "png")), cells=f"{mod.NAME}.cells.jsonl")
-    return int(mod.run(p.parse_args(argv[1:])) or 0)
+    return run_command(mod.run, p.parse_args(argv[1:]))
+
+
+def run_command(run, args) -> int:
+    """``run(args)``, stopped cleanly by Ctrl-C or SIGTERM: one line saying where the finished cells are
+    kept, exit code 130 (Ctrl-C) or 143 (SIGTERM), no traceback; exit code 1 when a cell of the run's
+    cells log failed; the cells log is released at the end either way."""
+    received = []
+
+    def on_sigterm(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
+    try:
+        code = int(run(args) or 0)
+        log = getattr(args, "cell_log", None)
+        failed = sorted({m for (_, _, m), c in (log.kept or {}).items() if c.error}) if log is not None else []
+        if code == 0 and failed:  # e.g. an experiment's diverged model: its table says why
+            print(f"{len(failed)} method{'s' * (len(failed) != 1)} failed: {', '.join(failed)} (reasons in "
+                  f"{log.path})", file=sys.stderr, flush=True)
+            return 1
+        return code
+    except KeyboardInterrupt:
+        log = getattr(args, "cell_log", None)
+        kept = (f"; every finished cell is kept in {log.path}: rerun the same command to resume"
+                if log is not None and log.started else "")
+        print(f"ebm-ood: stopped by {'SIGTERM' if received else 'Ctrl-C'}{kept}", file=sys.stderr, flush=True)
+        return 143 if received else 130
+    except CellLogError as err:  # a full disk or a read-only file mid-run (the log ends with a whole line)
+        print(f"error: {err}; rerun the same command to resume from the cells kept", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        if getattr(args, "cell_log", None) is not None:
+            args.cell_log.close()
 
 
 def list_datasets() -> int:
@@ -77,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("datasets", help="list datasets and their OOD sets")
     args = parser.parse_args(argv)
     if args.command == "benchmark":
-        return benchmark.run(args)
+        return run_command(benchmark.run, args)
     if args.command == "datasets":
         return list_datasets()
     parser.print_help()

@@ -113,8 +113,9 @@ def preset_of(args) -> str:
 def check_run_arguments(args) -> str:
     """Check ``--device``, ``--out`` (and that none of ``args.outputs``, the command's result files, is a
     folder) and ``--threads`` (before any training; each error names its flag) and apply ``--threads``.
-    With ``args.cells`` (a file name) set, start ``args.cell_log``: a :class:`~ebm_ood.benchmark.runner.CellLog`
-    in ``--out`` that keeps every finished cell. Returns the resolved device ("cpu", "cuda", ...)."""
+    With ``args.cells`` (a file name) set, make ``args.cell_log``: a :class:`~ebm_ood.benchmark.cell_log.CellLog`
+    in ``--out`` that keeps every finished cell; it touches no file until the command starts it, after
+    every other check. Returns the resolved device ("cpu", "cuda", ...)."""
     from ebm_ood.checks import resolve_device
 
     try:
@@ -125,10 +126,27 @@ def check_run_arguments(args) -> str:
     check_out_dir(args.out, tuple(getattr(args, "outputs", ())) + ((cells,) if cells else ()))
     apply_threads(args.threads)
     if cells:
-        from ebm_ood.benchmark.runner import CellLog
+        from ebm_ood.benchmark.cell_log import CellLog
 
         args.cell_log = CellLog(os.path.join(args.out, cells), run_header(args))
     return device
+
+
+def dataset_source(name: str) -> str:
+    """What ``--dataset name`` loads: a path that exists wins over a built-in dataset of the same name
+    (``./digits`` when the folder ``digits`` is a data folder); an existing path that is not a data folder
+    but spells a built-in name is an error naming both."""
+    from ebm_ood.data import dataset_names
+    from ebm_ood.data.folder import LAYOUT, is_data_folder
+
+    if name not in dataset_names() or not os.path.lexists(name):
+        return name
+    if is_data_folder(name):
+        log_stderr(f"--dataset {name}: the data folder {os.path.join('.', name)} (not the built-in dataset {name})")
+        return os.path.join(".", name)
+    raise SystemExit(f"error: --dataset {name}: names both the built-in dataset and {os.path.join('.', name)!r}, "
+                     f"which is not a data folder ({LAYOUT}); run from another folder to use the built-in one, "
+                     "or give the path of your data folder")
 
 
 def jobs_of(args) -> int:

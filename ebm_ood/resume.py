@@ -86,9 +86,12 @@ def save_training(path: str, state: TrainingState, hist, step: int, evals_withou
     }, path)
 
 
-def resume_training(path: str, run_id: dict, steps: int, state: TrainingState, hist) -> tuple[int, int, dict]:
+def resume_training(path: str, run_id: dict, steps: int, state: TrainingState, hist,
+                    patience: int | None = None) -> tuple[int, int, dict]:
     """Continue a run from the checkpoint at ``path``: refuse it unless it is this run's
-    (:func:`check_resumable`), then load ``state`` and ``hist``'s best step, best value and logs.
+    (:func:`check_resumable`), then load ``state`` and ``hist``'s best step, best value and logs;
+    ``hist.stopped_early`` is set when the checkpoint's validations without gain already reach
+    ``patience`` (the run had stopped early there: no step is taken past its stop).
 
     Returns ``(steps done, validations without gain, snapshot of the best validation)``. A checkpoint
     that does not fit the modules or optimizers raises :class:`CheckpointError` and leaves the modules
@@ -102,6 +105,7 @@ def resume_training(path: str, run_id: dict, steps: int, state: TrainingState, h
         start, evals_without_gain = int(ck["step"]), int(ck["evals_without_gain"])
         hist.best_step, hist.best_value = int(ck["best_step"]), float(ck["best_value"])
         hist.logs = [(int(s), dict(l)) for s, l in ck["logs"]]
+        hist.stopped_early = patience is not None and bool(hist.logs) and evals_without_gain >= patience
         return start, evals_without_gain, ck["best"]
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         restore(state.modules, before)  # the weights the caller passed in, not half of the checkpoint's

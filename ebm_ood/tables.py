@@ -25,6 +25,21 @@ METRIC_LABELS = {
 }
 
 
+def md_cell(text) -> str:
+    """``text`` as one Markdown table cell: ``|`` escaped as ``\\|`` and line breaks as spaces, so a name such
+    as ``cifar|svhn`` (an OOD set, a method, a dataset folder, an error message) never shifts the columns."""
+    return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").splitlines()) if str(text) else ""
+
+
+def md_row(cells) -> str:
+    """One Markdown table row of :func:`md_cell` cells."""
+    return "| " + " | ".join(md_cell(c) for c in cells) + " |"
+
+
+def _failed_row(method: str, error: str, width: int) -> str:
+    return f"| {md_cell(method)} | failed: {md_cell(error)} |" + " |" * (width - 2)
+
+
 def metric_caption(metric: str) -> str:
     """The table caption of ``metric`` (a key of :data:`METRIC_LABELS`); unknown keys are an error."""
     if metric not in METRIC_LABELS:
@@ -70,13 +85,13 @@ def elflein_table(dataset_results: dict, groups: dict[str, str], metric: str = E
     non = [n for n, g in groups.items() if g == NON_NATURAL]
     cols = nat + non
     head = ["Method"] + [f"{n} (nat.)" for n in nat] + [f"{n} (non-nat.)" for n in non] + ["Avg nat.", "Avg non-nat."]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [md_row(head), "|" + "---|" * len(head)]
     for method, res in dataset_results.items():
         if "error" in res:
-            lines.append(f"| {method} | failed: {res['error']} |" + " |" * (len(head) - 2))
+            lines.append(_failed_row(method, res["error"], len(head)))
             continue
         cells = [_cell(res[c], metric) for c in cols]
-        lines.append("| " + " | ".join([method] + cells + [_group_avg(res, nat, metric), _group_avg(res, non, metric)]) + " |")
+        lines.append(md_row([method] + cells + [_group_avg(res, nat, metric), _group_avg(res, non, metric)]))
     return "\n".join(lines + ["", chance_line(dataset_results, groups, metric)])
 
 
@@ -84,15 +99,15 @@ def heat_table(dataset_results: dict, groups: dict[str, str]) -> str:
     """FPR95 ↓ / AUROC ↑ per OOD set and on average (near = natural, far = non-natural)."""
     cols = [n for n, g in groups.items() if g in (NATURAL, NON_NATURAL)]
     head = ["Method"] + [f"{n} FPR95↓ / AUROC↑" for n in cols] + ["Avg FPR95↓", "Avg AUROC↑"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [md_row(head), "|" + "---|" * len(head)]
     for method, res in dataset_results.items():
         if "error" in res:
-            lines.append(f"| {method} | failed: {res['error']} |" + " |" * (len(head) - 2))
+            lines.append(_failed_row(method, res["error"], len(head)))
             continue
         cells = [f"{100 * res[c]['fpr95']:.1f} / {100 * res[c]['auroc']:.1f}" for c in cols]
         avg_f = 100 * np.mean([res[c]["fpr95"] for c in cols])
         avg_a = 100 * np.mean([res[c]["auroc"] for c in cols])
-        lines.append("| " + " | ".join([method] + cells + [f"{avg_f:.1f}", f"{avg_a:.1f}"]) + " |")
+        lines.append(md_row([method] + cells + [f"{avg_f:.1f}", f"{avg_a:.1f}"]))
     return "\n".join(lines)
 
 
@@ -100,5 +115,5 @@ def timing_table(timings: dict) -> str:
     lines = ["| Dataset | Method | Wall time (s, all seeds) |", "|---|---|---|"]
     for d, per in timings.items():
         for m, t in per.items():
-            lines.append(f"| {d} | {m} | {t:.1f} |")
+            lines.append(md_row([d, m, f"{t:.1f}"]))
     return "\n".join(lines)

@@ -164,10 +164,10 @@ def train(modules: dict[str, nn.Module], step_fn: Callable, x: torch.Tensor, y: 
     hist, start, evals_without_gain, best = History(), 0, 0, snapshot(modules)
     run_id = run_identity(name, modules, groups, stateful, x, y, config, identity) if path else None
     if path and os.path.exists(path):
-        start, evals_without_gain, best = resume_training(path, run_id, config.steps, state, hist)
+        start, evals_without_gain, best = resume_training(path, run_id, config.steps, state, hist, config.patience)
     good, last_finite, bs = snapshot(modules), {}, min(config.batch_size, x.shape[0])
     with _progress(config.steps, start, name, config.progress) as bar:
-        for step in range(start, config.steps):
+        for step in range(start, start if hist.stopped_early else config.steps):  # resumed after its stop: none
             xb, yb = _batch(x, y, bs, state.batches)
             for m in modules.values():
                 m.train()
@@ -198,7 +198,7 @@ def train(modules: dict[str, nn.Module], step_fn: Callable, x: torch.Tensor, y: 
                 if config.patience is not None and evals_without_gain >= config.patience:
                     hist.stopped_early = True
                     break
-    hist.steps_done = step + 1 if hist.stopped_early else config.steps
+    hist.steps_done = hist.logs[-1][0] if hist.stopped_early else config.steps
     restore(modules, best)
     for m in modules.values():
         m.eval()

@@ -13,11 +13,13 @@ from ebm_ood.atomic import write_atomic
 from ebm_ood.benchmark.methods import METHODS, methods_for
 from ebm_ood.benchmark import report
 from ebm_ood.benchmark.classifier_file import load_classifier
-from ebm_ood.benchmark.runner import run_benchmark
+from ebm_ood.benchmark.cell_log import CellLogError, RunLockedError
+from ebm_ood.benchmark.runner import kept_results, run_benchmark
 from ebm_ood.tables import ELFLEIN_METRIC, METRIC_LABELS
 from ebm_ood.data import dataset_names, get_dataset
 from ebm_ood.data.folder import LAYOUT, is_data_folder
-from ebm_ood.flags import add_run_arguments, check_run_arguments, jobs_of, log_stderr, preset_of, threads_note
+from ebm_ood.flags import (add_run_arguments, check_run_arguments, dataset_source, jobs_of, log_stderr, preset_of,
+                           threads_note)
 
 SUMMARY = "train and evaluate every method; print the papers' tables"
 DEFAULT_DATASETS = ("tabular", "digits")
@@ -62,8 +64,10 @@ def specs_from_args(args) -> list:
 
 
 def load_datasets(names: list[str]) -> dict:
-    """``{name: OODDataset}``, each loaded once; an unknown or unprepared name is an error naming
-    ``--dataset`` (unknown names list the valid ones)."""
+    """``{source: OODDataset}``, each loaded once; an unknown or unprepared name is an error naming
+    ``--dataset`` (unknown names list the valid ones), and so are two sources whose datasets have the same
+    name (the results are keyed by it). ``run`` passes the ``--dataset`` names through
+    :func:`~ebm_ood.flags.dataset_source` first (an existing path wins over a built-in name)."""
     valid = dataset_names()
     unknown = [d for d in names if d not in valid and not is_data_folder(d)]
     if unknown:
@@ -75,6 +79,13 @@ def load_datasets(names: list[str]) -> dict:
             loaded[name] = get_dataset(name)
         except (ValueError, FileNotFoundError) as err:  # e.g. DatasetNotPreparedError: says what to run
             raise SystemExit(f"error: --dataset {name}: {err}")
+    by_name: dict[str, list[str]] = {}
+    for source, d in loaded.items():
+        by_name.setdefault(d.name, []).append(source)
+    clashes = [f"{' and '.join(s)} (both {n!r})" for n, s in by_name.items() if len(s) > 1]
+    if clashes:
+        raise SystemExit(f"error: --dataset: {'; '.join(clashes)}: the results name each dataset by its folder's "
+                         "name, so these would overwrite each other; rename or copy one folder")
     return loaded
 
 
@@ -87,25 +98,69 @@ def header(args, preset: str) -> dict:
             **({"classifier": args.classifier} if args.classifier else {})}
 
 
+def check_classifier(args, specs) -> None:
+    """``--classifier``: loaded once here (its problems are errors naming the flag, before training), and
+    refused when no chosen method uses it (only the HEAT suite's methods build on a classifier)."""
+    if not args.classifier:
+        return
+    users = [s.name for s in specs if "heat" in s.suites]
+    if not users:
+        raise SystemExit(f"error: --classifier: none of the chosen methods ({', '.join(s.name for s in specs)}) uses "
+                         "a classifier; the post-hoc detectors and HEAT do (--suite heat or all, or --methods MSP,...)")
+    try:
+        load_classifier(args.classifier)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}")
+
+
+def _write(path: str, text: str) -> str | None:
+    """``write_atomic(path, text)``; on an OS error (read-only folder, full disk) None and a line naming the path."""
+    try:
+        return write_atomic(path, text)
+    except OSError as err:
+        log_stderr(f"error: could not write {path}: {err.strerror or err}")
+        return None
+
+
 def run(args) -> int:
+    """Check every flag, start the cells log (resuming an interrupted identical run), run, write and print
+    the tables. Exit code 1 when a cell failed or a result file could not be written (the tables are still
+    printed, from every cell kept)."""
     specs = specs_from_args(args)
-    if args.classifier:
-        try:
-            load_classifier(args.classifier)
-        except (ValueError, TypeError, FileNotFoundError) as err:
-            raise SystemExit(f"error: {err}")
+    check_classifier(args, specs)
     device = check_run_arguments(args)
-    datasets = load_datasets(args.dataset or list(DEFAULT_DATASETS))
-    preset = preset_of(args)
+    datasets = load_datasets([dataset_source(n) for n in args.dataset] if args.dataset else list(DEFAULT_DATASETS))
+    preset, jobs = preset_of(args), jobs_of(args)
+    cell_log = args.cell_log
+    try:
+        done = cell_log.start()
+    except RunLockedError as err:
+        raise SystemExit(f"error: {err}")
     t0 = time.perf_counter()
-    results, timings = run_benchmark(list(datasets), specs, args.seeds, preset=preset, device=device,
-                                     log=log_stderr, on_cell=args.cell_log, jobs=jobs_of(args), classifier=args.classifier)
+    stopped = None
+    try:
+        results, timings = run_benchmark(list(datasets), specs, args.seeds, preset=preset, device=device,
+                                         log=log_stderr, on_cell=cell_log, jobs=jobs, classifier=args.classifier,
+                                         done=done)
+    except CellLogError as err:  # e.g. a full disk: the tables of the cells kept, then the error
+        stopped = err
+        results, timings = kept_results([d.name for d in datasets.values()], specs, args.seeds, cell_log.kept)
     groups = {d.name: {k: v.group for k, v in d.ood.items()} for d in datasets.values()}
     md = report.render_markdown(results, timings, groups, specs, preset=preset, seeds=args.seeds, metric=args.metric,
                                 total_seconds=time.perf_counter() - t0) + "\n\n" + threads_note()
     text = json.dumps({"header": header(args, preset), "results": results}, indent=2, sort_keys=True)
-    json_path = write_atomic(os.path.join(args.out, "results.json"), text + "\n")
-    md_path = write_atomic(os.path.join(args.out, "results.md"), md + "\n")
+    if stopped is not None:
+        print(text if args.json else md)
+        raise SystemExit(f"error: {stopped}; stopped: the tables above hold the {len(cell_log.kept)} cells kept "
+                         "there; free space (or make it writable) and rerun the same command to resume")
+    json_path = _write(os.path.join(args.out, "results.json"), text + "\n")
+    md_path = _write(os.path.join(args.out, "results.md"), md + "\n")
     print(text if args.json else md)
-    log_stderr(f"wrote {json_path} and {md_path}")
-    return 0
+    failed = sorted({f"{d}/{m}" for d, per in results.items() for m, r in per.items() if "error" in r})
+    if json_path and md_path:
+        log_stderr(f"wrote {json_path} and {md_path}")
+    else:
+        log_stderr(f"the tables are printed above; every finished cell is kept in {cell_log.path}")
+    if failed:
+        log_stderr(f"{len(failed)} method{'s' * (len(failed) != 1)} failed: {', '.join(failed)} (reasons in the tables)")
+    return 1 if failed or not (json_path and md_path) else 0

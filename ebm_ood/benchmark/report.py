@@ -12,13 +12,14 @@ def render_markdown(results: dict, timings: dict, groups: dict, specs, *, preset
     suites = {s.name: s.suites for s in specs}
     parts = [f"# ebm-ood benchmark (preset {preset}, seeds {','.join(map(str, seeds))})", ""]
     for dataset, per_method in results.items():
+        title = " ".join(str(dataset).splitlines())
         ell = {m: r for m, r in per_method.items() if "elflein" in suites.get(m, ())}
         heat = {m: r for m, r in per_method.items() if "heat" in suites.get(m, ())}
         if ell:
-            parts += [f"## {dataset}: {metric_caption(metric)} (%) — Elflein Table 1 style", "",
+            parts += [f"## {title}: {metric_caption(metric)} (%) — Elflein Table 1 style", "",
                       elflein_table(ell, groups[dataset], metric), ""]
         if heat:
-            parts += [f"## {dataset}: FPR95 ↓ / AUROC ↑ (%) — HEAT Table 1 style (near = natural, far = non-natural)", "",
+            parts += [f"## {title}: FPR95 ↓ / AUROC ↑ (%) — HEAT Table 1 style (near = natural, far = non-natural)", "",
                       heat_table(heat, groups[dataset]), ""]
     parts += ["## Wall time per method", "", timing_table(timings), "", f"Total: {total_seconds:.1f} s"]
     return "\n".join(parts)

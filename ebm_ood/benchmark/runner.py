@@ -4,30 +4,21 @@ For every (dataset, seed, method): ``build(ctx)`` (the detector gets the seed), 
 ID validation data for model selection — never OOD data), ``score`` the ID test set and every OOD set,
 and compute all metrics of :mod:`ebm_ood.metrics`. A method that fails (e.g. diverges) becomes a failed
 cell with its reason; the run goes on with the other methods. Each finished cell can be handed to
-``on_cell`` at once (:class:`CellLog` appends it to a file), so a failure late in a run loses no result.
+``on_cell`` at once (:class:`CellLog` appends it to a file), so a failure late in a run loses no result,
+and a rerun skips the cells it already holds (``done``).
 """
 from __future__ import annotations
 
-import json
-import os
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from ebm_ood.atomic import write_atomic
+from ebm_ood.benchmark.cell_log import CellLog, CellResult  # noqa: F401  (CellLog: the on_cell that keeps cells)
 from ebm_ood.benchmark.methods import MethodSpec, RunContext, methods_for
 from ebm_ood.data import OODDataset, get_dataset
 from ebm_ood.evaluation import evaluate
 from ebm_ood.metrics import METRICS
 from ebm_ood.threads import set_num_threads
-
-
-@dataclass
-class CellResult:
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # ood_set -> metric -> value
-    seconds: float = 0.0
-    error: str | None = None
 
 
 def evaluate_detector(detector, dataset: OODDataset, ood_names: list[str] | None = None) -> dict[str, dict[str, float]]:
@@ -81,31 +72,6 @@ def aggregate(cells: list[CellResult]) -> dict:
     return out
 
 
-class CellLog:
-    """``on_cell`` for :func:`run_benchmark`: appends every finished cell to a JSON Lines file as it completes.
-
-    Creating the log removes an older one; the first cell writes the line ``{"header": header}``; each
-    cell adds a line ``{"dataset", "seed", "method", "seconds", "error", "metrics"}``, flushed and synced,
-    so a run that dies later (a full disk, a kill, a failed table write) keeps every finished cell.
-    """
-
-    def __init__(self, path: str | os.PathLike, header: dict):
-        self.path, self.header = os.fspath(path), header
-        if os.path.lexists(self.path):
-            os.remove(self.path)
-
-    def __call__(self, dataset: str, seed: int, method: str, cell: CellResult) -> None:
-        if not os.path.exists(self.path):
-            write_atomic(self.path, json.dumps({"header": self.header}, sort_keys=True, default=str) + "\n")
-        line = json.dumps({"dataset": dataset, "seed": seed, "method": method, "seconds": cell.seconds,
-                           "error": cell.error, "metrics": cell.metrics}, sort_keys=True,
-                          default=lambda v: v.item() if isinstance(v, np.generic) else str(v))
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
 def _report(dataset: str, seed: int, spec_name: str, cell: CellResult, log, on_cell) -> None:
     log(f"[{dataset} seed={seed}] {spec_name}: {cell.seconds:.1f} s ({cell.error or 'ok'})")
     if on_cell is not None:
@@ -120,7 +86,14 @@ def _summarise(cells: dict[str, list[CellResult]]) -> tuple[dict, dict]:
 
 # ------------------------------------------------------------------------------- parallel units
 def _worker_init(threads: int) -> None:
+    """A worker's setup: its torch thread count, and tqdm's lock as a plain thread lock (a worker may be
+    killed, and a process-shared lock would then leak a semaphore that Python warns about at exit)."""
+    import threading
+
+    from tqdm import tqdm
+
     set_num_threads(threads)
+    tqdm.set_lock(threading.RLock())
 
 
 def _run_unit(dataset: str | OODDataset, spec_names: list[str], seed: int, preset: str, device: str,
@@ -140,76 +113,106 @@ def _check_registered(specs: list[MethodSpec]) -> None:
                          f"{', '.join(foreign)} is not in METHODS; use jobs=1")
 
 
-def _units(named, specs: list[MethodSpec], seeds) -> list[tuple]:
+def _units(named, specs: list[MethodSpec], seeds, done: dict | None = None) -> list[tuple]:
     """``(source, dataset, seed, spec names)`` work units: per (dataset, seed), the methods sharing the
     seed's pieces (CE classifier, backbone, hybrids) in one unit and every standalone method in its own;
-    image datasets first, so the longest units start first."""
+    image datasets first, so the longest units start first. Cells in ``done`` are left out."""
+    done = done or {}
     units = []
     for source, d in sorted(named, key=lambda sd: sd[1].kind != "image"):
         applicable = [s for s in specs if d.kind in s.kinds]
         groups = [[s.name for s in applicable if not s.standalone]] + [[s.name] for s in applicable if s.standalone]
-        units += [(source, d, seed, g) for seed in seeds for g in groups if g]
+        for seed in seeds:
+            for g in groups:
+                g = [n for n in g if (d.name, seed, n) not in done] if done else g
+                if g:
+                    units.append((source, d, seed, g))
     return units
 
 
 def _run_parallel(named: list[tuple[str | OODDataset, OODDataset]], specs: list[MethodSpec], seeds, preset: str,
-                  device: str, log, on_cell, jobs: int, classifier: str | None) -> tuple[dict, dict]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
+                  device: str, log, on_cell, jobs: int, classifier: str | None, cells: dict, done: dict) -> None:
+    """Fill ``cells[dataset][method][seed]`` with the cells not in ``done``, computed in worker processes
+    (:func:`~ebm_ood.benchmark.workers.run_in_workers`); a worker that dies fails its unit's cells."""
     import torch
 
-    _check_registered(specs)
-    units = _units(named, specs, seeds)
-    cells = {d.name: {s.name: {} for s in specs if d.kind in s.kinds} for _, d in named}
-    context = multiprocessing.get_context("spawn")     # fork is unsafe once torch's thread pools exist
-    with ProcessPoolExecutor(max_workers=min(jobs, len(units)), mp_context=context, initializer=_worker_init,
-                             initargs=(torch.get_num_threads(),)) as pool:
-        futures = {pool.submit(_run_unit, source, names, seed, preset, device, classifier): (d.name, seed, names)
-                   for source, d, seed, names in units}
-        for future in as_completed(futures):
-            name, seed, names = futures[future]
-            try:
-                unit = future.result()
-            except Exception as err:  # a worker that died (killed, out of memory) fails its cells, not the run
-                unit = [CellResult(error=f"{type(err).__name__}: worker process failed: {err}")] * len(names)
-            for spec_name, cell in zip(names, unit):
-                cells[name][spec_name][seed] = cell
-                _report(name, seed, spec_name, cell, log, on_cell)
-    results, timings = {}, {}
-    for name, by_spec in cells.items():
-        results[name], timings[name] = _summarise({m: [by_seed[s] for s in seeds] for m, by_seed in by_spec.items()})
-    return results, timings
+    from ebm_ood.benchmark.workers import run_in_workers
+
+    units = _units(named, specs, seeds, done)
+    tasks = [(source, names, seed, preset, device, classifier) for source, _, seed, names in units]
+    name_of = {id(task): d.name for task, (_, d, _, _) in zip(tasks, units)}
+
+    def on_result(task, unit, error):
+        _, names, seed = task[:3]
+        if unit is None:
+            unit = [CellResult(error=error)] * len(names)
+        for spec_name, cell in zip(names, unit):
+            cells[name_of[id(task)]][spec_name][seed] = cell
+            _report(name_of[id(task)], seed, spec_name, cell, log, on_cell)
+
+    if tasks:
+        run_in_workers(tasks, jobs, _worker_init, (torch.get_num_threads(),), _run_unit, on_result)
 
 
 def run_benchmark(datasets: list[str | OODDataset], specs: list[MethodSpec], seeds: list[int], preset: str = "default",
                   device: str = "cpu", log=print, on_cell=None, jobs: int = 1,
-                  classifier: str | None = None) -> tuple[dict, dict]:
+                  classifier: str | None = None, done: dict | None = None) -> tuple[dict, dict]:
     """``datasets``: registered names or loaded datasets (every name is loaded before any training).
     Returns ``(results, timings)``: results ``{dataset: {method: {ood_set: {metric: mean, metric_std:
     std}}}}`` and timings ``{dataset: {method: seconds summed over seeds}}``; each dataset runs only the
     specs whose ``kinds`` include its kind. One :class:`RunContext` per (dataset, seed), so shared pieces
     such as the CE classifier are trained once per seed; ``on_cell(dataset, seed, method, cell)`` (e.g. a
-    :class:`CellLog`) gets every cell as soon as it is done.
+    :class:`CellLog`) gets every cell as soon as it is done. ``done``: ``{(dataset, seed, method):
+    CellResult}`` of cells already finished (:meth:`CellLog.start` of an interrupted identical run): they
+    are taken as they are, not run again and not passed to ``on_cell``; every method seeds its own
+    training from the seed, so the results equal an uninterrupted run's.
 
     ``jobs > 1`` runs work units in that many worker processes (each with this process's torch thread
-    count): per (dataset, seed) one unit for the methods that share the seed's CE classifier and one per
-    standalone method (:func:`_units`); every cell is computed exactly as in the serial run, so the results are
-    identical, and ``on_cell`` sees the cells in the order they finish. ``classifier``
-    (``"FILE.py:FUNCTION"``, :mod:`~ebm_ood.benchmark.classifier_file`) replaces the CE classifier that the
-    post-hoc detectors and HEAT build on."""
+    count; :mod:`~ebm_ood.benchmark.workers`): per (dataset, seed) one unit for the methods that share the
+    seed's CE classifier and one per standalone method (:func:`_units`); every cell is computed exactly as
+    in the serial run, so the results are identical, and ``on_cell`` sees the cells in the order they
+    finish. ``classifier`` (``"FILE.py:FUNCTION"``, :mod:`~ebm_ood.benchmark.classifier_file`) replaces
+    the CE classifier that the post-hoc detectors and HEAT build on."""
     if int(jobs) != jobs or jobs < 1:
         raise ValueError(f"jobs: expected a positive integer, got {jobs!r}")
+    done = dict(done or {})
     loaded = [(d, get_dataset(d) if isinstance(d, str) else d) for d in datasets]
+    cells = {d.name: {s.name: {} for s in specs if d.kind in s.kinds} for _, d in loaded}
+    for (name, seed, method), cell in done.items():
+        if method in cells.get(name, {}) and seed in seeds:
+            cells[name][method][seed] = cell
+            log(f"[{name} seed={seed}] {method}: kept from an earlier run ({cell.error or 'ok'})")
     if jobs > 1 and len(_units(loaded, specs, seeds)) > 1:
-        return _run_parallel(loaded, specs, seeds, preset, device, log, on_cell, int(jobs), classifier)
+        _check_registered(specs)
+        _run_parallel(loaded, specs, seeds, preset, device, log, on_cell, int(jobs), classifier, cells, done)
+    else:
+        for _, d in loaded:
+            for seed in seeds:
+                ctx = RunContext(d, seed, preset, device, classifier)  # shared by the seed's methods
+                for spec in (s for s in specs if s.name in cells[d.name]):
+                    if seed in cells[d.name][spec.name]:
+                        continue
+                    cell = cells[d.name][spec.name][seed] = run_cell(spec, ctx)
+                    _report(d.name, seed, spec.name, cell, log, on_cell)
+    return _results(cells, seeds)
+
+
+def _results(cells: dict, seeds) -> tuple[dict, dict]:
+    """``cells[dataset][method][seed]`` → ``(results, timings)`` over the ``seeds`` present (a method without
+    any is left out)."""
     results, timings = {}, {}
-    for _, d in loaded:
-        cells: dict[str, list[CellResult]] = {s.name: [] for s in specs if d.kind in s.kinds}
-        for seed in seeds:
-            ctx = RunContext(d, seed, preset, device, classifier)  # shared by the seed's methods
-            for spec in (s for s in specs if s.name in cells):
-                cells[spec.name].append(run_cell(spec, ctx))
-                _report(d.name, seed, spec.name, cells[spec.name][-1], log, on_cell)
-        results[d.name], timings[d.name] = _summarise(cells)
+    for name, by_spec in cells.items():
+        present = {m: [by_seed[s] for s in seeds if s in by_seed] for m, by_seed in by_spec.items()}
+        results[name], timings[name] = _summarise({m: c for m, c in present.items() if c})
     return results, timings
+
+
+def kept_results(datasets: list[str], specs: list[MethodSpec], seeds, kept: dict) -> tuple[dict, dict]:
+    """``(results, timings)`` as :func:`run_benchmark` gives them, from the cells ``kept`` alone
+    (``{(dataset, seed, method): CellResult}``, e.g. :attr:`CellLog.kept` of a run stopped early): each
+    row averages the seeds it has (its ``"seeds"`` says how many)."""
+    cells = {name: {s.name: {} for s in specs} for name in datasets}
+    for (name, seed, method), cell in kept.items():
+        if name in cells and method in cells[name]:
+            cells[name][method][seed] = cell
+    return _results(cells, seeds)

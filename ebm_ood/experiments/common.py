@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Callable
 
 from ebm_ood.benchmark.methods import GENERATIVE, MethodSpec, RunContext
+from ebm_ood.benchmark.cell_log import RunLockedError
 from ebm_ood.benchmark.runner import run_benchmark
 from ebm_ood.tables import METRIC_LABELS
 from ebm_ood.experiments.improvement import METRIC, improvement_by_group
@@ -155,10 +156,17 @@ def ebm_spec(label: str, method: str, settings: Settings, **overrides) -> Method
 def run_cells(settings: Settings, specs: list[MethodSpec], log=None) -> dict:
     """Every spec on every seed (the benchmark runner's :func:`~ebm_ood.benchmark.runner.run_benchmark`),
     aggregated over seeds: ``{label: {ood_set: {metric: mean, metric_std: std}}}`` or ``{label: {"error":
-    reason}}``. Every finished cell also goes to ``settings.cell_log`` (when set) as it completes."""
+    reason}}``. Every finished cell also goes to ``settings.cell_log`` (when set) as it completes; the
+cells an interrupted identical run left there are kept and not run again."""
     d = load_dataset(settings.dataset)
+    done = {}
+    if settings.cell_log is not None and hasattr(settings.cell_log, "start"):
+        try:
+            done = settings.cell_log.start()  # resumes an interrupted identical run (CellLog)
+        except RunLockedError as err:
+            raise SystemExit(f"error: {err}")
     results, _ = run_benchmark([d], specs, list(settings.seeds), settings.preset, settings.device, log or log_stderr,
-                               settings.cell_log)
+                               settings.cell_log, done=done)
     return results[d.name]
 
 

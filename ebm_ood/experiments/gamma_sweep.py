@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ebm_ood.tables import chance_line, mean_std, metric_caption
+from ebm_ood.tables import chance_line, md_row, mean_std, metric_caption
 from ebm_ood.data import NATURAL
 from ebm_ood.experiments.common import (Settings, add_common_arguments, ebm_spec, groups_of, load_dataset, run_cells, settings_from_args)
 from ebm_ood.experiments.output import finish
@@ -55,12 +55,12 @@ def render(data: dict) -> str:
              f"(preset {data['preset']}, seeds {','.join(map(str, data['seeds']))}; mean ± std over seeds)", ""]
     for m, per in data["aupr"].items():
         head = ["γ"] + [f"{o} ({'nat.' if g == NATURAL else 'non-nat.'})" for o, g in groups.items()]
-        lines = [f"## {m}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines = [f"## {m}", "", md_row(head), "|" + "---|" * len(head)]
         for g, row in per.items():
             sd = data["aupr_std"][m].get(g, {})
             cells = [f"failed: {row['error']}"] + [""] * (len(groups) - 1) if "error" in row else \
                 [mean_std(100 * row[o], 100 * sd[o], len(data["seeds"])) for o in groups]
-            lines.append("| " + " | ".join([g] + cells) + " |")
+            lines.append(md_row([g] + cells))
         parts += lines + [""]
     parts += [chance_line(data["results"], groups, data["metric"]), ""]
     return "\n".join(parts)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ebm_ood.benchmark.methods import methods_for
 from ebm_ood.benchmark.runner import fit_method
-from ebm_ood.tables import mean_std
+from ebm_ood.tables import md_row, mean_std
 from ebm_ood.experiments.output import finish
 from ebm_ood.flags import log_stderr
 from ebm_ood.experiments.heat_common import (add_arguments as _add, context, evaluate_scores, mean_over_seeds,
@@ -87,11 +87,11 @@ def composition_subsets_table(detector: CompositionDetector, dataset, beta: floa
                 row[o] = {"fpr95": fpr_at_tpr(cid, co), "auroc": auroc(cid, co)}
             row["average"] = {m: float(np.mean([row[o][m] for o in ood_names])) for m in ("fpr95", "auroc")}
             rows.append(row)
-    head = "| " + " | ".join(names) + " | " + " | ".join(ood_names) + " | average |"
+    head = md_row(list(names) + list(ood_names) + ["average"])
     sep = "|" + "---|" * (len(names) + len(ood_names) + 1)
     lines = [f"Composition of subsets (HEAT Eq. 7, β = {beta}); FPR95 ↓ / AUROC ↑ in %.", "", head, sep]
     for row in rows:
         marks = ["✓" if n in row["parts"] else "" for n in names]
         cells = [f"{100 * row[o]['fpr95']:.1f} / {100 * row[o]['auroc']:.1f}" for o in ood_names + ["average"]]
-        lines.append("| " + " | ".join(marks + cells) + " |")
+        lines.append(md_row(marks + cells))
     return rows, "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ebm_ood.tables import ELFLEIN_METRIC
+from ebm_ood.tables import ELFLEIN_METRIC, md_row
 from ebm_ood.data import NATURAL, NON_NATURAL
 
 METRIC = ELFLEIN_METRIC  # the paper's AUC-PR as the authors' code computes it (balanced sets, OOD positive)
@@ -47,5 +47,5 @@ def improvement_table(rows: dict[str, dict[str, float]], dataset: str) -> str:
     """Markdown: ``| Model | ID dataset | Natural | Non-natural |`` from ``{model: {group: %}}``."""
     lines = ["| Model | ID dataset | Natural (%) | Non-natural (%) |", "|---|---|---|---|"]
     for m, r in rows.items():
-        lines.append(f"| {m} | {dataset} | {fmt(r[NATURAL])} | {fmt(r[NON_NATURAL])} |")
+        lines.append(md_row([m, dataset, fmt(r[NATURAL]), fmt(r[NON_NATURAL])]))
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from ebm_ood.experiments.improvement import fmt
 from ebm_ood.experiments.output import finish
 from ebm_ood.flags import log_stderr
 from ebm_ood.sampling import sgld
+from ebm_ood.tables import md_row
 
 NAME = "samples"
 SUMMARY = "Elflein Exp. 6, Fig. 5: what the EBMs find likely (energy descent from ID images)"
@@ -98,8 +99,8 @@ def render(data: dict) -> str:
              "| method | model | class kept (%) | at start (%) | energy drop | mean L2 moved |", "|---|---|---|---|---|---|"]
     for m, per in data["summary"].items():
         for name, r in per.items():
-            lines.append(f"| {m} | {name} | {fmt(100 * r['class_kept'], 1)} | {fmt(100 * r['class_kept_start'], 1)} | "
-                         f"{fmt(r['energy_drop'])} | {fmt(r['distance'])} |")
+            lines.append(md_row([m, name, fmt(100 * r['class_kept'], 1), fmt(100 * r['class_kept_start'], 1),
+                                 fmt(r['energy_drop']), fmt(r['distance'])]))
     return "\n".join(lines) + "\n"
 
 

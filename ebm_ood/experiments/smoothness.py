@@ -32,6 +32,7 @@ from ebm_ood.experiments.improvement import fmt
 from ebm_ood.experiments.output import finish
 from ebm_ood.flags import log_stderr
 from ebm_ood.metrics import auroc
+from ebm_ood.tables import md_row
 
 NAME = "smoothness"
 SUMMARY = "Elflein Exp. 5, Fig. 4: log densities of ever smoother noise images against ID images"
@@ -87,11 +88,11 @@ def render(data: dict) -> str:
              f"seeds {','.join(map(str, data['seeds']))})", "",
              "Δ log p̃ = mean E(ID test) - mean E(set) (< 0: the set is less likely than ID data); AUROC (%) of "
              "ID test vs the set. Larger k = smoother noise.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             md_row(head), "|" + "---|" * len(head)]
     for m, per in data["summary"].items():
         for name, row in per.items():
             cells = [f"{fmt(row[k]['rel_log_density'])} / {fmt(100 * row[k]['auroc'], 1)}" for k in sets]
-            lines.append("| " + " | ".join([m, name] + cells) + " |")
+            lines.append(md_row([m, name] + cells))
     return "\n".join(lines) + "\n"
 
 

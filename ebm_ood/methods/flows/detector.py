@@ -79,6 +79,22 @@ def flow_config(preset: str = "default", kind: str = "image") -> FlowConfig:
     return preset_config(FlowConfig, FLOW_PRESETS, preset, kind, train=TrainConfig, glow=GlowConfig)
 
 
+def check_spread(x: np.ndarray) -> None:
+    """Glow's first ActNorm scales each channel of the squeezed images (channel ``c``, pixel offset
+    ``(i mod 2, j mod 2)``) by ``1/std`` over the batch; training images ``x`` (N, C, H, W) with zero
+    variance in such a channel (e.g. constant images) cannot be fitted: a ValueError saying so."""
+    for c in range(x.shape[1]):
+        for di in range(min(2, x.shape[2])):
+            for dj in range(min(2, x.shape[3])):
+                part = x[:, c, di::2, dj::2]
+                if part.size and float(part.max()) == float(part.min()):
+                    where = "every training image is the same constant" if float(x.max()) == float(x.min()) else \
+                        f"channel {c}, pixels (i, j) with i % 2 == {di}, j % 2 == {dj}, is constant in every image"
+                    raise ValueError(f"x: {where} ({float(part.min()):g}): zero variance, so NF (Glow) cannot be "
+                                     "fitted (its ActNorm initialisation scales each channel by 1/std); this is not "
+                                     "a learning-rate problem: train on images that vary")
+
+
 def infer_quantisation(x: np.ndarray, lo: float, hi: float, max_levels_: int = 4096) -> float:
     """δ of the grid the values of ``x`` lie on: the smallest gap between distinct values when there are
     at most ``max_levels_`` of them (digits: 1/8, 17 levels), else ``(hi - lo)/255`` (8-bit images)."""
@@ -134,6 +150,7 @@ class NormalizingFlowDetector(Detector):
         if x.min() < lo - 1e-6 or x.max() > hi + 1e-6:
             raise ValueError(f"x: Glow training images must lie in data_range={self.config.data_range}, "
                              f"got values in [{x.min():.3g}, {x.max():.3g}]")
+        check_spread(x)
         self.delta_ = self.config.quantisation or infer_quantisation(x, lo, hi)
         cfg = self.config.glow
         self.levels_ = min(cfg.levels, max_levels(x.shape[2], x.shape[3]))
