@@ -51,6 +51,7 @@ class TrainConfig:
     progress: bool = True
     checkpoint_path: str | None = None  # resumable training state, saved at every validation
     lrs: dict = field(default_factory=dict)  # per-optimizer learning rates, e.g. {"gen": 6e-5}
+    group_betas: dict = field(default_factory=dict)  # per-optimizer Adam betas, e.g. {"ebm": (0.9, 0.999)}
 
 
 @dataclass
@@ -81,9 +82,14 @@ def _check_config(config: TrainConfig, groups: dict[str, list[str]]) -> None:
         if g not in groups:
             raise ValueError(f"lrs: {g!r} is not an optimizer; expected keys among {sorted(groups)}")
         check_positive(lr, f"lrs[{g!r}]")
-    beta1 = float(config.betas[0])
+    for g, betas in config.group_betas.items():
+        if g not in groups:
+            raise ValueError(f"group_betas: {g!r} is not an optimizer; expected keys among {sorted(groups)}")
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(0.0 <= float(b) < 1.0 for b in betas)):
+            raise ValueError(f"group_betas[{g!r}]: expected a pair (beta1, beta2) in [0, 1), got {betas!r}")
     for g in groups:
         lr = config.lrs.get(g, config.lr)
+        beta1 = float(config.group_betas.get(g, config.betas)[0])
         # Adam's first step moves a parameter by lr / (1 - β1) in float32; beyond float32's range the
         # optimizer itself fails with an overflow error
         if 0.0 <= beta1 < 1.0 and lr / (1.0 - beta1) > float(np.finfo(np.float32).max):
@@ -110,10 +116,12 @@ def _params(modules: dict[str, nn.Module], names) -> list[nn.Parameter]:
 
 
 def _adam_with_warmup(params: dict[str, list[nn.Parameter]], config: TrainConfig) -> tuple[dict, dict]:
-    """One Adam per optimizer group (learning rate ``config.lrs[g]``, else ``config.lr``) and its schedule:
-    the learning rate at step s is ``lr · min(1, (s + 1) / warmup)``."""
+    """One Adam per optimizer group (learning rate ``config.lrs[g]``, else ``config.lr``; betas
+    ``config.group_betas[g]``, else ``config.betas``) and its schedule: the learning rate at step s is
+    ``lr · min(1, (s + 1) / warmup)``."""
     optimizers = {
-        g: torch.optim.Adam(p, lr=config.lrs.get(g, config.lr), betas=config.betas, weight_decay=config.weight_decay)
+        g: torch.optim.Adam(p, lr=config.lrs.get(g, config.lr), betas=tuple(config.group_betas.get(g, config.betas)),
+                            weight_decay=config.weight_decay)
         for g, p in params.items()
     }
     warm = int(config.warmup)
