@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -32,7 +32,7 @@ from ebm_ood.resume import (TrainingState, data_fingerprint, restore, resume_tra
                             snapshot)
 
 __all__ = ["TrainConfig", "History", "train", "to_tensor", "batched_mean", "seed_everything", "data_fingerprint",
-           "run_identity"]
+           "run_identity", "steps_for_epochs"]
 
 @dataclass
 class TrainConfig:
@@ -52,6 +52,17 @@ class TrainConfig:
     checkpoint_path: str | None = None  # resumable training state, saved at every validation
     lrs: dict = field(default_factory=dict)  # per-optimizer learning rates, e.g. {"gen": 6e-5}
     group_betas: dict = field(default_factory=dict)  # per-optimizer Adam betas, e.g. {"ebm": (0.9, 0.999)}
+    epochs: int | None = None  # when set, replaces steps by steps_for_epochs(epochs, N, batch_size)
+
+
+def steps_for_epochs(epochs: int, n: int, batch_size: int) -> int:
+    """Optimisation steps of ``epochs`` passes over ``n`` training samples in batches of ``batch_size``,
+    as an epoch-counting trainer (the authors' PyTorch Lightning, last batch kept) takes them:
+    ``epochs · ⌈n / batch_size⌉``. (Our batches are drawn with replacement; only the count matches.)"""
+    for value, what in ((epochs, "epochs"), (n, "n"), (batch_size, "batch_size")):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{what}: expected a positive integer, got {value!r}")
+    return int(epochs) * -(-int(n) // int(batch_size))
 
 
 @dataclass
@@ -99,7 +110,9 @@ def _check_config(config: TrainConfig, groups: dict[str, list[str]]) -> None:
 
 
 def _check_inputs(modules: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor | None, config: TrainConfig,
-                  groups: dict[str, list[str]]) -> None:
+                  groups: dict[str, list[str]]) -> TrainConfig:
+    """Raise on bad arguments; return ``config``, its ``steps`` replaced by :func:`steps_for_epochs` of
+    the ``len(x)`` training samples when ``config.epochs`` is set."""
     _check_config(config, groups)
     for g, names in groups.items():
         if unknown := [n for n in names if n not in modules]:
@@ -109,6 +122,9 @@ def _check_inputs(modules: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
         raise ValueError("x: expected at least one training sample, got none")
     if y is not None and y.shape[0] != n:
         raise ValueError(f"y: expected {n} labels (one per sample of x), got {y.shape[0]}")
+    if config.epochs is None:
+        return config
+    return replace(config, steps=steps_for_epochs(config.epochs, n, config.batch_size))
 
 
 def _params(modules: dict[str, nn.Module], names) -> list[nn.Parameter]:
@@ -165,7 +181,7 @@ def train(modules: dict[str, nn.Module], step_fn: Callable, x: torch.Tensor, y: 
     (:mod:`ebm_ood.resume`). On divergence the last validated weights are restored (:class:`DivergenceError`).
     """
     groups, stateful, path = groups or {"main": list(modules)}, stateful or {}, config.checkpoint_path
-    _check_inputs(modules, x, y, config, groups)
+    config = _check_inputs(modules, x, y, config, groups)  # with config.epochs: steps for len(x) samples
     params = {g: _params(modules, names) for g, names in groups.items()}
     optimizers, schedulers = _adam_with_warmup(params, config)
     state = TrainingState(modules, optimizers, schedulers, stateful, torch.Generator().manual_seed(int(config.seed)))

@@ -44,7 +44,7 @@ from ebm_ood.detector import Detector, labels_for_gamma
 from ebm_ood.energy import JEMEnergy
 from ebm_ood.nn import MLP, build_network
 from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train
-from ebm_ood.presets import PerKind, preset_config
+from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
 from ebm_ood.checks import check_positive
 
 PROJECTIONS = ("rademacher", "gaussian")
@@ -211,8 +211,9 @@ SSM_PRESETS = {
     "default": {},  # the SSMConfig defaults
     "full": {
         "train": dict(
-            steps=10_000,        # Elflein App. B: tabular 10,000 steps (images: 50 epochs, counted as steps)
-            batch_size=64,       # ours: not stated
+            steps=FULL_STEPS,             # Elflein App. B: tabular 10,000 steps
+            epochs=FULL_EPOCHS,           # Elflein App. B: images 50 epochs (steps = 50 · ⌈N / batch⌉)
+            batch_size=FULL_BATCH_SIZE,   # configs/dataset/*.yaml: 32 CIFAR-10, 64 FMNIST, 512 tabular
             lr=PerKind(tabular=1e-3, image=1e-4),  # not stated: the authors' fc_ssm.yaml / img_ssm.yaml
             betas=(0.9, 0.999),  # Elflein App. B: Adam's defaults
             warmup=2500,         # Elflein App. B: "across all models"
@@ -225,14 +226,15 @@ SSM_PRESETS = {
 }
 
 
-def ssm_config(preset: str = "default", kind: str = "image") -> SSMConfig:
+def ssm_config(preset: str = "default", kind: str = "image", dataset: str | None = None) -> SSMConfig:
     """The ``preset`` row of :data:`SSM_PRESETS` for ``kind``: ``quick`` (tests, seconds), ``default``
     (≤ ~60 s per embedded dataset on 2 cores), ``full`` (Elflein App. B: SSM-VR with one Rademacher
     projection, warm-up 2,500, 10,000 steps on tabular data). The paper states no learning rate: ``full``
     takes the authors' configs' (``fc_ssm.yaml`` 1e-3 on tabular data, ``img_ssm.yaml`` 1e-4 on images;
-    their AdamW and StepLR decay are not reproduced). The paper trains images for 50 epochs; the trainer
-    counts steps, so ``full`` on images runs 10,000 steps whatever the dataset size."""
-    return preset_config(SSMConfig, SSM_PRESETS, preset, kind, train=TrainConfig)
+    their AdamW and StepLR decay are not reproduced).
+    The paper trains images for 50 epochs: ``full`` counts them at the authors' batch sizes
+    (``presets.FULL_BATCH_SIZE``: 32 CIFAR-10, 64 FMNIST, 512 tabular; give ``dataset``), ``50 · ⌈N / batch⌉`` steps."""
+    return preset_config(SSMConfig, SSM_PRESETS, preset, kind, dataset, train=TrainConfig)
 
 
 class SSMDetector(Detector):

@@ -45,7 +45,7 @@ from ebm_ood.detector import Detector, labels_for_gamma
 from ebm_ood.energy import JEMEnergy, energy_from_logits
 from ebm_ood.nn import MLP, build_network
 from ebm_ood.training import TrainConfig, to_tensor, train
-from ebm_ood.presets import PerKind, preset_config
+from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
 from ebm_ood.checks import check_positive
 
 
@@ -245,8 +245,9 @@ VERA_PRESETS = {
     },
     "full": {
         "train": dict(
-            steps=PerKind(tabular=10_000, image=20_000),  # Elflein App. B (images: 50 epochs, counted as steps)
-            batch_size=64,                 # ours: not stated
+            steps=FULL_STEPS,             # Elflein App. B: tabular 10,000 steps
+            epochs=FULL_EPOCHS,           # Elflein App. B: images 50 epochs (steps = 50 · ⌈N / batch⌉)
+            batch_size=FULL_BATCH_SIZE,   # configs/dataset/*.yaml: 32 CIFAR-10, 64 FMNIST, 512 tabular
             lr=3e-4,                       # Elflein App. B: the EBM's learning rate
             betas=(0.0, 0.9),              # Elflein App. B, for the generator; the authors' code: both optimizers
             warmup=2500,                   # Elflein App. B: "across all models"
@@ -267,7 +268,7 @@ VERA_PRESETS = {
 }
 
 
-def vera_config(preset: str = "default", kind: str = "image") -> VERAConfig:
+def vera_config(preset: str = "default", kind: str = "image", dataset: str | None = None) -> VERAConfig:
     """The ``preset`` row of :data:`VERA_PRESETS` for ``kind``: ``quick`` (tests), ``default`` (≤ ~60 s per
     embedded dataset on 2 cores; larger learning rates, λ = 1 and σ₀ = 0.1 so that it learns within budget),
     ``full`` (Elflein App. B: lr 3e-4 EBM / 6e-4 generator, Adam β = (0, 0.9), λ = 1e-4, η₀ = 0.1, latent
@@ -275,9 +276,10 @@ def vera_config(preset: str = "default", kind: str = "image") -> VERAConfig:
     code, where the paper defers to Grathwohl et al.'s defaults: M = 20, gradient penalty 0.1, posterior
     lr 3e-5). ``form="code"`` (every preset): β = (0, 0.9) for the EBM's optimizer too (App. B states it for
     the generator only; the authors' code passes one β pair to both optimizers), and the [0.01, 0.3] clamp
-    on the generator's σ only (the authors' code); ``form="paper"`` gives App. B's β pairs and η clamp. The paper trains images for
-    50 epochs; the trainer counts steps, so ``full`` on images runs 20,000 steps whatever the dataset size."""
-    return preset_config(VERAConfig, VERA_PRESETS, preset, kind, train=TrainConfig)
+    on the generator's σ only (the authors' code); ``form="paper"`` gives App. B's β pairs and η clamp.
+    The paper trains images for 50 epochs: ``full`` counts them at the authors' batch sizes
+    (``presets.FULL_BATCH_SIZE``: 32 CIFAR-10, 64 FMNIST, 512 tabular; give ``dataset``), ``50 · ⌈N / batch⌉`` steps."""
+    return preset_config(VERAConfig, VERA_PRESETS, preset, kind, dataset, train=TrainConfig)
 
 
 def make_generator(input_shape: tuple[int, ...], config: VERAConfig) -> Generator:
