@@ -20,7 +20,7 @@ curvature is invisible to autograd). The authors' code trains exactly that (Leak
 We default to a *smooth* LeakyReLU, ``a·x + (1-a)·softplus(x)`` (same slopes at ±∞), and
 keep ``activation="leaky_relu"`` as the code's option. For images the default energy network is the MLP
 on flattened pixels because :class:`~ebm_ood.nn.SmallWRN` hard-codes its LeakyReLU
-(``image_network="wrn"`` gives the code's WRN form).
+(``image_network="wrn"`` gives the paper's and the code's WRN-10-2).
 
 **Projections.** The paper (App. B) and the authors' code (``SSM(noise_type="radermacher")``, never
 overridden in their configs) both draw Rademacher ``v``; ``projection="gaussian"`` is the option.
