@@ -3,6 +3,10 @@
 Each is stored as splits ``train`` and ``test``: ``x`` (N, 1, 28, 28) uint8 in [0, 255], ``y`` (N,) int64.
 ``notmnist`` also accepts the original PNG-folder archive (``notMNIST_small/A .. J``, extracted), read with
 Pillow; that gives a ``test`` split only, which is all its use as an OOD set needs.
+
+``grey_size`` (``prepare.py --grey-size 32``) resizes every image with Pillow's Lanczos filter, as the authors'
+loader does for FMNIST (``data_shape: [32, 32, 1]``; ``Resize(32, LANCZOS)`` + ``CenterCrop(32)``): prepare
+FMNIST and its OOD sets (MNIST, KMNIST, NotMNIST) with the same value. Default: 28×28 as distributed.
 """
 from __future__ import annotations
 
@@ -78,14 +82,32 @@ def read_pair(raw_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     return x[:, None].astype(np.uint8), y.astype(np.int64)
 
 
-def convert(name: str, raw_dir: Path, log=print, **_) -> dict:
+def resize_lanczos(x: np.ndarray, size: int) -> np.ndarray:
+    """``(N, 1, H, W)`` uint8 → ``(N, 1, size, size)`` uint8: each image resized by Pillow's
+    ``Image.resize((size, size), Image.LANCZOS)`` (Lanczos-3, rounded to uint8), which is what torchvision's
+    ``Resize(size, LANCZOS)`` does to a square image."""
+    from PIL import Image
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"grey_size: expected a positive number of pixels, got {size!r}")
+    if x.ndim != 4 or x.shape[1] != 1 or x.dtype != np.uint8:
+        raise ValueError(f"x: expected (N, 1, H, W) uint8 images, got {x.dtype} of shape {x.shape}")
+    out = np.empty((len(x), 1, int(size), int(size)), dtype=np.uint8)
+    for i, img in enumerate(x[:, 0]):
+        out[i, 0] = np.asarray(Image.fromarray(img, mode="L").resize((int(size), int(size)), Image.LANCZOS))
+    return out
+
+
+def convert(name: str, raw_dir: Path, log=print, grey_size: int | None = None, **_) -> dict:
     meta = {"class_names": CLASS_NAMES[name], "pixel_range": [0, 255]}
+    if grey_size is not None:
+        meta["resized"] = f"28x28 -> {grey_size}x{grey_size}, Lanczos (Pillow)"
+    size = (lambda x: x) if grey_size is None else (lambda x: resize_lanczos(x, grey_size))  # noqa: E731
     root = png_root(raw_dir) if name == "notmnist" else None
     if root is not None:
         x, y, classes, skipped = read_image_folder(root, 28, mode="L", labelled=True, skip_unreadable=True)
         if skipped:
             log(f"WARNING: skipped {len(skipped)} unreadable image(s): {', '.join(skipped[:5])}")
-        return {"test": (x, y, dict(meta, class_names=classes, raw_files=[str(root)], skipped=skipped))}
-    train, test = read_pair(raw_dir, "train"), read_pair(raw_dir, "t10k")
-    return {"train": (*train, dict(meta, raw_files=list(NAMES[:2]))),
-            "test": (*test, dict(meta, raw_files=list(NAMES[2:])))}
+        return {"test": (size(x), y, dict(meta, class_names=classes, raw_files=[str(root)], skipped=skipped))}
+    (x_tr, y_tr), (x_te, y_te) = read_pair(raw_dir, "train"), read_pair(raw_dir, "t10k")
+    return {"train": (size(x_tr), y_tr, dict(meta, raw_files=list(NAMES[:2]))),
+            "test": (size(x_te), y_te, dict(meta, raw_files=list(NAMES[2:])))}

@@ -35,13 +35,16 @@ PREPARERS = {name: module for module in FAMILIES for name in module.FILES}
 
 
 def prepare(name: str, raw_dir: str | Path | None = None, root: str | Path | None = None, force: bool = False,
-            allow_download: bool = True, size: int = image_folder.DEFAULT_SIZE, log=print) -> Path:
+            allow_download: bool = True, size: int = image_folder.DEFAULT_SIZE, log=print,
+            grey_size: int | None = None) -> Path:
     """Prepare ``name`` and return its folder. Idempotent: an already prepared dataset is not rewritten
     unless ``force``; a failure at any step leaves no partial output."""
     if name not in PREPARERS:
         raise ValueError(f"dataset: unknown name {name!r}; expected one of {', '.join(sorted(PREPARERS))}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size: expected a positive number of pixels, got {size!r}")
+    if grey_size is not None and (isinstance(grey_size, bool) or not isinstance(grey_size, int) or grey_size < 1):
+        raise ValueError(f"grey_size: expected a positive number of pixels, got {grey_size!r}")
     _folder(data_root(root), "data root (--data-root, else $EBM_OOD_DATA)")
     _folder(dataset_dir(name, root), f"{name}: prepared dataset folder")
     if raw_dir is not None:
@@ -54,7 +57,7 @@ def prepare(name: str, raw_dir: str | Path | None = None, root: str | Path | Non
     _outside(raw, dataset_dir(name, root), data_root(root) / "raw" / name)
     check_replaceable(name, root)  # before any download: a folder holding files we did not write is refused
     digests = obtain(module.needed(name, raw), raw, allow_download=allow_download, log=log)
-    splits = module.convert(name, raw, size=size, log=log)
+    splits = module.convert(name, raw, size=size, log=log, grey_size=grey_size)
     for split, (x, y, meta) in splits.items():
         check_split(name, split, x, y, meta)
     manifest = {"raw_sha256": digests, "raw_dir": str(raw), "prepared_by": "data_scripts/prepare.py"}
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="prepare again even if already prepared")
     p.add_argument("--no-download", action="store_true", help="only use files already in the raw folder")
     p.add_argument("--size", type=int, default=image_folder.DEFAULT_SIZE, help="image-folder sets: side in pixels")
+    p.add_argument("--grey-size", type=int, default=None,
+                   help="MNIST-family sets: resize 28x28 to this side (Lanczos), e.g. 32 as the authors' FMNIST")
     p.add_argument("--list", action="store_true", help="list the dataset names and whether each is prepared")
     args = p.parse_args(argv)
     if args.list or not args.name:
@@ -99,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:14s} {state}")
         return 0
     try:
-        prepare(args.name, args.raw_dir, args.data_root, args.force, not args.no_download, args.size)
+        prepare(args.name, args.raw_dir, args.data_root, args.force, not args.no_download, args.size,
+                grey_size=args.grey_size)
     except (ValueError, DownloadError, ChecksumError, FormatError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -21,7 +21,7 @@ Which class is "positive" matters for the precision-recall and FPR metrics, and 
 
 **The Elflein evaluation protocol** (:func:`balance`, the ``*_bal`` metrics of :func:`all_metrics`): the
 authors' evaluation (``OODDetectionModel.eval_ood`` in ``selflein/EBM-OOD-Detection``, called by its
-``evaluate.py`` with ``num=10_000`` and ``batch_size=128``) reads each test set in order for
+``evaluate.py`` with its default ``num=10_000`` and ``batch_size=128``) reads each test set in order for
 ``num // batch_size + 1`` batches (at most 10,112 samples), then truncates the ID and the OOD scores to the
 shorter length, and reports ``average_precision_score`` with **OOD positive** (labels 1 for OOD, score
 ``-log p``). On such 1:1 sets random scores give ≈ 50 % (:func:`chance_aupr`) and a fully inverted ranking
@@ -121,7 +121,7 @@ def fpr_at_tpr(score_id, score_ood, tpr: float = 0.95, convention: str = "percen
     return float(fprs[i])
 
 
-AUTHORS_MAX_ITEMS = 10_000  # evaluate.py: --max-eval default, passed on as eval_ood(num=10_000)
+AUTHORS_MAX_ITEMS = 10_000  # eval_ood's default num=10_000 (evaluate.py passes --max-eval to eval_classifier only)
 AUTHORS_BATCH_SIZE = 128  # evaluate.py: eval_model(..., batch_size=128)
 
 

@@ -29,6 +29,21 @@ def check_preset(preset: str, kind: str | None = None) -> None:
         raise ValueError(f"kind: expected 'tabular' or 'image', got {kind!r}")
 
 
+# The authors' batch sizes (``selflein/EBM-OOD-Detection``, ``configs/dataset/*.yaml``: ``batch_size``); the
+# paper states none. ``full`` trains images for the paper's 50 epochs at these sizes.
+AUTHORS_BATCH_SIZES = {"cifar10": 32, "fmnist": 64, "segment": 512, "sensorless": 512}
+
+
+@dataclass(frozen=True)
+class PerDataset:
+    """A preset value that the authors set per dataset: ``values[dataset]`` for a dataset named there,
+    else ``other`` (itself possibly a :class:`PerKind`), e.g. ``PerDataset(AUTHORS_BATCH_SIZES,
+    PerKind(tabular=512, image=32))``."""
+
+    values: dict
+    other: Any
+
+
 @dataclass(frozen=True)
 class PerKind:
     """A preset value that differs between the dataset kinds, e.g. ``PerKind(tabular=10_000, image=20_000)``."""
@@ -37,32 +52,45 @@ class PerKind:
     image: Any
 
 
-def preset_values(table: dict, preset: str, kind: str | None = None) -> dict:
+def preset_values(table: dict, preset: str, kind: str | None = None, dataset: str | None = None) -> dict:
     """``table[preset]`` for ``kind``: every :class:`PerKind` replaced by its ``kind`` value, nested dicts
     (``train``, ``lrs``) and every other value copied, so the caller may change what it gets.
 
-    ``kind=None`` is for tables without kinds (HEAT's); a :class:`PerKind` in them is an error.
+    ``kind=None`` is for tables without kinds (HEAT's); a :class:`PerKind` in them is an error. ``dataset``
+    (a dataset name, e.g. ``"cifar10"``) picks a :class:`PerDataset` value; ``None`` or a name it does not
+    list takes its ``other``.
     """
     check_preset(preset, kind)
     if preset not in table:
         raise KeyError(f"table: has no {preset!r} preset (it has {sorted(table)})")
-    return _resolve(table[preset], kind, preset)
+    return _resolve(table[preset], kind, preset, dataset)
 
 
-def preset_config(cls, table: dict, preset: str, kind: str | None = None, **nested):
+def preset_config(cls, table: dict, preset: str, kind: str | None = None, dataset: str | None = None, **nested):
     """``cls(**values)`` for the :func:`preset_values` of ``table``; a field named in ``nested`` is built
     from its dict of arguments, e.g. ``train=TrainConfig`` turns ``{"steps": 60, ...}`` into a
     ``TrainConfig``."""
-    values = preset_values(table, preset, kind)
+    values = preset_values(table, preset, kind, dataset)
     return cls(**{k: nested[k](**v) if k in nested else v for k, v in values.items()})
 
 
-def _resolve(value, kind: str | None, where: str):
+def _resolve(value, kind: str | None, where: str, dataset: str | None = None):
+    if isinstance(value, PerDataset):
+        return _resolve(value.values[dataset] if dataset in value.values else value.other, kind, where, dataset)
     if isinstance(value, PerKind):
         if kind is None:
             raise ValueError(f"kind: the {where} preset value differs between 'tabular' and 'image', "
                              "so a kind is needed; got None")
-        return _resolve(getattr(value, kind), kind, where)
+        return _resolve(getattr(value, kind), kind, where, dataset)
     if isinstance(value, dict):
-        return {k: _resolve(v, kind, f"{where}.{k}") for k, v in value.items()}
+        return {k: _resolve(v, kind, f"{where}.{k}", dataset) for k, v in value.items()}
     return copy.deepcopy(value)
+
+
+# ``full``'s schedule (Elflein App. B: "tabular datasets for 10,000 steps and the image datasets for 50
+# epochs"), at the authors' batch sizes; images count epochs over the training set
+# (:func:`~ebm_ood.training.steps_for_epochs`), a dataset the authors did not use takes 512 (tabular) / 32
+# (images).
+FULL_STEPS = 10_000  # tabular
+FULL_EPOCHS = PerKind(tabular=None, image=50)
+FULL_BATCH_SIZE = PerDataset(AUTHORS_BATCH_SIZES, PerKind(tabular=512, image=32))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -32,7 +32,7 @@ from ebm_ood.resume import (TrainingState, data_fingerprint, restore, resume_tra
                             snapshot)
 
 __all__ = ["TrainConfig", "History", "train", "to_tensor", "batched_mean", "seed_everything", "data_fingerprint",
-           "run_identity"]
+           "run_identity", "steps_for_epochs"]
 
 @dataclass
 class TrainConfig:
@@ -51,6 +51,18 @@ class TrainConfig:
     progress: bool = True
     checkpoint_path: str | None = None  # resumable training state, saved at every validation
     lrs: dict = field(default_factory=dict)  # per-optimizer learning rates, e.g. {"gen": 6e-5}
+    group_betas: dict = field(default_factory=dict)  # per-optimizer Adam betas, e.g. {"ebm": (0.9, 0.999)}
+    epochs: int | None = None  # when set, replaces steps by steps_for_epochs(epochs, N, batch_size)
+
+
+def steps_for_epochs(epochs: int, n: int, batch_size: int) -> int:
+    """Optimisation steps of ``epochs`` passes over ``n`` training samples in batches of ``batch_size``,
+    as an epoch-counting trainer (the authors' PyTorch Lightning, last batch kept) takes them:
+    ``epochs · ⌈n / batch_size⌉``. (Our batches are drawn with replacement; only the count matches.)"""
+    for value, what in ((epochs, "epochs"), (n, "n"), (batch_size, "batch_size")):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{what}: expected a positive integer, got {value!r}")
+    return int(epochs) * -(-int(n) // int(batch_size))
 
 
 @dataclass
@@ -81,9 +93,14 @@ def _check_config(config: TrainConfig, groups: dict[str, list[str]]) -> None:
         if g not in groups:
             raise ValueError(f"lrs: {g!r} is not an optimizer; expected keys among {sorted(groups)}")
         check_positive(lr, f"lrs[{g!r}]")
-    beta1 = float(config.betas[0])
+    for g, betas in config.group_betas.items():
+        if g not in groups:
+            raise ValueError(f"group_betas: {g!r} is not an optimizer; expected keys among {sorted(groups)}")
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(0.0 <= float(b) < 1.0 for b in betas)):
+            raise ValueError(f"group_betas[{g!r}]: expected a pair (beta1, beta2) in [0, 1), got {betas!r}")
     for g in groups:
         lr = config.lrs.get(g, config.lr)
+        beta1 = float(config.group_betas.get(g, config.betas)[0])
         # Adam's first step moves a parameter by lr / (1 - β1) in float32; beyond float32's range the
         # optimizer itself fails with an overflow error
         if 0.0 <= beta1 < 1.0 and lr / (1.0 - beta1) > float(np.finfo(np.float32).max):
@@ -93,7 +110,9 @@ def _check_config(config: TrainConfig, groups: dict[str, list[str]]) -> None:
 
 
 def _check_inputs(modules: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor | None, config: TrainConfig,
-                  groups: dict[str, list[str]]) -> None:
+                  groups: dict[str, list[str]]) -> TrainConfig:
+    """Raise on bad arguments; return ``config``, its ``steps`` replaced by :func:`steps_for_epochs` of
+    the ``len(x)`` training samples when ``config.epochs`` is set."""
     _check_config(config, groups)
     for g, names in groups.items():
         if unknown := [n for n in names if n not in modules]:
@@ -103,6 +122,9 @@ def _check_inputs(modules: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
         raise ValueError("x: expected at least one training sample, got none")
     if y is not None and y.shape[0] != n:
         raise ValueError(f"y: expected {n} labels (one per sample of x), got {y.shape[0]}")
+    if config.epochs is None:
+        return config
+    return replace(config, steps=steps_for_epochs(config.epochs, n, config.batch_size))
 
 
 def _params(modules: dict[str, nn.Module], names) -> list[nn.Parameter]:
@@ -110,10 +132,12 @@ def _params(modules: dict[str, nn.Module], names) -> list[nn.Parameter]:
 
 
 def _adam_with_warmup(params: dict[str, list[nn.Parameter]], config: TrainConfig) -> tuple[dict, dict]:
-    """One Adam per optimizer group (learning rate ``config.lrs[g]``, else ``config.lr``) and its schedule:
-    the learning rate at step s is ``lr · min(1, (s + 1) / warmup)``."""
+    """One Adam per optimizer group (learning rate ``config.lrs[g]``, else ``config.lr``; betas
+    ``config.group_betas[g]``, else ``config.betas``) and its schedule: the learning rate at step s is
+    ``lr · min(1, (s + 1) / warmup)``."""
     optimizers = {
-        g: torch.optim.Adam(p, lr=config.lrs.get(g, config.lr), betas=config.betas, weight_decay=config.weight_decay)
+        g: torch.optim.Adam(p, lr=config.lrs.get(g, config.lr), betas=tuple(config.group_betas.get(g, config.betas)),
+                            weight_decay=config.weight_decay)
         for g, p in params.items()
     }
     warm = int(config.warmup)
@@ -157,7 +181,7 @@ def train(modules: dict[str, nn.Module], step_fn: Callable, x: torch.Tensor, y: 
     (:mod:`ebm_ood.resume`). On divergence the last validated weights are restored (:class:`DivergenceError`).
     """
     groups, stateful, path = groups or {"main": list(modules)}, stateful or {}, config.checkpoint_path
-    _check_inputs(modules, x, y, config, groups)
+    config = _check_inputs(modules, x, y, config, groups)  # with config.epochs: steps for len(x) samples
     params = {g: _params(modules, names) for g, names in groups.items()}
     optimizers, schedulers = _adam_with_warmup(params, config)
     state = TrainingState(modules, optimizers, schedulers, stateful, torch.Generator().manual_seed(int(config.seed)))

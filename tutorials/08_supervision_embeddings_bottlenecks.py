@@ -170,8 +170,10 @@ print(embeddings.render(emb))
 # After every residual block of the conv energy two 1×1 convolutions map the C channels to `⌊f · C⌋` and
 # back to C, as the authors' code builds it: every block's output is squeezed through a rank-`⌊f·C⌋`
 # linear map, while the next block and the head still see C channels (`--form reduce` instead feeds the
-# reduced width onward). Factor 1.0 keeps the width: the same function class as no bottleneck (full-rank
-# 1×1 convs fold into the next conv), so the comparison is against the network *without* necks. The live
+# reduced width onward). Factor 1.0 keeps the width: the same function class as no bottleneck (the two
+# full-rank 1×1 convs are one linear map that folds into the preceding block's last conv and shortcut — the
+# next block starts with a LeakyReLU, so they cannot fold forward), so the comparison is against the
+# network *without* necks. The live
 # cell uses CD, like the measured rows below. (SSM is left out on purpose: a bottleneck needs the conv energy,
 # whose LeakyReLU has zero curvature and makes score matching degenerate — see
 # `ebm_ood/methods/score_matching.py` — and its "no bottleneck" model is a different network from the
@@ -230,8 +232,9 @@ save_figure(few_ticks(smoothness.draw(smo)), os.path.join(FIGURES, "08_smoothnes
 # noise slightly *less* likely. The live CD run (120 steps) shows the same pattern: every Δ is negative,
 # every AUROC 100 %, no preference for smoother noise, and the bottlenecked model finds it slightly less
 # likely. On 8×8 images a pooling window of 4 leaves 2×2 blocks — far from digit
-# strokes; the prepared 28×28 and 32×32 datasets carry the paper's pools 2, 3, 4 and 16
-# (`--dataset fmnist`).
+# strokes; the prepared 32×32 datasets carry the paper's pools 2, 3, 4 and 16, the 28×28 ones (FMNIST,
+# `--dataset fmnist`) pools 2, 3 and 4 usefully: pool 16 covers one 16×16 window there, so each of its
+# images is a single constant value.
 #
 # ## Experiment 6 — descending the energy from real images (Figure 5)
 #
@@ -275,7 +278,7 @@ save_figure(samples.draw(smp), os.path.join(FIGURES, "08_samples.png"))
 #   digits' classes better than the supervised one.
 #
 # These are small models on 8×8 images with a few hundred training steps and one seed; the paper used
-# WRN-10-2 on 28×28 and 32×32 images for 50 epochs. Rerun with `--seeds 3` and `--full` before drawing
+# WRN-10-2 for 50 epochs (it does not state FMNIST's image size; the authors' configs resize it to 32×32). Rerun with `--seeds 3` and `--full` before drawing
 # conclusions — that is what the commands are for.
 #
 # ## Exercises

@@ -67,7 +67,7 @@ class MethodSpec:
 
 # --- CE baseline (Elflein) --------------------------------------------------------------------------
 def build_ce(ctx: RunContext) -> CEClassifier:
-    return CEClassifier(ce_config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
+    return CEClassifier(ce_config(ctx.preset, ctx.dataset.kind, ctx.dataset.name), device=ctx.device, seed=ctx.seed)
 
 
 def shared_classifier(ctx: RunContext) -> CEClassifier:
@@ -89,19 +89,19 @@ GENERATIVE = {  # table name -> (detector class, its preset function ``config(pr
 
 
 def build_cd(ctx: RunContext) -> CDDetector:
-    return CDDetector(cd_config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
+    return CDDetector(cd_config(ctx.preset, ctx.dataset.kind, ctx.dataset.name), device=ctx.device, seed=ctx.seed)
 
 
 def build_ssm(ctx: RunContext) -> SSMDetector:
-    return SSMDetector(ssm_config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
+    return SSMDetector(ssm_config(ctx.preset, ctx.dataset.kind, ctx.dataset.name), device=ctx.device, seed=ctx.seed)
 
 
 def build_vera(ctx: RunContext) -> VERADetector:
-    return VERADetector(vera_config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
+    return VERADetector(vera_config(ctx.preset, ctx.dataset.kind, ctx.dataset.name), device=ctx.device, seed=ctx.seed)
 
 
 def build_flow(ctx: RunContext) -> NormalizingFlowDetector:
-    return NormalizingFlowDetector(flow_config(ctx.preset, ctx.dataset.kind), device=ctx.device, seed=ctx.seed)
+    return NormalizingFlowDetector(flow_config(ctx.preset, ctx.dataset.kind, ctx.dataset.name), device=ctx.device, seed=ctx.seed)
 
 
 # --- Post-hoc baselines (HEAT Table 4), all on the shared CE classifier ------------------------------

@@ -10,7 +10,7 @@ from functools import partial
 from typing import Callable
 
 from ebm_ood.data import embedded, folder, prepared
-from ebm_ood.data.dataset import OODDataset
+from ebm_ood.data.dataset import OOD_ORDERS, OODDataset, shuffle_ood
 
 # name -> loader(seed=0, **kwargs) -> OODDataset
 DATASETS: dict[str, Callable[..., OODDataset]] = {
@@ -25,12 +25,18 @@ def dataset_names() -> list[str]:
     return sorted(DATASETS)
 
 
-def get_dataset(name: str, seed: int = 0, **kwargs) -> OODDataset:
+def get_dataset(name: str, seed: int = 0, ood_order: str = "stored", **kwargs) -> OODDataset:
     """Load a dataset of :data:`DATASETS`, or the data folder at path ``name``
-    (:func:`~ebm_ood.data.folder.load_folder`); unknown names list the valid ones."""
+    (:func:`~ebm_ood.data.folder.load_folder`); unknown names list the valid ones. ``ood_order``:
+    ``"stored"`` keeps each OOD set in the order it was built or stored; ``"shuffled"`` puts it in a random
+    order fixed by ``seed`` (:func:`~ebm_ood.data.dataset.shuffle_ood`)."""
+    if ood_order not in OOD_ORDERS:
+        raise ValueError(f"ood_order: expected one of {', '.join(OOD_ORDERS)}, got {ood_order!r}")
     if name not in DATASETS and folder.is_data_folder(name):
-        return folder.load_folder(name, seed=seed, **kwargs)
-    if name not in DATASETS:
+        d = folder.load_folder(name, seed=seed, **kwargs)
+    elif name not in DATASETS:
         raise ValueError(f"dataset: unknown name {name!r}; valid names: {', '.join(dataset_names())}, or the path "
                          f"of a data folder holding {folder.LAYOUT}")
-    return DATASETS[name](seed=seed, **kwargs)
+    else:
+        d = DATASETS[name](seed=seed, **kwargs)
+    return shuffle_ood(d, seed) if ood_order == "shuffled" else d

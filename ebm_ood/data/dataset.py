@@ -4,11 +4,12 @@ a dict of OOD test sets (:class:`OODSet`), each marked *natural* (real data from
 :mod:`ebm_ood.data.catalog`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 NATURAL, NON_NATURAL = "natural", "non-natural"
+OOD_ORDERS = ("stored", "shuffled")
 
 
 @dataclass
@@ -37,3 +38,14 @@ class OODDataset:
 
     def ood_names(self, group: str | None = None) -> list[str]:
         return [k for k, v in self.ood.items() if group is None or v.group == group]
+
+
+def shuffle_ood(dataset: OODDataset, seed: int = 0) -> OODDataset:
+    """A copy of ``dataset`` whose every OOD set is in a random order fixed by ``seed`` (one permutation
+    per set, drawn in the order of ``dataset.ood``), so that the balanced protocol's "first n samples"
+    (:func:`ebm_ood.metrics.balance`) is a uniform random subset: a class-sorted file (UCI Sensorless)
+    or a set built half N(0, 1) then half U(-1, 1) would otherwise keep its first part only. The rows
+    themselves and the ID splits are unchanged."""
+    rng = np.random.default_rng((int(seed), 4000))
+    ood = {k: OODSet(v.x[rng.permutation(len(v.x))], v.group) for k, v in dataset.ood.items()}
+    return replace(dataset, ood=ood, meta={**dataset.meta, "ood_order": "shuffled", "ood_order_seed": int(seed)})

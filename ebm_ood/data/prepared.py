@@ -182,6 +182,6 @@ def _checked_test(other: str, shape: tuple, name: str, root) -> np.ndarray:
     x, _, _ = _load(other, "test", root)
     if tuple(x.shape[1:]) != shape:
         raise ValueError(f"{other}: prepared images have shape {tuple(x.shape[1:])} but {name} needs {shape}; "
-                         f"run: {prepare_command(other)} --force --size {shape[-1]}")
+                         f"run: {prepare_command(other)} --force --{'grey-size' if shape[0] == 1 else 'size'} {shape[-1]}")
     return x
 

@@ -12,7 +12,9 @@ The table gives, per model, the mean log density of each set relative to the ID 
 each set (higher: better detected).
 
 Every image dataset has smoothness sets: ``digits`` (8×8) pools 1, 2, 4; the prepared 28×28 and 32×32
-datasets the paper's pools 2, 3, 4 and 16 (1,000 images each; :mod:`ebm_ood.data.prepared`).
+datasets the paper's pools 2, 3, 4 and 16 (1,000 images each; :mod:`ebm_ood.data.prepared`). At 28×28
+(FMNIST as distributed) pool 16 leaves one value per image, a constant set; ``data_scripts/prepare.py
+--grey-size 32`` prepares the MNIST family at the authors' 32×32.
 
 Run: ``ebm-ood experiment smoothness [--dataset digits|fmnist|cifar10] [--methods CD] [--quick]``.
 Writes ``smoothness.md``, ``.json`` and ``.png``.

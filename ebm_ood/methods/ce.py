@@ -21,7 +21,7 @@ from ebm_ood.detector import Detector
 from ebm_ood.energy import energy_from_logits, max_softmax
 from ebm_ood.nn import build_network
 from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train
-from ebm_ood.presets import PerKind, preset_config
+from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
 from ebm_ood.checks import check_array
 
 SCORES = ("energy", "msp", "maxlogit")
@@ -41,8 +41,9 @@ CE_PRESETS = {
     "default": {},  # the CEConfig defaults
     "full": {
         "train": dict(
-            steps=PerKind(tabular=10_000, image=20_000),  # Elflein App. B (images: 50 epochs, counted as steps)
-            batch_size=PerKind(tabular=64, image=128),    # ours: not stated
+            steps=FULL_STEPS,             # Elflein App. B: tabular 10,000 steps
+            epochs=FULL_EPOCHS,           # Elflein App. B: images 50 epochs (steps = 50 · ⌈N / batch⌉)
+            batch_size=FULL_BATCH_SIZE,   # configs/dataset/*.yaml: 32 CIFAR-10, 64 FMNIST, 512 tabular
             lr=PerKind(tabular=1e-3, image=1e-4),         # Elflein App. B
             betas=(0.9, 0.999),                           # Elflein App. B: Adam's defaults
             weight_decay=5e-4,                            # Elflein App. B
@@ -55,14 +56,14 @@ CE_PRESETS = {
 }
 
 
-def ce_config(preset: str = "default", kind: str = "image") -> CEConfig:
+def ce_config(preset: str = "default", kind: str = "image", dataset: str | None = None) -> CEConfig:
     """The ``preset`` row of :data:`CE_PRESETS` for ``kind``: ``quick`` (tests), ``default`` (benchmark
     budget), ``full`` (Elflein App. B: lr 1e-3 tabular / 1e-4 images, weight decay 5e-4, the 2,500-step
     warm-up App. B states "across all models", early stopping on ID validation accuracy; tabular 10,000
-    steps). The paper trains images for 50 epochs; the trainer counts steps, so ``full`` on images runs
-    20,000 steps (batch 128) whatever the dataset size. Batch sizes are not stated in the paper; the
-    early-stopping patience (10 validations) is the authors' code's."""
-    return preset_config(CEConfig, CE_PRESETS, preset, kind, train=TrainConfig)
+    steps). The paper trains images for 50 epochs: ``full`` counts them at the authors' batch sizes
+    (``presets.FULL_BATCH_SIZE``: 32 CIFAR-10, 64 FMNIST, 512 tabular; give ``dataset``), ``50 · ⌈N / batch⌉`` steps.
+    The early-stopping patience (10 validations) is the authors' code's."""
+    return preset_config(CEConfig, CE_PRESETS, preset, kind, dataset, train=TrainConfig)
 
 
 @torch.no_grad()

@@ -41,7 +41,7 @@ from ebm_ood.energy import JEMEnergy, energy_from_logits
 from ebm_ood.nn import build_network
 from ebm_ood.sampling import ReplayBuffer, class_conditional_energy, sgld
 from ebm_ood.training import TrainConfig, seed_everything, to_tensor, train
-from ebm_ood.presets import PerKind, preset_config
+from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
 from ebm_ood.checks import check_positive
 
 SELECT = ("val_loss", "last")
@@ -133,8 +133,9 @@ CD_PRESETS = {
     },
     "full": {
         "train": dict(
-            steps=10_000,        # Elflein App. B: tabular 10,000 steps (images: 50 epochs, counted as steps)
-            batch_size=64,       # ours: not stated
+            steps=FULL_STEPS,             # Elflein App. B: tabular 10,000 steps
+            epochs=FULL_EPOCHS,           # Elflein App. B: images 50 epochs (steps = 50 · ⌈N / batch⌉)
+            batch_size=FULL_BATCH_SIZE,   # configs/dataset/*.yaml: 32 CIFAR-10, 64 FMNIST, 512 tabular
             lr=1e-3,             # Elflein App. B: "initial learning rate to 0.001"
             betas=(0.9, 0.999),  # Elflein App. B: Adam's defaults
             warmup=2500,         # Elflein App. B: "across all models"
@@ -154,14 +155,14 @@ CD_PRESETS = {
 }
 
 
-def cd_config(preset: str = "default", kind: str = "image") -> CDConfig:
+def cd_config(preset: str = "default", kind: str = "image", dataset: str | None = None) -> CDConfig:
     """The ``preset`` row of :data:`CD_PRESETS` for ``kind``: ``quick`` (tests: seconds), ``default``
     (≤ ~60 s on 2 CPU cores for the embedded datasets), ``full`` (Elflein App. B: 100 SGLD steps of size 1,
     buffer 10,000, ρ = 0.05, lr 1e-3, warm-up 2,500, input noise of variance 0.1 on images, 10,000 steps on
-    tabular data). The paper trains images for 50 epochs; the trainer counts steps, so ``full`` on images
-    also runs 10,000 steps whatever the dataset size. Kept from the authors' code (see ``CDConfig``): the
+    tabular data). The paper trains images for 50 epochs: ``full`` counts them at the authors' batch sizes
+    (``presets.FULL_BATCH_SIZE``: 32 CIFAR-10, 64 FMNIST, 512 tabular; give ``dataset``), ``50 · ⌈N / batch⌉`` steps. Kept from the authors' code (see ``CDConfig``): the
     decoupled SGLD noise σ = 0.01 and the L2 energy penalty of weight 1."""
-    return preset_config(CDConfig, CD_PRESETS, preset, kind, train=TrainConfig)
+    return preset_config(CDConfig, CD_PRESETS, preset, kind, dataset, train=TrainConfig)
 
 
 def _check_config(c: CDConfig) -> None:

@@ -20,12 +20,14 @@ curvature is invisible to autograd). The authors' code trains exactly that (Leak
 We default to a *smooth* LeakyReLU, ``a·x + (1-a)·softplus(x)`` (same slopes at ±∞), and
 keep ``activation="leaky_relu"`` as the code's option. For images the default energy network is the MLP
 on flattened pixels because :class:`~ebm_ood.nn.SmallWRN` hard-codes its LeakyReLU
-(``image_network="wrn"`` gives the code's WRN form).
+(``image_network="wrn"`` gives the paper's and the code's WRN-10-2).
 
 **Projections.** The paper (App. B) and the authors' code (``SSM(noise_type="radermacher")``, never
 overridden in their configs) both draw Rademacher ``v``; ``projection="gaussian"`` is the option.
 **Input noise.** The paper adds none for SSM; the authors' image config adds N(0, 0.1²) to every training
-and validation batch (``sigma: 0.1``): ``data_noise_std=0.1`` does the same. ``docs/paper_vs_code.md``
+and validation batch (``sigma: 0.1``): ``data_noise_std=0.1`` does the same. **SSM-S weighting.** The
+paper adds ``γ·CE`` to the per-sample objective; the authors' image loss divides the SSM term by ``C·H``
+(:func:`ssm_reduction_divisor`), so their cross-entropy weighs 96× (3×32×32) more: ``ssm_reduction="last_axis"``. ``docs/paper_vs_code.md``
 lists every difference from the authors' code.
 """
 from __future__ import annotations
@@ -42,11 +44,12 @@ from ebm_ood.detector import Detector, labels_for_gamma
 from ebm_ood.energy import JEMEnergy
 from ebm_ood.nn import MLP, build_network
 from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train
-from ebm_ood.presets import PerKind, preset_config
+from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
 from ebm_ood.checks import check_positive
 
 PROJECTIONS = ("rademacher", "gaussian")
 ACTIVATIONS = ("smooth_leaky_relu", "leaky_relu")
+SSM_REDUCTIONS = ("per_sample", "last_axis")
 
 
 # ----------------------------------------------------------------------------- the objective
@@ -117,6 +120,38 @@ def exact_score_matching_loss(energy_fn: Callable, x: torch.Tensor, create_graph
     return per_sample.mean() if reduce else per_sample
 
 
+def ssm_reduction_divisor(shape: tuple[int, ...], reduction: str = "per_sample") -> int:
+    """What the per-sample SSM objective is divided by before it joins ``γ·CE``, for inputs
+    ``(N, *shape)``. ``"per_sample"`` (the paper's): 1. ``"last_axis"`` (the authors' ``SSM.training_step``:
+    ``torch.sum(·, dim=-1)`` then a mean over every other axis): the product of all but the last sample
+    axis, ``C·H`` for ``(C, H, W)`` images (96 on 3×32×32, 32 on 1×32×32), 1 for ``(D,)`` vectors."""
+    if reduction not in SSM_REDUCTIONS:
+        raise ValueError(f"ssm_reduction: expected one of {SSM_REDUCTIONS}, got {reduction!r}")
+    return int(np.prod(shape[:-1])) if reduction == "last_axis" else 1
+
+
+def supervised_ssm_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 0.0,
+                        reduction: str = "per_sample", n_projections: int = 1, projection: str = "rademacher",
+                        variance_reduction: bool = True, generator: torch.Generator | None = None,
+                        ) -> tuple[torch.Tensor, dict]:
+    """The SSM / SSM-S training loss of the logit network ``net: (N, *shape) → (N, K)`` with
+    ``E(x) = -logsumexp f(x)``:
+
+        L = J_SSM(-VR)(x) / d + γ · CrossEntropy(f(x), y),   d = :func:`ssm_reduction_divisor`
+
+    ``x``: (N, *shape); ``y``: (N,) class indices, used when ``γ > 0``. Returns ``(loss, logs)`` with the
+    undivided SSM term and the cross-entropy as floats in ``logs``."""
+    energy = JEMEnergy(net)
+    ssm = sliced_score_matching_loss(energy, x, n_projections, projection, variance_reduction, generator)
+    d = ssm_reduction_divisor(tuple(x.shape[1:]), reduction)
+    loss, logs = (ssm if d == 1 else ssm / d), {"ssm": ssm.item()}
+    if gamma > 0:
+        ce = F.cross_entropy(net(x), y)
+        loss = loss + gamma * ce
+        logs["ce"] = ce.item()
+    return loss, logs
+
+
 # ----------------------------------------------------------------------------- the energy network
 class SmoothLeakyReLU(nn.Module):
     """``a·x + (1-a)·softplus(x)``: LeakyReLU(a)'s asymptotes with a non-zero second derivative."""
@@ -167,6 +202,8 @@ class SSMConfig:
     val_projections: int = 8  # projections per validation sample (fixed seed) for model selection
     data_noise_std: float = 0.0  # std of Gaussian noise on training and validation inputs (paper: none;
     #                              the authors' image config: 0.1)
+    ssm_reduction: str = "per_sample"  # "last_axis": the SSM term / (C·H) on images, as the authors' code
+    #                                    (so γ·CE weighs C·H times more); see ssm_reduction_divisor
 
 
 SSM_PRESETS = {
@@ -174,8 +211,9 @@ SSM_PRESETS = {
     "default": {},  # the SSMConfig defaults
     "full": {
         "train": dict(
-            steps=10_000,        # Elflein App. B: tabular 10,000 steps (images: 50 epochs, counted as steps)
-            batch_size=64,       # ours: not stated
+            steps=FULL_STEPS,             # Elflein App. B: tabular 10,000 steps
+            epochs=FULL_EPOCHS,           # Elflein App. B: images 50 epochs (steps = 50 · ⌈N / batch⌉)
+            batch_size=FULL_BATCH_SIZE,   # configs/dataset/*.yaml: 32 CIFAR-10, 64 FMNIST, 512 tabular
             lr=PerKind(tabular=1e-3, image=1e-4),  # not stated: the authors' fc_ssm.yaml / img_ssm.yaml
             betas=(0.9, 0.999),  # Elflein App. B: Adam's defaults
             warmup=2500,         # Elflein App. B: "across all models"
@@ -188,14 +226,15 @@ SSM_PRESETS = {
 }
 
 
-def ssm_config(preset: str = "default", kind: str = "image") -> SSMConfig:
+def ssm_config(preset: str = "default", kind: str = "image", dataset: str | None = None) -> SSMConfig:
     """The ``preset`` row of :data:`SSM_PRESETS` for ``kind``: ``quick`` (tests, seconds), ``default``
     (≤ ~60 s per embedded dataset on 2 cores), ``full`` (Elflein App. B: SSM-VR with one Rademacher
     projection, warm-up 2,500, 10,000 steps on tabular data). The paper states no learning rate: ``full``
     takes the authors' configs' (``fc_ssm.yaml`` 1e-3 on tabular data, ``img_ssm.yaml`` 1e-4 on images;
-    their AdamW and StepLR decay are not reproduced). The paper trains images for 50 epochs; the trainer
-    counts steps, so ``full`` on images runs 10,000 steps whatever the dataset size."""
-    return preset_config(SSMConfig, SSM_PRESETS, preset, kind, train=TrainConfig)
+    their AdamW and StepLR decay are not reproduced).
+    The paper trains images for 50 epochs: ``full`` counts them at the authors' batch sizes
+    (``presets.FULL_BATCH_SIZE``: 32 CIFAR-10, 64 FMNIST, 512 tabular; give ``dataset``), ``50 · ⌈N / batch⌉`` steps."""
+    return preset_config(SSMConfig, SSM_PRESETS, preset, kind, dataset, train=TrainConfig)
 
 
 class SSMDetector(Detector):
@@ -234,6 +273,7 @@ class SSMDetector(Detector):
             raise ValueError(f"projection: expected one of {PROJECTIONS}, got {self.config.projection!r}")
         check_positive(self.config.gamma, "gamma", allow_zero=True)
         check_positive(self.config.data_noise_std, "data_noise_std", allow_zero=True)
+        ssm_reduction_divisor((1,), self.config.ssm_reduction)  # validates the name
         self.seed = seed
 
     def _fit(self, x, y):
@@ -250,13 +290,8 @@ class SSMDetector(Detector):
         def step(xb, yb, _):
             if cfg.data_noise_std > 0:
                 xb = xb + cfg.data_noise_std * torch.randn_like(xb)
-            loss = sliced_score_matching_loss(energy, xb, cfg.n_projections, cfg.projection, cfg.variance_reduction)
-            logs = {"ssm": loss.item()}
-            if cfg.gamma > 0:
-                ce = F.cross_entropy(self.net_(xb), yb)
-                loss = loss + cfg.gamma * ce
-                logs["ce"] = ce.item()
-            return loss, logs
+            return supervised_ssm_loss(self.net_, xb, yb, cfg.gamma, cfg.ssm_reduction, cfg.n_projections,
+                                       cfg.projection, cfg.variance_reduction)
 
         def validate():  # higher is better: minus the SSM-VR objective on ID validation data, fixed projections
             gen = torch.Generator(device=self.device).manual_seed(self.seed)

@@ -20,7 +20,10 @@ use 3e-5 / 6e-5 (``fc_vera.yaml``, ``img_vera.yaml``; the supervised tabular con
 warm-up, posterior lr 3e-5 and a BatchNorm MLP generator (a ResNet generator on images); we use a
 LeakyReLU(0.2) MLP generator without batch norm and a small transposed-conv generator. App. B's sentence on
 clamping to [0.01, 0.3] names η, but the code clamps the generator's σ (``min_sigma``/``max_sigma``) and
-initialises η at 0.1; we follow the code there (their η is per latent dimension, ours one scalar).
+initialises η at 0.1 without a clamp; and App. B states β = (0, 0.9) for the generator only, while the code
+passes that pair to every optimizer. ``form="code"`` (default) follows the code; ``form="paper"``
+(:data:`VERA_FORMS`) clamps η to [0.01, 0.3] as well and gives the EBM and posterior optimizers Adam's
+default β (their η is per latent dimension, ours one scalar).
 **Gradient penalty.** The code differentiates the batch *mean* of the log density,
 ``∇ₓ mean_n log p(x_n) = ∇ₓ log p(x_n) / N``, so its weight 0.1 acts as 0.1/N² on the per-sample
 penalty; ``grad_penalty_form="batch_mean"`` reproduces that, ``"per_sample"`` (default) penalises each
@@ -42,7 +45,7 @@ from ebm_ood.detector import Detector, labels_for_gamma
 from ebm_ood.energy import JEMEnergy, energy_from_logits
 from ebm_ood.nn import MLP, build_network
 from ebm_ood.training import TrainConfig, to_tensor, train
-from ebm_ood.presets import PerKind, preset_config
+from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
 from ebm_ood.checks import check_positive
 
 
@@ -97,15 +100,29 @@ class Generator(nn.Module):
 
 
 class PosteriorProposal(nn.Module):
-    """``ξ(h'|x) = N(h, η²I)`` centred on the latent ``h`` that generated ``x``; η learned (init 0.1)."""
+    """``ξ(h'|x) = N(h, η²I)`` centred on the latent ``h`` that generated ``x``; η learned (init 0.1),
+    clamped to ``eta_bounds`` when given (the paper's [0.01, 0.3])."""
 
-    def __init__(self, eta_init: float = 0.1):
+    def __init__(self, eta_init: float = 0.1, eta_bounds: tuple[float, float] | None = None):
         super().__init__()
+        if eta_bounds is not None and not 0 < eta_bounds[0] <= eta_init <= eta_bounds[1]:
+            raise ValueError(f"eta_clamp: expected low <= eta_init <= high with low > 0, got {eta_bounds}, {eta_init}")
+        self.bounds = None if eta_bounds is None else (math.log(eta_bounds[0]), math.log(eta_bounds[1]))
         self.log_eta = nn.Parameter(torch.tensor(math.log(eta_init)))
+
+    @property
+    def eta(self) -> torch.Tensor:
+        return self.log_eta.exp() if self.bounds is None else self.log_eta.clamp(*self.bounds).exp()
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Project the parameter back into the bounds (after an optimizer step); no-op without bounds."""
+        if self.bounds is not None:
+            self.log_eta.clamp_(*self.bounds)
 
     def sample(self, h: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(h', log ξ(h'|x))`` of shapes (M, N, d) and (M, N); ``h'`` reparametrised in η."""
-        eta = self.log_eta.exp()
+        eta = self.eta
         hp = h.unsqueeze(0) + eta * torch.randn(m, *h.shape, device=h.device, dtype=h.dtype)
         return hp, gaussian_log_density(hp, h.unsqueeze(0), eta)
 
@@ -192,6 +209,7 @@ class VERAConfig:
     sigma_min: float = 0.01
     sigma_max: float = 0.3
     eta_init: float = 0.1
+    form: str = "code"  # "paper": Elflein App. B's η clamp and β pairs (see VERA_FORMS)
     gamma: float = 0.0  # weight of γ·CrossEntropy(f(x), y) (VERA-S); 0 = unsupervised, y ignored
     num_outputs: int | None = None  # logits of f; default: num_classes when γ > 0, else 1 (the authors' code)
     gen_width: int = 100  # MLP generator (tabular)
@@ -199,6 +217,16 @@ class VERAConfig:
     widen: int = 2
     bottleneck: float | None = None
     bottleneck_form: str = "expand"  # see ebm_ood.nn.wrn
+
+
+VERA_FORMS = {
+    # η clamp (None: not clamped) and the Adam betas of the EBM and posterior optimizers (None: train.betas,
+    # the one pair the authors' code passes to every optimizer); the generator always uses train.betas.
+    "code": {"eta_clamp": None, "ebm_betas": None},
+    # Elflein App. B: "initialize ... η with 0.1 and clamp it in the range [0.01, 0.3]"; β = (0, 0.9) is
+    # stated for the generator only, every other optimizer "Adam with default parameters β1 = 0.9, β2 = 0.999"
+    "paper": {"eta_clamp": (0.01, 0.3), "ebm_betas": (0.9, 0.999)},
+}
 
 
 VERA_PRESETS = {
@@ -217,8 +245,9 @@ VERA_PRESETS = {
     },
     "full": {
         "train": dict(
-            steps=PerKind(tabular=10_000, image=20_000),  # Elflein App. B (images: 50 epochs, counted as steps)
-            batch_size=64,                 # ours: not stated
+            steps=FULL_STEPS,             # Elflein App. B: tabular 10,000 steps
+            epochs=FULL_EPOCHS,           # Elflein App. B: images 50 epochs (steps = 50 · ⌈N / batch⌉)
+            batch_size=FULL_BATCH_SIZE,   # configs/dataset/*.yaml: 32 CIFAR-10, 64 FMNIST, 512 tabular
             lr=3e-4,                       # Elflein App. B: the EBM's learning rate
             betas=(0.0, 0.9),              # Elflein App. B, for the generator; the authors' code: both optimizers
             warmup=2500,                   # Elflein App. B: "across all models"
@@ -239,17 +268,18 @@ VERA_PRESETS = {
 }
 
 
-def vera_config(preset: str = "default", kind: str = "image") -> VERAConfig:
+def vera_config(preset: str = "default", kind: str = "image", dataset: str | None = None) -> VERAConfig:
     """The ``preset`` row of :data:`VERA_PRESETS` for ``kind``: ``quick`` (tests), ``default`` (≤ ~60 s per
     embedded dataset on 2 cores; larger learning rates, λ = 1 and σ₀ = 0.1 so that it learns within budget),
     ``full`` (Elflein App. B: lr 3e-4 EBM / 6e-4 generator, Adam β = (0, 0.9), λ = 1e-4, η₀ = 0.1, latent
     dimension 16 (tabular) / 128 (images), warm-up 2,500, 10,000 steps on tabular data; from the authors'
     code, where the paper defers to Grathwohl et al.'s defaults: M = 20, gradient penalty 0.1, posterior
-    lr 3e-5). Kept on purpose: β = (0, 0.9) for the EBM's optimizer too (App. B states it for the generator
-    only; the authors' code passes one β pair to both optimizers, and so does our trainer), and the
-    [0.01, 0.3] clamp on the generator's σ rather than η (the authors' code). The paper trains images for
-    50 epochs; the trainer counts steps, so ``full`` on images runs 20,000 steps whatever the dataset size."""
-    return preset_config(VERAConfig, VERA_PRESETS, preset, kind, train=TrainConfig)
+    lr 3e-5). ``form="code"`` (every preset): β = (0, 0.9) for the EBM's optimizer too (App. B states it for
+    the generator only; the authors' code passes one β pair to both optimizers), and the [0.01, 0.3] clamp
+    on the generator's σ only (the authors' code); ``form="paper"`` gives App. B's β pairs and η clamp.
+    The paper trains images for 50 epochs: ``full`` counts them at the authors' batch sizes
+    (``presets.FULL_BATCH_SIZE``: 32 CIFAR-10, 64 FMNIST, 512 tabular; give ``dataset``), ``50 · ⌈N / batch⌉`` steps."""
+    return preset_config(VERAConfig, VERA_PRESETS, preset, kind, dataset, train=TrainConfig)
 
 
 def make_generator(input_shape: tuple[int, ...], config: VERAConfig) -> Generator:
@@ -300,6 +330,8 @@ class VERADetector(Detector):
         check_positive(self.config.gamma, "gamma", allow_zero=True)
         if self.config.n_importance < 1:
             raise ValueError(f"n_importance: expected >= 1, got {self.config.n_importance}")
+        if self.config.form not in VERA_FORMS:
+            raise ValueError(f"form: expected one of {', '.join(VERA_FORMS)}, got {self.config.form!r}")
         if self.config.grad_penalty_form not in PENALTY_FORMS:
             raise ValueError(f"grad_penalty_form: expected one of {', '.join(PENALTY_FORMS)}, "
                              f"got {self.config.grad_penalty_form!r}")
@@ -313,12 +345,14 @@ class VERADetector(Detector):
         self.net_ = build_network(self.input_shape_, out, widen=cfg.widen, bottleneck=cfg.bottleneck,
                                   bottleneck_form=cfg.bottleneck_form).to(self.device)
         self.generator_ = make_generator(self.input_shape_, cfg).to(self.device)
-        self.proposal_ = PosteriorProposal(cfg.eta_init).to(self.device)
+        form = VERA_FORMS[cfg.form]
+        self.proposal_ = PosteriorProposal(cfg.eta_init, form["eta_clamp"]).to(self.device)
         net, gen, post = self.net_, self.generator_, self.proposal_
         xt, yt = to_tensor(x, self.device), to_tensor(y, self.device, torch.long)
 
         def step(xb, yb, _):
             gen.clamp_()
+            post.clamp_()
             x_gen, h = gen.sample(xb.shape[0])  # (B, *shape), (B, d)
             xd = xb.detach().requires_grad_(True)
             logits = net(xd)
@@ -327,7 +361,7 @@ class VERADetector(Detector):
             h_prop, log_xi = post.sample(h.detach(), cfg.n_importance)
             score, log_w = importance_score(x_gen.detach(), h_prop, log_xi, gen.g, gen.sigma.detach())
             logs = {"e_pos": e_data.mean().item(), "e_neg": e_gen.mean().item(),
-                    "sigma": gen.sigma.item(), "eta": post.log_eta.exp().item()}
+                    "sigma": gen.sigma.item(), "eta": post.eta.item()}
             if cfg.gamma > 0:
                 ce = F.cross_entropy(logits, yb)
                 ebm = ebm + cfg.gamma * ce
@@ -337,8 +371,11 @@ class VERADetector(Detector):
             return losses, logs
 
         groups = {"ebm": ["ebm"], "gen": ["gen"], "post": ["post"]}
-        self.history_ = train({"ebm": net, "gen": gen, "post": post}, step, xt, yt,
-                              replace(cfg.train, seed=self.seed), name=self.name, groups=groups, identity=cfg)
+        tcfg = replace(cfg.train, seed=self.seed)
+        if form["ebm_betas"] is not None:
+            tcfg = replace(tcfg, group_betas={"ebm": form["ebm_betas"], "post": form["ebm_betas"], **tcfg.group_betas})
+        self.history_ = train({"ebm": net, "gen": gen, "post": post}, step, xt, yt, tcfg, name=self.name,
+                              groups=groups, identity=cfg)
 
     def sample(self, n: int) -> np.ndarray:
         """``n`` generator samples ``x = g(h) + σε`` as numpy (n, *input_shape)."""

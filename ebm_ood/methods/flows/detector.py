@@ -26,7 +26,7 @@ from ebm_ood.detector import Detector
 from ebm_ood.methods.flows.glow import Glow, GlowConfig, max_levels
 from ebm_ood.methods.flows.radial import RadialFlow
 from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train
-from ebm_ood.presets import PerKind, preset_config
+from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
 from ebm_ood.checks import check_array
 
 
@@ -53,9 +53,9 @@ FLOW_PRESETS = {
     },
     "full": {
         "train": dict(
-            steps=PerKind(tabular=10_000,  # Elflein App. B: tabular 10,000 steps
-                          image=100_000),  # ours: App. B's 50 epochs, as an upper bound (early stopping ends it)
-            batch_size=64,       # ours: not stated
+            steps=FULL_STEPS,             # Elflein App. B: tabular 10,000 steps
+            epochs=FULL_EPOCHS,           # Elflein App. B: images 50 epochs (steps = 50 · ⌈N / batch⌉)
+            batch_size=FULL_BATCH_SIZE,   # configs/dataset/*.yaml: 32 CIFAR-10, 64 FMNIST, 512 tabular
             lr=1e-3,             # Elflein App. B
             betas=(0.9, 0.999),  # Elflein App. B: Adam's defaults
             warmup=2500,         # Elflein App. B: "across all models"
@@ -69,14 +69,14 @@ FLOW_PRESETS = {
 }
 
 
-def flow_config(preset: str = "default", kind: str = "image") -> FlowConfig:
+def flow_config(preset: str = "default", kind: str = "image", dataset: str | None = None) -> FlowConfig:
     """The ``preset`` row of :data:`FLOW_PRESETS` for ``kind``: ``quick`` (tests, seconds), ``default``
     (≲ 60 s per embedded dataset on 2 cores), ``full`` (Elflein App. B/C: 20 radial layers; Glow L = 3,
     K = 32, 512 channels; lr 1e-3, warm-up 2,500, early stopping with patience 10 — here 10 validations,
-    one every 500 steps; 10,000 steps on tabular data). The paper trains images for 50 epochs; the trainer
-    counts steps, so ``full`` on images runs up to 100,000 steps (early stopping usually ends it sooner)
-    whatever the dataset size."""
-    return preset_config(FlowConfig, FLOW_PRESETS, preset, kind, train=TrainConfig, glow=GlowConfig)
+    one every 500 steps; 10,000 steps on tabular data).
+    The paper trains images for 50 epochs: ``full`` counts them at the authors' batch sizes
+    (``presets.FULL_BATCH_SIZE``: 32 CIFAR-10, 64 FMNIST, 512 tabular; give ``dataset``), ``50 · ⌈N / batch⌉`` steps. (early stopping may end it sooner)"""
+    return preset_config(FlowConfig, FLOW_PRESETS, preset, kind, dataset, train=TrainConfig, glow=GlowConfig)
 
 
 def check_spread(x: np.ndarray) -> None:
