@@ -22,7 +22,14 @@ sys.path.insert(0, str(ROOT / "tutorials"))
 from exercises._check import ExerciseError  # noqa: E402
 
 CHAPTERS = sorted(p.stem for p in (ROOT / "tutorials" / "exercises").glob("ch[0-9][0-9].py"))
-CASES = [(ch, k) for ch in CHAPTERS for k in (1, 2, 3)]
+
+
+def _numbers_of(ch: str) -> list[int]:
+    module = importlib.import_module(f"exercises.{ch}")
+    return sorted(int(m.group(1)) for name in dir(module) if (m := re.fullmatch(r"check_exercise_(\d+)", name)))
+
+
+CASES = [(ch, k) for ch in CHAPTERS for k in _numbers_of(ch)]
 
 
 def check(ch: str, k: int):
@@ -34,15 +41,17 @@ def solution(ch: str, k: int):
 
 
 def test_every_chapter_has_exercise_checks():
-    chapters = sorted(p.stem[:2] for p in (ROOT / "tutorials").glob("[0-9][0-9]_*.py") if p.stem[:2] <= "10")
+    chapters = sorted(p.stem[:2] for p in (ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
     assert [f"ch{c}" for c in chapters] == CHAPTERS
+    for ch in CHAPTERS:
+        assert _numbers_of(ch)[:3] == [1, 2, 3], f"{ch}: expected check_exercise_1..3"
 
 
 @pytest.mark.parametrize("ch", CHAPTERS)
 def test_chapter_text_points_at_its_checks(ch):
     chapter = next((ROOT / "tutorials").glob(f"{ch[2:]}_*.py"))
     text = chapter.read_text(encoding="utf-8").split("## Exercises", 1)[-1]
-    missing = [k for k in (1, 2, 3) if f"check_exercise_{k}" not in text]
+    missing = [k for k in _numbers_of(ch) if f"check_exercise_{k}" not in text]
     assert not missing, f"{chapter.name}: the Exercises section does not name check_exercise_{missing}"
     assert f"from exercises import {ch}" in text, f"{chapter.name}: the Exercises section does not import {ch}"
 
@@ -61,6 +70,18 @@ def _ch01_2_forgot_area():
 def _ch02_1_sigma():
     sigma = np.array([[1.0, 0.8], [0.8, 1.0]])
     return {"cov_0.2": sigma, "cov_0.5": sigma, "eta_max": 0.8}
+
+
+def _ch02_4_full_step():
+    """The gradient step without the ½ of HEAT Eq. 4."""
+    def chain(energy, x0, n_steps, eta, noise):
+        x = x0.clone()
+        for t in range(n_steps):
+            x.requires_grad_(True)
+            (g,) = torch.autograd.grad(energy(x).sum(), x)
+            x = (x.detach() - eta * g + eta**0.5 * noise(t)).detach()
+        return x
+    return chain
 
 
 def _ch05_3_prior_proposal():
@@ -92,11 +113,14 @@ def _ch10_3_swapped():
 
 WRONG = {
     ("ch01", 1): (lambda: (lambda f, t: -torch.logsumexp(f / t, dim=1)), r"at T = 0\.1 .*differ"),
-    ("ch01", 2): (_ch01_2_forgot_area, r"closed form is 6\.28"),
-    ("ch01", 3): (lambda: {"E(x)": -2.5, "E(x,y)": 0.0, "log p(y|x)": 0.0}, r"change of E\(x,y\)"),
+    ("ch01", 2): (_ch01_2_forgot_area, r"Z = 2513\.27, too large, by a relative error between 1e\+02 and 1e\+03"),
+    ("ch01", 3): (lambda: (lambda b: {"E(x)": -b, "E(x,y)": 0.0, "log p(y|x)": 0.0}),
+                  r"change of E\(x,y\) at b = 2\.5 = 0 is too large"),
     ("ch02", 1): (_ch02_1_sigma, r"at η = 0\.2 .*not Σ"),
-    ("ch02", 2): (lambda: {"predicted": 0.25, "measured": 0.5}, r"predicted = 0\.25.*equipartition"),
-    ("ch02", 3): (lambda: [0.7, 0.1, 0.1, 0.1], r"are the target's weights"),
+    ("ch02", 2): (lambda: {"predicted": 0.5, "measure": lambda a, s: s**2 / (2 * a)},
+                  r"measure\(0\.\d+, 0\.\d+\) = .* is too small.*equipartition T·d/2 holds only"),
+    ("ch02", 3): (lambda: (lambda center: np.full(4, 0.25)), r"shares\(\[-?[0-9.]+, -?[0-9.]+\]\).*elements are off"),
+    ("ch02", 4): (_ch02_4_full_step, r"chain ends away from the library's"),
     ("ch03", 1): (lambda: 2.0, r"theta = 2.*independent computation gives 4\.0"),
     ("ch03", 2): (lambda: {"T_decoupled": 1.0, "T_langevin": 1.0, "alpha_langevin": 5e-4}, r"T_decoupled = 1"),
     ("ch03", 3): (lambda: 0.0, r"c = 0 is not the minimum"),
@@ -134,16 +158,112 @@ def test_every_exercise_has_a_wrong_answer():
     assert sorted(WRONG) == sorted(CASES)
 
 
+def _record(answer, seen: list):
+    """``answer`` with every callable in it wrapped so that the numbers it returns are appended to ``seen``."""
+    if isinstance(answer, dict):
+        return {k: _record(v, seen) for k, v in answer.items()}
+    if callable(answer):
+        def recorded(*args, **kwargs):
+            out = answer(*args, **kwargs)
+            seen.append(_record(out, seen))
+            return out
+        return recorded
+    return answer
+
+
+def _floats(value) -> list[float]:
+    """Every number in ``value`` (dicts, lists, arrays, tensors; bools skipped) as a float."""
+    if isinstance(value, dict):
+        return [f for v in value.values() for f in _floats(v)]
+    if isinstance(value, bool) or value is None or callable(value):
+        return []
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, (list, tuple)):
+        return [f for v in value for f in _floats(v)]
+    arr = np.asarray(value, dtype=np.float64).ravel()
+    return [float(v) for v in arr if np.isfinite(v)]
+
+
+def expected_values(ch: str, k: int) -> list[float]:
+    """The numbers the reference solution gives (its answer, and what its functions return when the check
+    calls them): the values a failure message must not show."""
+    seen: list = []
+    torch.manual_seed(0)
+    answer = _record(solution(ch, k)(), seen)
+    assert check(ch, k)(answer) is True
+    return _floats(answer) + [f for out in seen for f in _floats(out)]
+
+
+def _significant(text: str) -> int:
+    return len(re.sub(r"^0+", "", re.sub(r"[^0-9]", "", text.split("e")[0])).rstrip("0"))
+
+
+def leaked(message: str, values: list[float]) -> list[str]:
+    """The printed forms (2–6 decimals, 3–6 significant digits, with and without sign) of ``values`` that
+    ``message`` contains; forms with fewer than 3 significant digits (0.5, 8, 65) are too common to count."""
+    found = []
+    for v in values:
+        for fmt in (".2f", ".3f", ".4f", ".6f", ".3g", ".4g", ".5g", ".6g"):
+            for form in {format(v, fmt), format(abs(v), fmt)}:
+                if _significant(form) >= 3 and re.search(rf"(?<![0-9.]){re.escape(form)}(?![0-9])", message):
+                    found.append(form)
+    return sorted(set(found))
+
+
+def _perturb(answer):
+    """A wrong answer made from the right one: every number moved by 30 % and 0.05 (functions' outputs too)."""
+    if isinstance(answer, dict):
+        return {k: _perturb(v) for k, v in answer.items()}
+    if isinstance(answer, bool):
+        return answer
+    if callable(answer):
+        return lambda *args, **kwargs: _perturb(answer(*args, **kwargs))
+    if hasattr(answer, "detach"):
+        return answer * 1.3 + 0.05
+    if isinstance(answer, int):
+        return answer + 1
+    if isinstance(answer, list) and all(isinstance(v, int) for v in answer):
+        return [v + 1 for v in answer]
+    return np.asarray(answer, dtype=np.float64) * 1.3 + 0.05
+
+
 @pytest.mark.parametrize("ch,k", CASES, ids=[f"{c}-{k}" for c, k in CASES])
 def test_wrong_answer_is_rejected(ch, k):
     make, match = WRONG[(ch, k)]
-    with pytest.raises(ExerciseError, match=re.compile(match, re.S)):
+    with pytest.raises(ExerciseError, match=re.compile(match, re.S)) as err:
         check(ch, k)(make())
+    shown = leaked(str(err.value), expected_values(ch, k))
+    assert not shown, f"{ch} exercise {k}: the failure message shows the expected value(s) {shown}:\n{err.value}"
+
+
+@pytest.mark.parametrize("ch,k", CASES, ids=[f"{c}-{k}" for c, k in CASES])
+def test_perturbed_answer_fails_without_revealing_the_answer(ch, k):
+    """Each number of the reference answer moved by 30 %: the check fails, and its message says how far off
+    and in which direction but never prints the expected value."""
+    torch.manual_seed(0)
+    with pytest.raises(ExerciseError) as err:
+        check(ch, k)(_perturb(solution(ch, k)()))
+    shown = leaked(str(err.value), expected_values(ch, k))
+    assert not shown, f"{ch} exercise {k}: the failure message shows the expected value(s) {shown}:\n{err.value}"
+
+
+def test_leak_detector_sees_a_printed_value():
+    assert leaked("theta = 2, but the independent computation gives 4.08163", [4.081632]) == ["4.08163"]
+    assert leaked("theta = 2 is too small, by a relative error between 1e-01 and 1e+00", [4.081632]) == []
+
+
+def test_close_says_direction_and_decade_not_the_value():
+    from exercises._check import close
+    with pytest.raises(ExerciseError) as err:
+        close("ex", "theta", 2.0, 4.0816327, 0.01)
+    assert "too small" in str(err.value) and "between 1e-01 and 1e+00" in str(err.value)
+    assert not leaked(str(err.value), [4.0816327])
 
 
 @pytest.mark.parametrize("bad,match", [("text", r"answer: expected a dict"),
-                                        ({"predicted": 1.0}, r"expected keys \['measured', 'predicted'\]"),
-                                        ({"predicted": "x", "measured": 1.0}, r"predicted.*expected one number")])
+                                        ({"predicted": 1.0}, r"expected keys \['measure', 'predicted'\]"),
+                                        ({"predicted": "x", "measure": 1.0}, r"predicted.*expected one number")])
 def test_malformed_answer_is_named(bad, match):
     with pytest.raises(ExerciseError, match=match):
         check("ch02", 2)(bad)

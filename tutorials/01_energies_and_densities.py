@@ -203,13 +203,15 @@ assert np.allclose(e_data, energy_from_logits(torch.as_tensor(clf.logits(x_train
 # answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch01.py`.
 # 1. **Temperature.** Write `energy_at_temperature(logits, T)` returning `-T logsumexp(f/T)` (N,), redraw the
 #    landscape for `T = 0.1, 1, 10`, and convince yourself that it tends to `-max_y f(x)[y]` (the max-logit
-#    score) as `T → 0`. Check: `ch01.check_exercise_1(energy_at_temperature)`.
+#    score) as `T → 0`. Check: `ch01.check_exercise_1(energy_at_temperature)` (compared with numpy and
+#    with the library's `ebm_ood.energy.energy_from_logits`).
 # 2. **Normalise the 2-D energy.** Write `z_on_grid(energy, g1, g2)`: `Z = ∫ exp(-E(x)) dx` by quadrature over
 #    an `np.meshgrid` box (check: `ch01.check_exercise_2(z_on_grid)`, on energies with a known `Z`). Then
 #    apply it to `grid_energy` on `[-7, 7]²` and to a grid on `[-50, 50]²`: what happens to `Z`, and what does
 #    that say about Eq. 1 for this classifier?
-# 3. **A shift that changes nothing.** Add `b = 2.5` to every logit. By how much do `E(x)`, `E(x, y)` and
-#    `log p(y|x)` change? Check: `ch01.check_exercise_3({"E(x)": ..., "E(x,y)": ..., "log p(y|x)": ...})`.
+# 3. **A shift that changes nothing.** Add a constant `b` to every logit. By how much do `E(x)`, `E(x, y)` and
+#    `log p(y|x)` change, as a function of `b`? Check: `ch01.check_exercise_3(changes)` with
+#    `changes(b)` returning `{"E(x)": ..., "E(x,y)": ..., "log p(y|x)": ...}` (tried at values of `b` the check draws).
 #    Why does that mean cross-entropy training cannot pin down the energy?
 
 
