@@ -181,10 +181,11 @@ if plt is not None:
 #    `ch05.check_exercise_1({"sigma_best": ..., "log_z": ...})`.
 # 2. **A linear generator's density.** For `x = W z + σ ε` (`ch05.W`, `ch05.SIGMA`), write `log_q(x)`
 #    exactly. Check: `ch05.check_exercise_2(log_q)`.
-# 3. **Importance weights with the exact posterior.** Draw 16 `z` from the exact posterior `p(z|x)` of that
-#    generator at `x = ch05.X0` and compute the log-weights `log p(x|z) + log p(z) - log p(z|x)` (use
-#    `gaussian_log_density`). What do you observe, and what does `PosteriorProposal` approximate? Check:
-#    `ch05.check_exercise_3(log_weights)`.
+# 3. **Importance weights with the exact posterior.** Write `posterior_weights(x)`: draw K ≥ 2000 `z` from the
+#    exact posterior `p(z|x)` of that generator and return `(z, log_w)` with the log-weights
+#    `log p(x|z) + log p(z) - log p(z|x)` (use `gaussian_log_density`). What do you observe, and what does
+#    `PosteriorProposal` approximate? Check: `ch05.check_exercise_3(posterior_weights)` (at `x = ch05.X0` and
+#    at an `x` it draws; it tests the draws' mean and covariance too).
 #
 # ## Check
 # The trained energy must rank every mode below every point of the far ring, and the generator must cover

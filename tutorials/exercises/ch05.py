@@ -6,7 +6,7 @@ import math
 import numpy as np
 from scipy import integrate, stats
 
-from exercises._check import as_array, as_callable, as_dict, as_float, close, fail, passed
+from exercises._check import _band, elements_off, as_array, as_callable, as_dict, as_float, close, fail, passed
 
 EX = "ch05 exercise {}"
 S = 0.5                                               # E(x) = x² / (2 S²) in exercise 1
@@ -44,22 +44,48 @@ def check_exercise_2(log_q) -> bool:
     want = stats.multivariate_normal(np.zeros(3), W @ W.T + SIGMA**2 * np.eye(3)).logpdf(x)
     err = float(np.abs(got - want).max())
     if err > 1e-6:
-        fail(ex, f"your log q(x) differs from log N(x; 0, WWᵀ + σ²I) by up to {err:.3g}",
+        fail(ex, f"your log q(x) differs from log N(x; 0, WWᵀ + σ²I) by {_band(err)} (the largest error)",
              "x is a sum of independent Gaussians: add their covariances")
     return passed(ex, "log q(x) of a linear generator is a Gaussian log-density.")
 
 
-def check_exercise_3(log_weights) -> bool:
-    """``log_weights`` (K,), K ≥ 8: the importance log-weights ``log p(x|z_k) + log p(z_k) - log r(z_k|x)``
-    at ``X0`` with ``z_k`` drawn from the exact posterior ``r(z|x) = p(z|x)`` of the linear generator."""
+def _posterior(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (2,) and covariance (2, 2) of p(z|x) for the linear generator (a Gaussian)."""
+    cov = np.linalg.inv(np.eye(2) + W.T @ W / SIGMA**2)
+    return cov @ W.T @ x / SIGMA**2, cov
+
+
+def check_exercise_3(posterior_weights) -> bool:
+    """``posterior_weights(x (3,)) -> (z (K, 2), log_w (K,))``, K ≥ 2000: draws ``z_k`` from the exact
+    posterior ``r(z|x) = p(z|x)`` of the linear generator and returns them with the importance log-weights
+    ``log p(x|z_k) + log p(z_k) - log r(z_k|x)``. Called at ``X0`` and at an ``x`` the check draws; the
+    draws must have the posterior's mean and covariance, and the weights must be those of the draws."""
     ex = EX.format(3)
-    w = as_array(log_weights, "log_weights", ex)
-    if w.ndim != 1 or len(w) < 8:
-        fail(ex, f"log_weights: expected a 1-D array of at least 8 weights, got shape {w.shape}")
-    want = float(stats.multivariate_normal(np.zeros(3), W @ W.T + SIGMA**2 * np.eye(3)).logpdf(X0))
-    if w.max() - w.min() > 1e-6:
-        fail(ex, f"the weights vary by {w.max() - w.min():.3g}; with the exact posterior every weight is the same",
-             "posterior covariance (I + WᵀW/σ²)⁻¹, mean Σ_post Wᵀ x / σ²")
-    close(ex, "the (constant) log-weight", float(w.mean()), want, 1e-6, "it must equal log q(x) at X0")
+    fn = as_callable(posterior_weights, "posterior_weights", ex)
+    log_q = stats.multivariate_normal(np.zeros(3), W @ W.T + SIGMA**2 * np.eye(3)).logpdf
+    for x in (X0, np.round(np.random.default_rng(31).normal(0, 1.5, 3), 3)):
+        out = fn(x.copy())
+        if not isinstance(out, tuple) or len(out) != 2:
+            fail(ex, f"posterior_weights({x.tolist()}): expected a pair (z, log_w), got {type(out).__name__}")
+        z, w = as_array(out[0], "z", ex), as_array(out[1], "log_w", ex)
+        if z.ndim != 2 or z.shape[1] != 2 or len(z) < 2000 or w.shape != (len(z),):
+            fail(ex, f"expected z of shape (K, 2) with K ≥ 2000 and log_w of shape (K,), got {z.shape}, {w.shape}")
+        mean, cov = _posterior(x)
+        sd = np.sqrt(np.diag(cov))
+        if np.any(np.abs(z.mean(0) - mean) > 5 * sd / np.sqrt(len(z))):
+            fail(ex, f"at x = {x.tolist()} the mean of your z is off the posterior mean: "
+                     f"{elements_off(z.mean(0), mean, 5 * sd / np.sqrt(len(z)))}",
+                 "posterior covariance (I + WᵀW/σ²)⁻¹, mean Σ_post Wᵀ x / σ²")
+        if np.abs(np.cov(z.T) - cov).max() > 0.15 * np.abs(cov).max():
+            fail(ex, f"at x = {x.tolist()} the covariance of your z is off the posterior's: "
+                     f"{elements_off(np.cov(z.T), cov, 0.15 * np.abs(cov).max())}")
+        want = (stats.multivariate_normal(np.zeros(3), SIGMA**2 * np.eye(3)).logpdf(x[None] - z @ W.T)
+                + stats.multivariate_normal(np.zeros(2), np.eye(2)).logpdf(z)
+                - stats.multivariate_normal(mean, cov).logpdf(z))
+        if np.abs(w - want).max() > 1e-6:
+            fail(ex, f"at x = {x.tolist()} your log-weights are not those of your draws: "
+                     f"{elements_off(w, want, 1e-6)}", "log N(x; Wz, σ²I) + log N(z; 0, I) - log N(z; mean, cov)")
+        if abs(float(want.mean()) - float(log_q(x))) > 1e-6:
+            fail(ex, "internal: the exact posterior's weights are not log q(x)")
     return passed(ex, "with the exact posterior, p(x, z)/p(z|x) = q(x) for every z: zero-variance "
                       "importance sampling. PosteriorProposal learns an approximation of it.")

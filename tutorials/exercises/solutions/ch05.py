@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
+import torch  # noqa: F401
 
 from ebm_ood.methods.vera import gaussian_log_density
 from exercises.ch05 import S, SIGMA, W, X0
@@ -28,12 +28,17 @@ def exercise_2():
 
 def exercise_3():
     """Draw z from the Gaussian posterior and evaluate the three log-densities with the library."""
-    w, x = torch.as_tensor(W), torch.as_tensor(X0)
-    cov = torch.linalg.inv(torch.eye(2, dtype=torch.float64) + w.T @ w / SIGMA**2)
-    mean = cov @ w.T @ x / SIGMA**2
-    chol = torch.linalg.cholesky(cov)
-    z = mean + torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) @ chol.T
-    log_post = torch.distributions.MultivariateNormal(mean, cov).log_prob(z)
-    log_lik = gaussian_log_density(x.expand(16, 3), z @ w.T, SIGMA)
-    log_prior = gaussian_log_density(z, torch.zeros_like(z), 1.0)
-    return (log_lik + log_prior - log_post).numpy()
+    w = torch.as_tensor(W)
+
+    def posterior_weights(x0):
+        x = torch.as_tensor(x0, dtype=torch.float64)
+        cov = torch.linalg.inv(torch.eye(2, dtype=torch.float64) + w.T @ w / SIGMA**2)
+        mean = cov @ w.T @ x / SIGMA**2
+        chol = torch.linalg.cholesky(cov)
+        g = torch.Generator().manual_seed(0)
+        z = mean + torch.randn(4000, 2, generator=g, dtype=torch.float64) @ chol.T
+        log_post = torch.distributions.MultivariateNormal(mean, cov).log_prob(z)
+        log_lik = gaussian_log_density(x.expand(len(z), 3), z @ w.T, SIGMA)
+        log_prior = gaussian_log_density(z, torch.zeros_like(z), 1.0)
+        return z.numpy(), (log_lik + log_prior - log_post).numpy()
+    return posterior_weights
