@@ -95,6 +95,42 @@ def _ch04_3_ssm_square_for_vr():
     return ssm_loss
 
 
+def _ch03_2_langevin_as_decoupled():
+    """Treats the Langevin form like the decoupled one (T = σ²/(2α) with the arguments as given)."""
+    from exercises.solutions import ch03
+    right = ch03.exercise_2()
+    return {**right, "temperature": lambda form, step, noise: noise**2 / (2 * step)}
+
+
+def _ch03_4_mask_first():
+    """Draws the restart mask before the slots."""
+    def buffer_sample(buffer, batch_size, reinit_prob, generator):
+        reinit = torch.rand(batch_size, generator=generator) < reinit_prob
+        idx = torch.randint(0, len(buffer), (batch_size,), generator=generator)
+        x = buffer[idx]
+        x[reinit] = torch.rand((int(reinit.sum()), buffer.shape[1]), generator=generator) * 2 - 1
+        return x, idx
+    return buffer_sample
+
+
+def _ch11_1_unpooled():
+    """The covariance of the raw features (np.cov, not centred on the class means)."""
+    def mahalanobis(z, y, z_test):
+        means = np.stack([z[y == c].mean(0) for c in np.unique(y)])
+        precision = np.linalg.inv(np.cov(z.T))
+        d = z_test[:, None, :] - means[None]
+        return np.einsum("nci,ij,ncj->nc", d, precision, d).min(1)
+    return mahalanobis
+
+
+def _ch11_3_naive_softmax():
+    """exp of the raw logits: overflows to inf/inf for large logits."""
+    def msp(logits):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return -np.exp(logits).max(1) / np.exp(logits).sum(1)
+    return msp
+
+
 def _ch07_1_swapped():
     from exercises.solutions import ch07
     table = ch07.exercise_1()
@@ -109,6 +145,13 @@ def _ch08_1_of_means():
         new, base = np.mean([NEW[n] for n in names]), np.mean([BASE[n] for n in names])
         out[g] = 100 * (new - base) / base
     return out
+
+
+def _ch09_4_with_normaliser():
+    """-log of the normalised equal-weight mixture: the paper's form has no normaliser."""
+    from scipy import special, stats
+    return lambda z, means, cov: -special.logsumexp(
+        np.stack([stats.multivariate_normal(m, cov).logpdf(z) for m in means], 1) - np.log(len(means)), axis=1)
 
 
 def _ch10_3_swapped():
@@ -127,13 +170,15 @@ WRONG = {
     ("ch02", 3): (lambda: (lambda center: np.full(4, 0.25)), r"shares\(\[-?[0-9.]+, -?[0-9.]+\]\).*elements are off"),
     ("ch02", 4): (_ch02_4_full_step, r"chain ends away from the library's"),
     ("ch03", 1): (lambda: 2.0, r"theta = 2 is too small, by a relative error between 1e-01 and 1e\+00"),
-    ("ch03", 2): (lambda: {"T_decoupled": 1.0, "T_langevin": 1.0, "alpha_langevin": 5e-4}, r"T_decoupled = 1"),
+    ("ch03", 2): (_ch03_2_langevin_as_decoupled, r"temperature\('langevin', [0-9.]+, [0-9.]+\) = .* is (too large|too small)"),
     ("ch03", 3): (lambda: 0.0, r"c = 0 is not the minimum"),
+    ("ch03", 4): (_ch03_4_mask_first, r"your slots differ from the library's"),
     ("ch04", 1): (lambda: np.linalg.inv(np.cov(importlib.import_module("exercises.ch04").gaussian_data().T,
                                                  bias=True)), r"E\[xxᵀ\], not the covariance"),
     ("ch04", 2): (lambda: {"rademacher": 44.96, "gaussian": 44.96}, r"Rademacher variance = 44\.96"),
     ("ch04", 3): (_ch04_3_ssm_square_for_vr, r"SSM-VR \(rademacher v\): \d+ of 12 elements are off"),
-    ("ch05", 1): (lambda: {"sigma_best": 1.0, "log_z": 0.2258}, r"sigma_best = 1 is too large"),
+    ("ch05", 1): (lambda: (lambda s: {"sigma_best": 0.5, "log_z": 0.2258}),
+                  r"sigma_best at the width the check draws = 0\.5 is too small"),
     ("ch05", 2): (lambda: (lambda x: -0.5 * (np.asarray(x) ** 2).sum(1)), r"differs from log N"),
     ("ch05", 3): (lambda: (lambda x: (np.zeros((2000, 2)), np.full(2000, -10.2993))),
                   r"mean of your z is off the posterior mean"),
@@ -146,17 +191,26 @@ WRONG = {
     ("ch07", 3): (lambda: {"auroc": float(np.mean(np.greater.outer(
         *[np.round(s, 1) for s in importlib.import_module("exercises.ch07").two_gaussians(2000, 200)][::-1]))),
         "tied_pairs": 0.0}, r"tied pairs as 0"),
-    ("ch08", 1): (_ch08_1_of_means, r"natural: 2\.54.* is the improvement of the mean"),
+    ("ch07", 4): (lambda: (lambda a, b: importlib.import_module("ebm_ood.metrics").aupr_out(a, b)),
+                  r"balanced_aupr_out at \d+ ID / \d+ OOD scores = .* is too"),
+    ("ch08", 1): (_ch08_1_of_means, r"non-natural: .* is the improvement of the mean"),
     ("ch08", 2): (lambda: {"no_bias": 0.0, "bias": 0.0}, r"slope \(no_bias\) = 0"),
     ("ch08", 3): (lambda: {"t": 0.6285, "p": 0.04, "significant": True}, r"^ch08 exercise 3: t = 0\.6285"),
     ("ch09", 1): (lambda: (lambda e, b: np.mean(e, 1) if b == 0 else
                            np.log(np.exp(b * e).sum(1)) / b if np.isfinite(b) else e.max(1)),
                   r"the mean, not the sum|β = -inf"),
     ("ch09", 2): (lambda: (lambda z: np.zeros(len(z))), r"differ from -log q\(z\)"),
-    ("ch09", 3): (lambda: {"predicted": 1.0, "measured": 1.0}, r"prior's variance"),
+    ("ch09", 3): (lambda: {"predicted": 0.25, "measure": lambda a, eta: 1 / (1 + a)},
+                  r"measure\([0-9.]+, [0-9.]+\) = .* is too small"),
+    ("ch09", 4): (_ch09_4_with_normaliser,
+                  r"differ from GMMPrior\(form='paper'\)"),
     ("ch10", 1): (lambda: {"same_offset": 0.0, "next_offset": 0.0}, r"same_offset = 0 is too small.*same inputs, same numbers"),
     ("ch10", 2): (lambda: {"low": [1, 2, 3, 4], "high": [1, 2, 3, 4]}, r"low: your words \[1, 2, 3, 4\]"),
     ("ch10", 3): (_ch10_3_swapped, r"noise\(1234, 7, 10\) differs"),
+    ("ch11", 1): (_ch11_1_unpooled, r"differ from ebm_ood\.Mahalanobis"),
+    ("ch11", 2): (lambda: (lambda sv, sn, tpr: (float(np.quantile(sv, tpr)), np.asarray(sn) < np.quantile(sv, tpr))),
+                  r"flags differ from predict's"),
+    ("ch11", 3): (_ch11_3_naive_softmax, r"msp\(logits\): expected finite"),
 }
 
 

@@ -222,12 +222,18 @@ if plt is not None:
 #    `ch03.ring_data()` with `contrastive_divergence_loss`, drawing the negatives exactly from `N(0, I/θ)`.
 #    Where does θ settle, and why? Check: `ch03.check_exercise_1(theta)`.
 # 2. **The sampler's temperature.** What temperature does the chapter's sampler (`cd_config("default",
-#    "tabular")`: decoupled form) target? What temperature, and what gradient step, does
-#    `sgld_form="langevin"` with `step_size=1e-3` give? Check: `ch03.check_exercise_2({"T_decoupled": ...,
-#    "T_langevin": ..., "alpha_langevin": ...})`. Retrain `toy` with the Langevin form and compare the buffer.
+#    "tabular")`: decoupled form) target? Write `temperature(form, step_size, noise_std)` and
+#    `gradient_step(form, step_size)` (the factor on `∇E`) for both of `sgld`'s forms. Check:
+#    `ch03.check_exercise_2({"T_decoupled": ..., "temperature": temperature, "gradient_step": gradient_step})`
+#    (at settings it draws). Retrain `toy` with `sgld_form="langevin"` and compare the buffer.
 # 3. **What the L2 penalty pins.** Add a constant `c` to every energy in `ch03.E_POS` and `ch03.E_NEG`. Which
 #    `c` minimises `contrastive_divergence_loss + energy_l2_penalty`? Check: `ch03.check_exercise_3(c)`. Which
 #    `c` minimises the CD loss alone?
+# 4. **Implement it: the replay buffer's draw.** Write `buffer_sample(buffer, batch_size, reinit_prob,
+#    generator)`: uniform slots with replacement (`torch.randint`), then the restart mask
+#    (`torch.rand(B) < reinit_prob`), then `buffer[idx]` with the restarted rows replaced by fresh `U(-1, 1)`
+#    states, every draw from `generator`. Check: `ch03.check_exercise_4(buffer_sample)` compares it bit for bit
+#    with `ReplayBuffer.sample` on the same generator.
 #
 # ## Check
 # The 2-D model must rank every mode below every far-away point, and the digits model must tell uniform

@@ -176,9 +176,10 @@ if plt is not None:
 # ## Exercises
 # Each exercise has a check, `ch05.check_exercise_k(answer)` (imported in the last cell), that recomputes the
 # answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch05.py`.
-# 1. **`log Z` as a maximum.** For `E(x) = x²/(2·0.5²)` and `q = N(0, σ²)`, write VERA's bound
+# 1. **`log Z` as a maximum.** For `E(x) = x²/(2s²)` and `q = N(0, σ²)`, write VERA's bound
 #    `E_q[-E(x)] + H(q)` as a function of σ, maximise it, and compare the maximum with `log Z`. Check:
-#    `ch05.check_exercise_1({"sigma_best": ..., "log_z": ...})`.
+#    `ch05.check_exercise_1(best_bound)` with `best_bound(s)` returning `{"sigma_best": ..., "log_z": ...}`
+#    (at `s = 0.5` and at a width it draws).
 # 2. **A linear generator's density.** For `x = W z + σ ε` (`ch05.W`, `ch05.SIGMA`), write `log_q(x)`
 #    exactly. Check: `ch05.check_exercise_2(log_q)`.
 # 3. **Importance weights with the exact posterior.** Write `posterior_weights(x)`: draw K ≥ 2000 `z` from the

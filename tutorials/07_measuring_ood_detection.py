@@ -258,6 +258,10 @@ assert metrics["aupr_out"] < 0.5 < 0.8 < metrics["aupr_out_bal"]
 #    `ch07.check_exercise_2({"auroc": ..., "fpr95": ...})`.
 # 3. **Ties.** Round `ch07.two_gaussians(2000, 200)` to one decimal. What fraction of (ID, OOD) pairs tie,
 #    and what is the AUROC (ties count ½)? Check: `ch07.check_exercise_3({"auroc": ..., "tied_pairs": ...})`.
+# 4. **Implement it: the Elflein protocol.** Write `balanced_aupr_out(score_id, score_ood)`: cut both sets, in
+#    their stored order, to `min(n_id, n_ood, 10112)` (the authors' code reads `10_000 // 128 + 1` batches of
+#    128), then average precision with OOD positive. Check: `ch07.check_exercise_4(balanced_aupr_out)` compares
+#    it with the library's `all_metrics(...)["aupr_out_bal"]`.
 
 
 # %%

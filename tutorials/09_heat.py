@@ -259,15 +259,21 @@ print(f"composition β=0: FPR95 {sweep[0.0][0]:.2f}  vs best single hybrid {best
 # ## Exercises
 # Each exercise has a check, `ch09.check_exercise_k(answer)` (imported in the last cell), that recomputes the
 # answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch09.py`.
-# 1. **Composition.** Write `compose(E, beta)`, HEAT Eq. 7 with the mean (`(1/β) log mean_k exp(β E_k)`), stable
-#    for large |β| and with the limits β = 0, ±inf. Check: `ch09.check_exercise_1(compose)`. Which β gives the
+# 1. **Implement it: composition.** Write `compose(E, beta)`, HEAT Eq. 7 with the mean (`(1/β) log mean_k exp(β E_k)`), stable
+#    for large |β| and with the limits β = 0, ±inf. Check: `ch09.check_exercise_1(compose)` (against
+#    scipy and the library's `compose_energies`). Which β gives the
 #    best AUROC on the digits table above?
-# 2. **The GMM prior.** Write `gmm_energy(z) = -log Σ_c π_c N(z; μ_c, Σ)` for `ch09.PI`, `ch09.MEANS` and a
-#    shared `ch09.COV`. Check: `ch09.check_exercise_2(gmm_energy)`.
+# 2. **A class-Gaussian mixture's energy.** Write `gmm_energy(z) = -log Σ_c π_c N(z; μ_c, Σ)` for `ch09.PI`,
+#    `ch09.MEANS` and a shared `ch09.COV`: the normalised, π-weighted density (the one the HEAT authors' code
+#    uses, on L2-normalised features). Check: `ch09.check_exercise_2(gmm_energy)`.
 # 3. **Adding energies multiplies densities.** With the prior `E_q = ½‖z‖²` and a residual
-#    `E_θ = (a/2)‖z‖²`, `a = 3`, predict the variance of samples from the hybrid (Eq. 2), then measure it with
-#    `sgld(..., form="langevin", step_size=0.01)`. Check: `ch09.check_exercise_3({"predicted": ...,
-#    "measured": ...})`. Then set `lam=100` and `lam=0.1` in the toy's `heat_config` and look at the residual.
+#    `E_θ = (a/2)‖z‖²`, `a = 3`, predict the variance of samples from the hybrid (Eq. 2), then write
+#    `measure(a, eta)` that measures it with `sgld(..., form="langevin", step_size=eta)`. Check:
+#    `ch09.check_exercise_3({"predicted": ..., "measure": measure})` (also at a large step it draws). Then set
+#    `lam=100` and `lam=0.1` in the toy's `heat_config` and look at the residual.
+# 4. **Implement it: HEAT's GMM prior.** The paper's prior drops `π_c` and the normaliser: write
+#    `heat_gmm_energy(z, means, cov) = -logsumexp_c(-½ (z - μ_c)ᵀ Σ⁻¹ (z - μ_c))`. Check:
+#    `ch09.check_exercise_4(heat_gmm_energy)` compares it with `GMMPrior(form="paper", temperature=1)`.
 
 
 # %%

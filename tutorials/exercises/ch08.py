@@ -8,7 +8,7 @@ from scipy import stats
 from exercises._check import _band, elements_off, as_dict, as_float, close, fail, passed
 
 EX = "ch08 exercise {}"
-GROUPS = {"noise": "non-natural", "constant": "non-natural", "digits-89": "natural", "oodomain": "natural"}
+GROUPS = {"noise": "non-natural", "constant": "non-natural", "digits-89": "natural", "oodomain": "non-natural"}
 BASE = {"noise": 96.13, "constant": 95.43, "digits-89": 61.0, "oodomain": 80.5}   # AUC-PR of M (%)
 NEW = {"noise": 94.57, "constant": 98.68, "digits-89": 66.2, "oodomain": 78.9}    # AUC-PR of M-S (%)
 
