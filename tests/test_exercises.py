@@ -180,6 +180,8 @@ WRONG = {
     ("ch05", 1): (lambda: (lambda s: {"sigma_best": 0.5, "log_z": 0.2258}),
                   r"sigma_best at the width the check draws = 0\.5 is too small"),
     ("ch05", 2): (lambda: (lambda x: -0.5 * (np.asarray(x) ** 2).sum(1)), r"differs from log N"),
+    ("ch05", 4): (lambda: (lambda x, h, log_xi, g, sigma: -(x[None] - g(h.reshape(-1, 2)).view(*h.shape[:2], 3)).mean(0)
+                           / sigma**2), r"differs from the library's importance_score"),
     ("ch05", 3): (lambda: (lambda x: (np.zeros((2000, 2)), np.full(2000, -10.2993))),
                   r"mean of your z is off the posterior mean"),
     ("ch06", 1): (lambda: (lambda y: -0.5 * np.log(y) ** 2 - 0.5 * math.log(2 * math.pi) + np.log(y)),

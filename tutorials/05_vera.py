@@ -187,6 +187,9 @@ if plt is not None:
 #    `log p(x|z) + log p(z) - log p(z|x)` (use `gaussian_log_density`). What do you observe, and what does
 #    `PosteriorProposal` approximate? Check: `ch05.check_exercise_3(posterior_weights)` (at `x = ch05.X0` and
 #    at an `x` it draws; it tests the draws' mean and covariance too).
+# 4. **Implement it: the entropy's score.** Write `score_estimate(x, h, log_xi, g, sigma)`, VERA's
+#    self-normalised importance-sampling estimate of `∇ₓ log q(x)` from proposal draws `h` (M, N, k) with
+#    log-densities `log_xi`. Check: `ch05.check_exercise_4(score_estimate)` (against `importance_score`).
 #
 # ## Check
 # The trained energy must rank every mode below every point of the far ring, and the generator must cover

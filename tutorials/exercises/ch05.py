@@ -93,3 +93,29 @@ def check_exercise_3(posterior_weights) -> bool:
             fail(ex, "internal: the exact posterior's weights are not log q(x)")
     return passed(ex, "with the exact posterior, p(x, z)/p(z|x) = q(x) for every z: zero-variance "
                       "importance sampling. PosteriorProposal learns an approximation of it.")
+
+
+def check_exercise_4(score_estimate) -> bool:
+    """Implement it: ``score_estimate(x (N, 3), h (M, N, 2), log_xi (M, N), g, sigma) -> (N, 3)``, VERA's
+    self-normalised importance-sampling estimate of ``∇ₓ log q(x)`` for ``q(x|h) = N(g(h), σ²I)``:
+    ``log w_m = log N(h_m; 0, I) + log N(x; g(h_m), σ²I) - log ξ(h_m|x)``, then
+    ``-Σ_m softmax_m(log w) (x - g(h_m)) / σ²``. Compared with the library's ``importance_score`` for the
+    linear generator ``g(h) = W h`` on inputs and proposal draws the check makes."""
+    ex = EX.format(4)
+    import torch
+    from ebm_ood.methods.vera import importance_score
+    fn = as_callable(score_estimate, "score_estimate", ex)
+    rng = np.random.default_rng(54)
+    w = torch.as_tensor(W)
+    g = lambda h: h @ w.T                                               # noqa: E731
+    x = torch.as_tensor(rng.normal(0, 1.5, (5, 3)))
+    h = torch.as_tensor(rng.normal(0, 1.2, (64, 5, 2)))
+    log_xi = torch.as_tensor(stats.norm(0, 1.2).logpdf(h.numpy()).sum(-1))
+    want = importance_score(x, h, log_xi, g, SIGMA)[0].numpy()
+    got = as_array(fn(x.clone(), h.clone(), log_xi.clone(), g, SIGMA), "score_estimate(...)", ex, shape=(5, 3))
+    tol = 1e-6 * np.abs(want) + 1e-9             # the library divides by σ² held as a float32 scalar
+    if np.any(np.abs(got - want) > tol):
+        fail(ex, f"your score estimate differs from the library's importance_score: {elements_off(got, want, tol)}",
+             "normalise the weights over the M proposal draws (softmax along axis 0), then average -(x - g(h))/σ²")
+    return passed(ex, "with enough proposal draws this tends to the exact score -(WWᵀ + σ²I)⁻¹x; VERA uses it "
+                      "only through the entropy surrogate, never as a loss value.")

@@ -31,7 +31,7 @@ def check_exercise_1(log_p) -> bool:
 def check_exercise_2(radial_log_det) -> bool:
     """``radial_log_det(z (N, d), z0 (d,), alpha > 0, beta) -> (N,)``: ``log|det ∂f/∂z|`` of the radial flow
     ``f(z) = z + β (z - z0) / (α + r)``, ``r = ‖z - z0‖`` (Rezende & Mohamed 2015), compared with the
-    log-determinant of the autograd Jacobian."""
+    log-determinant of the autograd Jacobian (and with the library's ``radial_transform``, which agrees)."""
     ex = EX.format(2)
     import torch
     fn = as_callable(radial_log_det, "radial_log_det", ex)
@@ -43,6 +43,10 @@ def check_exercise_2(radial_log_det) -> bool:
         def flow(v):
             return v + beta * (v - z0) / (alpha + torch.linalg.norm(v - z0))
         want = np.array([float(torch.linalg.slogdet(torch.autograd.functional.jacobian(flow, zi))[1]) for zi in z])
+        from ebm_ood.methods.flows.radial import radial_transform
+        library = radial_transform(z, z0, torch.tensor(alpha, dtype=z.dtype), torch.tensor(beta, dtype=z.dtype))[1]
+        if np.abs(library.numpy() - want).max() > 1e-8:
+            fail(ex, "internal: the library's radial_transform disagrees with autograd's Jacobian")
         err = float(np.abs(got - want).max())
         if err > 1e-8:
             fail(ex, f"d = {d}, α = {alpha}, β = {beta}: your log-determinant is off by {_band(err)} (the largest error)",

@@ -86,6 +86,9 @@ def check_exercise_3(noise) -> bool:
                 angle = 2 * math.pi * (wb >> 9) / 2**23
                 want += [r * math.cos(angle), r * math.sin(angle)]
         want = np.array(want[:numel])
+        from ebm_ood.sampling import philox
+        if np.abs(philox.normal(numel, seed, offset).double().numpy() - want).max() > 1e-5:
+            fail(ex, "internal: the library's philox.normal disagrees with Box–Muller on the reference words")
         err = float(np.abs(got - want).max())
         if err > 1e-5:
             fail(ex, f"noise({seed}, {offset}, {numel}) differs from Box–Muller on Philox words by {_band(err)} (the largest error)",

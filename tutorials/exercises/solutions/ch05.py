@@ -42,3 +42,14 @@ def exercise_3():
         log_prior = gaussian_log_density(z, torch.zeros_like(z), 1.0)
         return z.numpy(), (log_lik + log_prior - log_post).numpy()
     return posterior_weights
+
+
+def exercise_4():
+    """Log-weights, a softmax over the proposal draws, the weighted mean of -(x - g(h)) / σ²."""
+    def score_estimate(x, h, log_xi, g, sigma):
+        m, n = h.shape[:2]
+        mu = g(h.reshape(m * n, -1)).view(m, n, -1)                      # (M, N, 3)
+        log_w = gaussian_log_density(h, torch.zeros_like(h), 1.0) + gaussian_log_density(x[None], mu, sigma) - log_xi
+        weights = torch.softmax(log_w, dim=0)[..., None]
+        return -(weights * (x[None] - mu)).sum(0) / sigma**2
+    return score_estimate
