@@ -85,7 +85,7 @@ assert torch.allclose(direct, via_loss, atol=1e-12)
 # steps, and writes them back. Across training each chain gets many steps.
 #
 # Two stabilisers, both config fields of `CDConfig`:
-# * `l2_weight`: the penalty `α (mean E(x⁺)² + mean E(x⁻)²)` (Du & Mordatch; weight 1 in the authors'
+# * `l2_weight` `λ₂`: the penalty `λ₂ (mean E(x⁺)² + mean E(x⁻)²)` (Du & Mordatch; `λ₂ = 1` in the authors'
 #   code) keeps both energies near 0, so they cannot drift off together;
 # * `data_noise_std`: Gaussian noise of variance 0.1 on image inputs (Elflein App. B) smooths the data
 #   distribution the model has to match.
@@ -160,8 +160,8 @@ if plt is not None:
 # Notice also how *small* the energies are (hundredths). Near equilibrium `E(x⁺) ≈ E(x⁻)`, and the L2
 # penalty pulls both towards 0; only the ranking of energies matters for an OOD score. The opposite
 # failure is worth knowing: if the model outruns its chains (they sit on a flat, high-energy plateau where
-# `∇ₓE ≈ 0`), the loss settles at its minimum `-1/(2α)` with `E⁺ = -½`, `E⁻ = +½`, and CD degenerates into
-# a classifier of "data vs. stuck chains". Watch `e_pos`/`e_neg` in `history_.logs` for it.
+# `∇ₓE ≈ 0`), the loss settles at its minimum `-1/(2λ₂)` with `E⁺ = -1/(2λ₂)`, `E⁻ = +1/(2λ₂)` (±½ at
+# `λ₂ = 1`), and CD degenerates into a classifier of "data vs. stuck chains". Watch `e_pos`/`e_neg` in `history_.logs` for it.
 #
 # ## 4. Digits (8×8, in [-1, 1]) and the OOD sets
 #
