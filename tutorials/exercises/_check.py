@@ -63,7 +63,7 @@ def as_dict(value, keys: tuple[str, ...], name: str, exercise: str) -> dict:
     return value
 
 
-def _band(x: float) -> str:
+def decade(x: float) -> str:
     """The decade ``x > 0`` lies in ("between 1e-03 and 1e-02"): how far off, never the value itself."""
     if x == 0:
         return "0"
@@ -76,8 +76,8 @@ def off_by(got: float, expected: float) -> str:
     the decade of the relative error (the absolute error where ``|expected|`` is below 1e-3)."""
     direction = "too large" if got > expected else "too small"
     if abs(expected) >= 1e-3:
-        return f"{direction}, by a relative error {_band(abs(got - expected) / abs(expected))}"
-    return f"{direction}, by an absolute error {_band(abs(got - expected))}"
+        return f"{direction}, by a relative error {decade(abs(got - expected) / abs(expected))}"
+    return f"{direction}, by an absolute error {decade(abs(got - expected))}"
 
 
 def elements_off(got: np.ndarray, expected: np.ndarray, tol: np.ndarray | float, limit: int = 6) -> str:
@@ -89,7 +89,7 @@ def elements_off(got: np.ndarray, expected: np.ndarray, tol: np.ndarray | float,
     more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
     err = float(np.abs(got - expected).max())
     return (f"{len(bad)} of {got.size} elements are off ({'; '.join(parts)}{more}); the largest error is "
-            f"{_band(err)}")
+            f"{decade(err)}")
 
 
 def close(exercise: str, name: str, got: float, expected: float, atol: float, hint: str = "") -> None:

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from exercises._check import _band, as_array, as_callable, as_dict, as_float, close, fail, off_by, passed
+from exercises._check import decade, as_array, as_callable, as_dict, as_float, close, fail, off_by, passed
 
 EX = "ch01 exercise {}"
 
@@ -34,12 +34,12 @@ def check_exercise_1(energy_at_temperature) -> bool:
         err = float(np.abs(got - want).max())
         if err > 1e-6 * max(1.0, float(np.abs(want).max())):
             fail(ex, f"at T = {t} your energies differ from -T logsumexp(f/T) (and from the library's "
-                     f"energy_from_logits) by up to {_band(err)}",
+                     f"energy_from_logits) by up to {decade(err)}",
                  "multiply by T outside the logsumexp, divide the logits by T inside" if t != 1.0 else "")
     got = as_array(fn(torch.as_tensor(f), 1e-3), "energy_at_temperature(logits, 1e-3)", ex, shape=(50,))
     err = float(np.abs(got + f.max(axis=1)).max())
     if err > 1e-2:
-        fail(ex, f"at T = 1e-3 your energy is {_band(err)} away from -max_y f(x)[y]")
+        fail(ex, f"at T = 1e-3 your energy is {decade(err)} away from -max_y f(x)[y]")
     return passed(ex, "-T logsumexp(f/T) -> -max f as T -> 0: the energy becomes the max-logit score.")
 
 

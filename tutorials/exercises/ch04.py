@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from exercises._check import _band, elements_off, as_array, as_callable, as_dict, as_float, close, fail, passed
+from exercises._check import elements_off, as_array, as_callable, as_dict, as_float, close, fail, passed
 
 EX = "ch04 exercise {}"
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 from scipy import integrate, stats
 
-from exercises._check import _band, elements_off, as_array, as_callable, as_dict, as_float, close, fail, passed
+from exercises._check import decade, elements_off, as_array, as_callable, as_dict, as_float, close, fail, passed
 
 EX = "ch05 exercise {}"
 S = 0.5                                               # E(x) = x² / (2 S²) in exercise 1
@@ -48,7 +48,7 @@ def check_exercise_2(log_q) -> bool:
     want = stats.multivariate_normal(np.zeros(3), W @ W.T + SIGMA**2 * np.eye(3)).logpdf(x)
     err = float(np.abs(got - want).max())
     if err > 1e-6:
-        fail(ex, f"your log q(x) differs from log N(x; 0, WWᵀ + σ²I) by {_band(err)} (the largest error)",
+        fail(ex, f"your log q(x) differs from log N(x; 0, WWᵀ + σ²I) by {decade(err)} (the largest error)",
              "x is a sum of independent Gaussians: add their covariances")
     return passed(ex, "log q(x) of a linear generator is a Gaussian log-density.")
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from exercises._check import _band, elements_off, off_by, as_array, as_callable, fail, passed
+from exercises._check import decade, elements_off, off_by, as_array, as_callable, fail, passed
 
 EX = "ch06 exercise {}"
 
@@ -22,7 +22,7 @@ def check_exercise_1(log_p) -> bool:
     err = float(np.abs(got - want).max())
     if err > 1e-8:
         sign = np.abs(got - (want + 2 * np.log(y))).max() < 1e-8
-        fail(ex, f"your log p(y) is off by {_band(err)} (the largest error)",
+        fail(ex, f"your log p(y) is off by {decade(err)} (the largest error)",
              "the Jacobian term has the wrong sign: log p_Y(y) = log p_X(log y) + log|d log y / dy|" if sign
              else "log p_Y(y) = log p_X(x) - log|dy/dx| with x = log y")
     return passed(ex, "log p_Y(y) = log p_X(log y) - log y.")
@@ -49,7 +49,7 @@ def check_exercise_2(radial_log_det) -> bool:
             fail(ex, "internal: the library's radial_transform disagrees with autograd's Jacobian")
         err = float(np.abs(got - want).max())
         if err > 1e-8:
-            fail(ex, f"d = {d}, α = {alpha}, β = {beta}: your log-determinant is off by {_band(err)} (the largest error)",
+            fail(ex, f"d = {d}, α = {alpha}, β = {beta}: your log-determinant is off by {decade(err)} (the largest error)",
                  "(d - 1) directions orthogonal to z - z0 are scaled by 1 + βh, the radial one by "
                  "1 + βh + βh'r, h = 1/(α + r)")
     return passed(ex, "the radial flow's determinant is O(d), not O(d³): it is a rank-one update.")

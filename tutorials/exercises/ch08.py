@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from exercises._check import _band, elements_off, as_dict, as_float, close, fail, passed
+from exercises._check import as_dict, as_float, close, fail, passed
 
 EX = "ch08 exercise {}"
 GROUPS = {"noise": "non-natural", "constant": "non-natural", "digits-89": "natural", "oodomain": "non-natural"}

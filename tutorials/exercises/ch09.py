@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special, stats
 
-from exercises._check import _band, elements_off, as_array, as_callable, as_dict, as_float, close, fail, passed
+from exercises._check import decade, elements_off, as_array, as_callable, as_dict, as_float, close, fail, passed
 
 EX = "ch09 exercise {}"
 
@@ -31,7 +31,7 @@ def check_exercise_1(compose) -> bool:
             summed = np.isfinite(beta) and beta != 0 and abs(err - np.log(k) / abs(beta)) < 1e-6
             hint = ("the mean, not the sum: subtract log K / β" if summed
                     else "shift by the max before exponentiating; treat β = 0 and β = ±inf as limits")
-            fail(ex, f"β = {beta}: your composition differs from Eq. 7 by {_band(err)} (the largest error)", hint)
+            fail(ex, f"β = {beta}: your composition differs from Eq. 7 by {decade(err)} (the largest error)", hint)
     return passed(ex, "β interpolates between min (β → -∞), mean (β = 0) and max (β → +∞) of the energies.")
 
 
@@ -55,7 +55,7 @@ def check_exercise_2(gmm_energy) -> bool:
         hint = "the mixture needs log π_c inside the logsumexp" if \
             np.abs(got + special.logsumexp(comp - np.log(PI), axis=1)).max() < 1e-6 else \
             "-log Σ_c π_c N(z; μ_c, Σ): a logsumexp over classes, with the Gaussian's normaliser"
-        fail(ex, f"your energies differ from -log q(z) by {_band(err)} (the largest error)", hint)
+        fail(ex, f"your energies differ from -log q(z) by {decade(err)} (the largest error)", hint)
     return passed(ex, "-log q(z) of the class-Gaussian mixture; HEAT's paper form keeps only the "
                       "logsumexp of -½ d²_c (exercise 4), and HEAT adds a learned residual E_θ to either.")
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from exercises._check import _band, elements_off, as_array, as_callable, as_dict, as_float, close, fail, passed
+from exercises._check import decade, as_array, as_callable, as_dict, as_float, close, fail, passed
 
 EX = "ch10 exercise {}"
 MASK = 0xFFFFFFFF
@@ -91,7 +91,7 @@ def check_exercise_3(noise) -> bool:
             fail(ex, "internal: the library's philox.normal disagrees with Box–Muller on the reference words")
         err = float(np.abs(got - want).max())
         if err > 1e-5:
-            fail(ex, f"noise({seed}, {offset}, {numel}) differs from Box–Muller on Philox words by {_band(err)} (the largest error)",
+            fail(ex, f"noise({seed}, {offset}, {numel}) differs from Box–Muller on Philox words by {decade(err)} (the largest error)",
                  "check the element order (cos, sin of words 0-1, then of words 2-3) and the high counter words")
     return passed(ex, "element i of the noise is a pure function of (seed, offset, i) — what lets the CPU "
                       "kernel, the CUDA kernel and the twin agree.")
