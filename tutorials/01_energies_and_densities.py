@@ -183,6 +183,14 @@ print(f"mean E(x) at radius 20 and 50: {e_far.mean():8.2f}  (fraction below the 
 # check: far from the data most energies are *below* the typical energy on the data (the failure above;
 # it holds for this seed; exercise 2 asks what it does to Z)
 assert np.mean(e_far < np.median(e_data)) > 0.5
+# the same on the box [-50, 50]² of exercise 2, computed like grid_energy (float32, the network's dtype)
+box = np.stack([m.ravel() for m in np.meshgrid(np.linspace(-50, 50, 101), np.linspace(-50, 50, 101))], 1)
+e_box = energy_from_logits(torch.as_tensor(clf.logits(box.astype(np.float32)))).numpy()
+with np.errstate(over="ignore"):
+    peak = np.exp(-e_box.min())
+print(f"lowest E(x) on [-50, 50]²: {e_box.min():.0f} ({e_box.dtype});  exp(-E) there: {peak}")
+# check: below -88.72 = -log(float32 max), exp(-E) of a float32 energy overflows to inf (exercise 2 meets it)
+assert e_box.dtype == np.float32 and e_box.min() < -np.log(np.finfo(np.float32).max) and np.isinf(peak)
 # check: the detector's score is exactly Eq. 3 on the logits
 assert np.allclose(e_data, energy_from_logits(torch.as_tensor(clf.logits(x_train))).numpy(), atol=1e-5)
 
@@ -203,13 +211,18 @@ assert np.allclose(e_data, energy_from_logits(torch.as_tensor(clf.logits(x_train
 # answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch01.py`.
 # 1. **Temperature.** Write `energy_at_temperature(logits, T)` returning `-T logsumexp(f/T)` (N,), redraw the
 #    landscape for `T = 0.1, 1, 10`, and convince yourself that it tends to `-max_y f(x)[y]` (the max-logit
-#    score) as `T → 0`. Check: `ch01.check_exercise_1(energy_at_temperature)`.
+#    score) as `T → 0`. Check: `ch01.check_exercise_1(energy_at_temperature)` (compared with numpy and
+#    with the library's `ebm_ood.energy.energy_from_logits`).
 # 2. **Normalise the 2-D energy.** Write `z_on_grid(energy, g1, g2)`: `Z = ∫ exp(-E(x)) dx` by quadrature over
 #    an `np.meshgrid` box (check: `ch01.check_exercise_2(z_on_grid)`, on energies with a known `Z`). Then
 #    apply it to `grid_energy` on `[-7, 7]²` and to a grid on `[-50, 50]²`: what happens to `Z`, and what does
-#    that say about Eq. 1 for this classifier?
-# 3. **A shift that changes nothing.** Add `b = 2.5` to every logit. By how much do `E(x)`, `E(x, y)` and
-#    `log p(y|x)` change? Check: `ch01.check_exercise_3({"E(x)": ..., "E(x,y)": ..., "log p(y|x)": ...})`.
+#    that say about Eq. 1 for this classifier? (The energies are float32, the network's dtype. On
+#    `[-50, 50]²` the lowest one is below -88.7 = -log of float32's largest number, printed above, so
+#    `exp(-E)` overflows to `inf` and so does the quadrature. Convert to float64 first, or compute
+#    `log Z = logsumexp(-E) + log(dx1·dx2)`, and watch `Z` grow with the box.)
+# 3. **A shift that changes nothing.** Add a constant `b` to every logit. By how much do `E(x)`, `E(x, y)` and
+#    `log p(y|x)` change, as a function of `b`? Check: `ch01.check_exercise_3(changes)` with
+#    `changes(b)` returning `{"E(x)": ..., "E(x,y)": ..., "log p(y|x)": ...}` (tried at values of `b` the check draws).
 #    Why does that mean cross-entropy training cannot pin down the energy?
 
 

@@ -273,12 +273,18 @@ print("fused op and twin agree")
 #    (hint: the largest eigenvalue of `Σ⁻¹`)? Check:
 #    `ch02.check_exercise_1({"cov_0.2": C1, "cov_0.5": C2, "eta_max": eta})`.
 # 2. **Equipartition.** Predict the mean energy `E[½ xᵀΣ⁻¹x]` of the decoupled sampler with `α = 0.01`,
-#    `σ = 0.1` (`T = 0.5`) at stationarity, then measure it with `sgld` (≥ 2000 chains). Check:
-#    `ch02.check_exercise_2({"predicted": p, "measured": m})`.
+#    `σ = 0.1` (`T = 0.5`) at stationarity. Then write `measure(step_size, noise_std)` that measures it with
+#    `sgld` (≥ 2000 chains from 0, ≥ 1500 steps). Check: `ch02.check_exercise_2({"predicted": p, "measure":
+#    measure})`; it also calls `measure` at a large step of its own choosing, where the prediction fails.
 # 3. **Unequal modes.** Give the mixture weights `(0.7, 0.1, 0.1, 0.1)` (add `log w_k` inside the
-#    `logsumexp`) and run 2000 Langevin chains (`η = 0.02`, 200 steps) from `U(-4, 4)²`. What share of the
-#    chains ends at each mode? Check: `ch02.check_exercise_3(shares)`. What would it take to recover the weights?
-
+#    `logsumexp`) and write `shares(center)`: run 2000 Langevin chains (`η = 0.02`, 200 steps) from the 8 × 8
+#    box centred at `center` (`(0, 0)` is `U(-4, 4)²`) and return the share of chains ending at each mode.
+#    Check: `ch02.check_exercise_3(shares)` (at `(0, 0)` and at a centre it draws). What would it take to
+#    recover the weights?
+# 4. **Implement it: the Langevin chain.** Write `langevin_chain(energy, x0, n_steps, eta, noise)`, HEAT Eq. 4
+#    `z ← z - (η/2)∇E(z) + √η w_t` with `w_t = noise(t)` and the gradient from `torch.autograd.grad`. Check:
+#    `ch02.check_exercise_4(langevin_chain)` runs it against the library's `sgld(..., form="langevin")` on the
+#    same noise stream.
 
 # %%
 # The exercise checks: a script finds tutorials/exercises/ beside it; a notebook finds it when run in tutorials/.

@@ -187,9 +187,11 @@ if plt is not None:
 # 2. **Why Rademacher projections.** For the symmetric matrix `ch04.H`, compute the variance of the one-sample
 #    trace estimate `vᵀHv` with Rademacher and with Gaussian `v`. Check:
 #    `ch04.check_exercise_2({"rademacher": ..., "gaussian": ...})`.
-# 3. **The cost of the exact trace.** How many backward passes (`torch.autograd.grad` calls) do
-#    `exact_score_matching_loss` and `sliced_score_matching_loss(..., n_projections=4)` make for one batch of
-#    64-dimensional digits? Check: `ch04.check_exercise_3({"exact": n, "sliced": m})`.
+# 3. **Implement it: the sliced loss.** Write `ssm_loss(energy, x, v, variance_reduction)` returning the
+#    per-sample SSM (`vᵀ∇ₓs v + ½(vᵀs)²`) or SSM-VR (`vᵀ∇ₓs v + ½‖s‖²`) loss for one projection `v` per sample,
+#    `s = -∇ₓE`, the Hessian-vector product by a second `torch.autograd.grad`. Check:
+#    `ch04.check_exercise_3(ssm_loss)` compares it with `sliced_score_matching_loss(..., reduce=False)` on the
+#    same projections. Why does it cost two backward passes whatever `D`, where the exact trace costs `D + 1`?
 #
 # ## Check
 # The trained energy must rank every mode of the mixture below every far-away point, and its score must

@@ -62,7 +62,7 @@ def with_steps(cfg, steps: int):
 #
 # `log p(x) = log N(f(x); 0, I) + log |det ∂f/∂x|`.
 #
-# A flow is a stack `f = f_K ∘ … ∘ f_1`; the log-dets add up. Two things must be cheap: each layer's
+# A flow is a stack of layers `f = f_n ∘ … ∘ f_1`; the log-dets add up. Two things must be cheap: each layer's
 # log-det, and (for sampling) its inverse. Every layer in `ebm_ood.methods.flows` returns its output
 # *and* its log-det in closed form; the tests compare each one with `log|det|` of the full Jacobian
 # computed by autograd.
@@ -131,12 +131,12 @@ if plt is not None:
 #
 # ## 3. Glow on images
 #
-# Pixel values are discrete (the digits have 17 grey levels, spaced `δ = 1/8` after scaling to
+# Pixel values are discrete (the digits have `Q = 17` grey levels, spaced `δ = 1/8` after scaling to
 # `[-1, 1]`). A continuous density on discrete data can grow without bound, so we **dequantise**:
 # `x̃ = x + (u - ½)δ` with `u ~ U(0, 1)` during training (at scoring time `u = ½`, the bin centre, so
 # scores are deterministic). Then the **logit** maps the bounded range to `R^D`,
 # `y = logit(0.05 + 0.9 v)` with `v` the position in `[0, 1]`; its log-det is
-# `Σ [softplus(y) + softplus(-y)] + D log(0.9 / (Kδ))`.
+# `Σ [softplus(y) + softplus(-y)] + D log(0.9 / (Qδ))`.
 #
 # Glow then repeats, for each of `L` levels: **squeeze** (2×2 pixels → 4 channels), `K` steps of
 # **actnorm** (per-channel affine, initialised from data) → **invertible 1×1 convolution**
@@ -201,7 +201,7 @@ if plt is not None:
                                                                             "smooth-4", "noise"]}},
               xlabel="-log p(x) (nats)")
     ax.set_title("Glow trained on digits: a curve further right = less likely")
-    save_figure(fig, "06_glow_digits_histograms.png")
+    save_figure(fig, "06_glow_digits_ecdf.png")
 
 # %% [markdown]
 # On 8×8 digits Glow does well: digits are almost binary (most pixels at exactly -1 or +1), so flat
@@ -256,7 +256,7 @@ if plt is not None:
                                                           ["constant", "smooth-4", "smooth-2", "smooth-1"]}},
               xlabel="-log p(x) (nats)")
     ax.set_title("Glow trained on photo patches: smoother = further left (more likely)")
-    save_figure(fig, "06_glow_patches_histograms.png")
+    save_figure(fig, "06_glow_patches_ecdf.png")
 
 # %% [markdown]
 # Read the last printed line: among the digits data set's non-natural images, the ordering is by smoothness.

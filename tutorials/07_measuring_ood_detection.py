@@ -104,8 +104,8 @@ print(f"AUROC {auroc(score_id, score_ood):.4f}; with the score oriented the wron
 ap_in, ap_out = aupr_in(score_id, score_ood), aupr_out(score_id, score_ood)
 prec, rec, _ = precision_recall_curve(y_ood, s_all)
 trapezoid_out = auc(rec, prec)
-print(f"AUPR-In  (ID positive):  {ap_in:.4f}   chance level {n_id / (n_id + n_ood):.4f}")
-print(f"AUPR-Out (OOD positive): {ap_out:.4f}   chance level {n_ood / (n_id + n_ood):.4f}")
+print(f"AUPR-In  (ID positive):  {ap_in:.4f}   share of positives {n_id / (n_id + n_ood):.4f}")
+print(f"AUPR-Out (OOD positive): {ap_out:.4f}   share of positives {n_ood / (n_id + n_ood):.4f}")
 print(f"AUPR-Out by the trapezoid rule instead of the step sum: {trapezoid_out:.4f}")
 
 # check: both against sklearn's average_precision_score, labels built by hand
@@ -214,9 +214,13 @@ if plt is not None:
 # ID and OOD scores to the same length**, and computes `average_precision_score` with **OOD positive**. On
 # 1:1 sets random scores give ≈ 50 %, and the worst possible ranking (every OOD sample scored as most ID)
 # gives `(1/n) Σ_i i/(n+i) → 1 - ln 2 ≈ 30.69 %` — the floor you can spot in the paper's tables. On the
-# full 10 : 1 sets of section 1 the chance level of AUPR-Out would instead be the OOD share, ≈ 9 %.
+# full 10 : 1 sets of section 1 the chance level of AUPR-Out is instead near the OOD share, ≈ 9 %.
 # `all_metrics` returns both: the `*_bal` keys follow the protocol (`ebm_ood.metrics.balance`), the others
-# use the full sets; `chance_level` gives what random scores would score for each.
+# use the full sets; `chance_level` gives what random scores would score for each. Section 1 printed the
+# *share of positives* (0.0909 for AUPR-Out); `chance_level` below is the exact *expected AP of a random
+# ranking* at these set sizes (`chance_aupr`), a little higher (9.39 % in fast mode, 9.16 % at default size):
+# each positive counts itself in its own precision, `(1 + positives above it) / rank`, which on a finite
+# set lifts the average above the share by about `(1 - share) · ln(n) / n`. The two agree as the sets grow.
 
 # %%
 from ebm_ood.metrics import balanced_length, chance_level
@@ -232,6 +236,10 @@ print(f"fully inverted ranking, {n_inv} vs {n_inv}: AUPR-Out {100 * worst:.2f} %
 assert abs(worst - np.mean(np.arange(1, n_inv + 1) / (n_inv + np.arange(1, n_inv + 1)))) < 1e-12
 assert abs(worst - (1 - np.log(2))) < 1e-3 and abs(chance_level("aupr_out_bal", n_id, n_ood) - 0.5) < 0.01
 assert metrics["aupr_out"] < 0.5 < 0.8 < metrics["aupr_out_bal"]
+# check: the expected AP of a random ranking lies above the share of positives and tends to it
+share = n_ood / (n_id + n_ood)
+assert share < chance_level("aupr_out", n_id, n_ood) < share + 0.02
+assert abs(chance_level("aupr_out", 100 * n_id, 100 * n_ood) - share) < 0.1 * (chance_level("aupr_out", n_id, n_ood) - share) + 1e-4
 
 # %% [markdown]
 # The same detector scores AUPR-Out under 50 % on the full 10 : 1 sets and above 80 % on the balanced
@@ -259,6 +267,10 @@ assert metrics["aupr_out"] < 0.5 < 0.8 < metrics["aupr_out_bal"]
 #    `ch07.check_exercise_2({"auroc": ..., "fpr95": ...})`.
 # 3. **Ties.** Round `ch07.two_gaussians(2000, 200)` to one decimal. What fraction of (ID, OOD) pairs tie,
 #    and what is the AUROC (ties count ½)? Check: `ch07.check_exercise_3({"auroc": ..., "tied_pairs": ...})`.
+# 4. **Implement it: the Elflein protocol.** Write `balanced_aupr_out(score_id, score_ood)`: cut both sets, in
+#    their stored order, to `min(n_id, n_ood, 10112)` (the authors' code reads `10_000 // 128 + 1` batches of
+#    128), then average precision with OOD positive. Check: `ch07.check_exercise_4(balanced_aupr_out)` compares
+#    it with the library's `all_metrics(...)["aupr_out_bal"]`.
 
 
 # %%

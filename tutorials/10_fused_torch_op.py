@@ -192,12 +192,13 @@ show_source("sgld_cpu.cpp", r"^TORCH_LIBRARY\(", 17)
 # 2⁶³ − 1) reach the kernel's own range check; `-> ()` returns nothing. `TORCH_LIBRARY(ebm_ood, m)`
 # creates the namespace `torch.ops.ebm_ood`; each `TORCH_LIBRARY_IMPL(ebm_ood, <key>, m)` registers a
 # kernel for one dispatch key: `CPU`, `CUDA` (only when built with CUDA), `Meta` (no data, for tracing and
-# `opcheck`; it makes the same argument checks as the real kernels), and `Autograd`, where autograd's "not
-# implemented" fallback makes a call on a tensor that requires grad fail loudly instead of silently
-# detaching. The op has no derivative on purpose: SGLD takes `∇ₓE` *before* the update and updates
-# detached tensors. Every kernel checks all its arguments (`checked_params`: dtypes, shapes, devices,
-# contiguity, `x` and `grad` not overlapping — the kernel reads them through `__restrict__` pointers —,
-# finite step and noise, no NaN clamp bound) and bumps `x`'s version counter, as every in-place op must,
+# `opcheck`; it makes the same argument checks as the real kernels), and `Autograd`, autograd's "not
+# implemented" fallback, so that the op never records a graph. The op has no derivative on purpose: SGLD
+# takes `∇ₓE` *before* the update and updates detached tensors. Every kernel checks all its arguments
+# (`checked_params`: dtypes, shapes, devices, contiguity, `x` and `grad` not overlapping — the kernel reads
+# them through `__restrict__` pointers —, finite step and noise, no NaN clamp bound, and neither `x` nor
+# `grad` requiring grad: "sgld_step_: x requires grad, but the op has no autograd; pass x.detach()", the
+# message the check below prints) and bumps `x`'s version counter, as every in-place op must,
 # so a graph that saved `x` earlier refuses to backpropagate through stale values.
 
 # %%
@@ -214,12 +215,17 @@ if backend == "extension":
             op(a, gs, 0.1, 0.05, -1.5, 1.5, 99, 3)
             ops.sgld_step_twin_(b, gs, 0.1, 0.05, -1.5, 1.5, 99, 3)
             assert torch.equal(a, b), (dtype, numel)
-    # check: autograd refuses it
-    try:
-        op(torch.zeros(4, requires_grad=True), torch.zeros(4), 0.1, 0.1, -1.0, 1.0, 0, 0)
-        raise AssertionError("the op should refuse tensors that require grad")
-    except RuntimeError as err:
-        print("autograd refuses the op:", str(err).splitlines()[0][:90])
+    # check: the op's own guard refuses an x or a grad that requires grad, naming the argument and the fix
+    # (x is a non-leaf here: on a leaf that requires grad PyTorch refuses every in-place op before any kernel)
+    for args in ((torch.zeros(4, requires_grad=True) * 1.0, torch.zeros(4)),
+                 (torch.zeros(4), torch.zeros(4, requires_grad=True))):
+        try:
+            op(*args, 0.1, 0.1, -1.0, 1.0, 0, 0)
+            raise AssertionError("the op should refuse tensors that require grad")
+        except RuntimeError as err:
+            message = str(err).splitlines()[0]
+        print("the op refuses it:", message[:100])
+        assert "but the op has no autograd; pass" in message and ".detach()" in message
     # check: PyTorch's own consistency tests for custom ops (schema, fake tensors, aliasing)
     torch.library.opcheck(op.default, (torch.randn(257), torch.randn(257), 0.1, 0.2, -1.0, 1.0, 3, 4))
     print("compiled op == twin (bit for bit) and torch.library.opcheck passes")

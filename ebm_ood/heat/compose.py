@@ -52,6 +52,7 @@ def compose_energies(energies, beta: float = 0.0, reduce: str = "mean") -> np.nd
     if big.any():
         m = e[big].max(axis=1) if beta > 0 else e[big].min(axis=1)        # shift: exponents <= 0
         s = np.log(np.exp(beta * (e[big] - m[:, None])).mean(axis=1))
+        # HEAT Eq. 7: E^β(z) = (1/β) log Σ_k exp(β E_k(z)) = m + (1/β) log Σ_k exp(β (E_k - m))
         out[big] = m + s / beta + const / beta
     return out
 

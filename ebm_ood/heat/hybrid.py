@@ -125,6 +125,7 @@ def heat_loss(e_pos: torch.Tensor, e_neg: torch.Tensor, lam: float, control: str
     mle, ctrl = mle_loss(e_pos, e_neg), control_loss(e_pos, e_neg, control)
     logs = {"l_mle": float(mle.detach()), "l_c": float(ctrl.detach()),
             "e_pos": float(e_pos.detach().mean()), "e_neg": float(e_neg.detach().mean())}
+    # HEAT Eq. 6: L(θ) = L_MLE(θ) + λ L_C(θ)
     return mle + lam * ctrl, logs
 
 

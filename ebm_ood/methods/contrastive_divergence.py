@@ -54,6 +54,7 @@ def contrastive_divergence_loss(e_pos: torch.Tensor, e_neg: torch.Tensor) -> tor
 
     With ``x⁻`` detached, ``∇θ L = E_data[∇θ E] - E_model[∇θ E]``, the maximum-likelihood gradient.
     """
+    # L_CD(θ) = (1/N) Σ_i E_θ(x⁺_i) - (1/M) Σ_j E_θ(x⁻_j)
     return e_pos.mean() - e_neg.mean()
 
 

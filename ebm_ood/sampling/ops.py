@@ -195,6 +195,7 @@ def sgld_step_twin_(x, grad, step_size, noise_std, clamp_min, clamp_max, seed, o
     case ``step_size = η/2, noise_std = sqrt(η)``. x, grad: same shape (any), float32/float64, contiguous.
     """
     n = philox.normal(x.numel(), seed, offset, device=x.device).view(x.shape).to(x.dtype)
+    # x_{t+1} = x_t - α ∇ₓE(x_t) + σ ε_t, ε_t ~ N(0, I)  (HEAT Eq. 4 is α = η/2, σ = √η)
     v = x - grad * step_size
     v += n * noise_std
     return torch.clamp(v, clamp_min, clamp_max, out=x)

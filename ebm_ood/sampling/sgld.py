@@ -148,6 +148,7 @@ def sgld(energy, x0, *, n_steps, step_size=1.0, noise_std=0.01, form="decoupled"
                     raise ValueError(f"energy: expected shape ({x.shape[0]},) from energy(x), got {tuple(e.shape)}")
                 (g,) = torch.autograd.grad(e.sum(), x)
                 x = x.detach()
+                # z_{t+1} = z_t - a_t ∇E(z_t) + s_t w_t (HEAT Eq. 4: a_t = η_t/2, s_t = √η_t; else α_t, σ_t)
                 ops.sgld_step_(x, g, a, s, lo, hi, seed=seed, offset=t, check=t == 0)
                 if project is not None:
                     x = project(x).detach().contiguous()

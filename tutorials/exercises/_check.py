@@ -63,8 +63,43 @@ def as_dict(value, keys: tuple[str, ...], name: str, exercise: str) -> dict:
     return value
 
 
+def decade(x: float) -> str:
+    """The decade ``x > 0`` lies in ("between 1e-03 and 1e-02"): how far off, never the value itself."""
+    if x == 0:
+        return "0"
+    lo = 10.0 ** np.floor(np.log10(x))
+    return f"between {lo:.0e} and {10 * lo:.0e}"
+
+
+def off_by(got: float, expected: float) -> str:
+    """How far ``got`` is from ``expected`` and in which direction, without the value of ``expected``:
+    the decade of the relative error (the absolute error where ``|expected|`` is below 1e-3)."""
+    direction = "too large" if got > expected else "too small"
+    if abs(expected) >= 1e-3:
+        return f"{direction}, by a relative error {decade(abs(got - expected) / abs(expected))}"
+    return f"{direction}, by an absolute error {decade(abs(got - expected))}"
+
+
+def elements_off(got: np.ndarray, expected: np.ndarray, tol: np.ndarray | float, limit: int = 6) -> str:
+    """Which elements of ``got`` miss ``expected`` by more than ``tol`` and in which direction (index and
+    "too large"/"too small"), and the decade of the largest error; never the expected values."""
+    bad = np.argwhere(~(np.abs(got - expected) <= tol))
+    parts = [f"{tuple(int(i) for i in idx) if got.ndim > 1 else int(idx[0])}: "
+             f"{'too large' if got[tuple(idx)] > expected[tuple(idx)] else 'too small'}" for idx in bad[:limit]]
+    more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
+    err = float(np.abs(got - expected).max())
+    return (f"{len(bad)} of {got.size} elements are off ({'; '.join(parts)}{more}); the largest error is "
+            f"{decade(err)}")
+
+
 def close(exercise: str, name: str, got: float, expected: float, atol: float, hint: str = "") -> None:
-    """Fail unless ``|got - expected| <= atol``."""
+    """Fail unless ``|got - expected| <= atol``; the message says how far off and in which direction."""
     if not abs(got - expected) <= atol:
-        fail(exercise, f"{name} = {got:.6g}, but the independent computation gives {expected:.6g} "
-                       f"(tolerance {atol:.2g})", hint)
+        fail(exercise, f"{name} = {got:.6g} is {off_by(got, expected)} (tolerance {atol:.2g})", hint)
+
+
+def close_array(exercise: str, name: str, got: np.ndarray, expected: np.ndarray, tol, hint: str = "") -> None:
+    """Fail unless every ``|got - expected| <= tol`` (elementwise); the message names the elements that are
+    off and their direction, not the expected values."""
+    if not np.all(np.abs(got - expected) <= tol):
+        fail(exercise, f"{name}: {elements_off(got, expected, tol)}", hint)

@@ -5,7 +5,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from exercises._check import as_dict, as_float, close, fail, passed
+from exercises._check import as_callable, as_dict, as_float, close, fail, passed
 
 EX = "ch07 exercise {}"
 RATIOS = {"10:1": (2000, 200), "1:1": (2000, 2000), "1:10": (200, 2000)}
@@ -68,3 +68,29 @@ def check_exercise_3(answer) -> bool:
     close(ex, "tied_pairs", as_float(answer["tied_pairs"], "tied_pairs", ex), float(tied), 1e-9)
     return passed(ex, f"{100 * tied:.1f} % of the pairs tie after rounding; with ties at ½ AUROC moves only by "
                       "what rounding reorders.")
+
+
+def check_exercise_4(balanced_aupr_out) -> bool:
+    """Implement it: ``balanced_aupr_out(score_id, score_ood) -> float``, the Elflein code's protocol (the
+    paper's tables): read each set in stored order for ``10_000 // 128 + 1`` whole batches of 128 (at most
+    10,112 scores), cut both to the shorter length, then average precision with OOD positive, ranked by the
+    score (the step-wise sum ``Σ (R_n - R_{n-1}) P_n``, no interpolation). Compared with the library's
+    ``all_metrics(...)["aupr_out_bal"]`` at set sizes the check draws (one above the cap)."""
+    ex = EX.format(4)
+    from ebm_ood.metrics import all_metrics
+    fn = as_callable(balanced_aupr_out, "balanced_aupr_out", ex)
+    rng = np.random.default_rng(74)
+    for n_id, n_ood in ((int(rng.integers(300, 900)), int(rng.integers(1500, 3000))),
+                        (int(rng.integers(10_500, 12_000)), int(rng.integers(10_300, 11_000)))):
+        a = np.round(rng.normal(0.0, 1.0, n_id), 2)                         # rounded: ties happen
+        b = np.round(rng.normal(0.8, 1.2, n_ood) + np.linspace(0.0, 1.0, n_ood), 2)   # drifts with the order
+        want = all_metrics(a, b)["aupr_out_bal"]
+        n = min(n_id, n_ood, 10_112)
+        if abs(want - average_precision_score(np.r_[np.zeros(n), np.ones(n)], np.r_[a[:n], b[:n]])) > 1e-12:
+            fail(ex, "internal: the library's protocol disagrees with sklearn on the cut sets")
+        close(ex, f"balanced_aupr_out at {n_id} ID / {n_ood} OOD scores",
+              as_float(fn(a.copy(), b.copy()), "balanced_aupr_out", ex), want, 1e-9,
+              "cut both sets to min(n_id, n_ood, 10112) keeping the first scores (no shuffling), then AP with "
+              "OOD as the positive class")
+    return passed(ex, "the paper's AUPR is AP-Out on 1:1 sets of at most 10,112: chance is ≈ 50 % there, "
+                      "whatever the original set sizes.")

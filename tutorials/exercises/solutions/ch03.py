@@ -28,8 +28,16 @@ def exercise_1():
 
 
 def exercise_2():
+    """``σ² = 2αT``; the Langevin form has ``α = η/2``, ``σ = √η``, hence T = 1."""
     cfg = cd_config("default", "tabular")
-    return {"T_decoupled": cfg.noise_std**2 / (2 * cfg.step_size), "T_langevin": 1.0, "alpha_langevin": 1e-3 / 2}
+
+    def temperature(form, step_size, noise_std):
+        return 1.0 if form == "langevin" else noise_std**2 / (2 * step_size)
+
+    def gradient_step(form, step_size):
+        return step_size / 2 if form == "langevin" else step_size
+    return {"T_decoupled": cfg.noise_std**2 / (2 * cfg.step_size), "temperature": temperature,
+            "gradient_step": gradient_step}
 
 
 def exercise_3():
@@ -46,3 +54,16 @@ def exercise_3():
 
     opt.step(closure)
     return float(c.detach())
+
+
+def exercise_4():
+    """Slots, then the restart mask, then fresh U(-1, 1) starts for the restarted rows."""
+    def buffer_sample(buffer, batch_size, reinit_prob, generator):
+        idx = torch.randint(0, len(buffer), (batch_size,), generator=generator)
+        reinit = torch.rand(batch_size, generator=generator) < reinit_prob
+        x = buffer[idx]
+        n_new = int(reinit.sum())
+        if n_new:
+            x[reinit] = torch.rand((n_new, *buffer.shape[1:]), generator=generator) * 2.0 - 1.0
+        return x, idx
+    return buffer_sample

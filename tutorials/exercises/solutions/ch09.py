@@ -6,7 +6,7 @@ import torch
 
 from ebm_ood.heat.compose import compose_energies
 from ebm_ood.sampling import sgld
-from exercises.ch09 import A_RESIDUAL, COV, ETA, MEANS, PI
+from exercises.ch09 import A_RESIDUAL, COV, MEANS, PI
 
 
 def exercise_1():
@@ -26,9 +26,18 @@ def exercise_2():
 
 
 def exercise_3():
-    torch.manual_seed(0)
-    prior = lambda z: 0.5 * (z**2).sum(1)                                # noqa: E731
-    residual = lambda z: 0.5 * A_RESIDUAL * (z**2).sum(1)                # noqa: E731
-    z = sgld(lambda z: prior(z) + residual(z), torch.randn(4000, 2, dtype=torch.float64), n_steps=300,
-             step_size=ETA, form="langevin")
-    return {"predicted": 1 / (1 + A_RESIDUAL), "measured": float(z.var(dim=0).mean())}
+    def measure(a, eta):
+        energy = lambda z: 0.5 * (1 + a) * (z**2).sum(1)                  # noqa: E731  prior + residual
+        z = sgld(energy, torch.randn(4000, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
+                 n_steps=600, step_size=eta, form="langevin", generator=torch.Generator().manual_seed(1))
+        return float(z.var(dim=0).mean())
+    return {"predicted": 1 / (1 + A_RESIDUAL), "measure": measure}
+
+
+def exercise_4():
+    def heat_gmm_energy(z, means, cov):
+        d = z[:, None, :] - means[None]                                  # (N, C, D)
+        d2 = np.einsum("nci,ij,ncj->nc", d, np.linalg.inv(cov), d)
+        m = (-0.5 * d2).max(1, keepdims=True)
+        return -(m[:, 0] + np.log(np.exp(-0.5 * d2 - m).sum(1)))
+    return heat_gmm_energy
