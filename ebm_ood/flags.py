@@ -1,7 +1,7 @@
 """The flags every command that trains shares (``ebm-ood benchmark`` and ``ebm-ood experiment NAME``):
 ``--seeds --quick/--full --device --threads --out --jobs``, their parsing and their checks, which run before
-any training so a bad flag never costs a run; and the two lines every result records about its run (the
-thread count and the flags)."""
+any training so a bad flag never costs a run; and what every result records about its run (the
+thread count, the CPU kind and the flags)."""
 from __future__ import annotations
 
 import argparse

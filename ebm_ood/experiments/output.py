@@ -1,5 +1,5 @@
 """Writing an experiment's results: Markdown and JSON atomically (NaN → null), both recording the CPU
-thread count, and a PNG only when matplotlib imports (else the data and a hint:
+thread count and CPU kind, and a PNG only when matplotlib imports (else the data and a hint:
 ``pip install -e ".[plots]"``)."""
 from __future__ import annotations
 
