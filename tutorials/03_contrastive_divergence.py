@@ -152,7 +152,7 @@ if plt is not None:
 # of it, so the middle panel clips the colour scale to show the region around the data. How well it
 # separates the eight wells depends on the training length: after the default 1500 steps the low-energy
 # region follows the ring, with local minima near the modes; after the 250 steps of `EBM_OOD_FAST=1` it is
-# one broad, lopsided basin. What the checks below need is only that the modes mostly get lower energy than
+# one broad, lopsided basin. What the checks below need is only that the modes get lower energy than
 # far-away points. CD with
 # such short-run samplers learns an energy that is low at the data — good enough for OOD detection, even
 # though `exp(-E)` is not an accurate density (Nijkamp et al. 2019).
@@ -230,14 +230,13 @@ if plt is not None:
 #    `c` minimises the CD loss alone?
 #
 # ## Check
-# The 2-D model must rank the modes below the far-away points: the median far point above the median mode,
-# and at least 80 % of the 8 × 8 (mode, far point) pairs in order (AUROC). The energy is so flat that a few
-# pairs swap with the seed or with the CPU's floating-point kernels: over seeds 0–5, each on torch's AVX-512,
-# AVX2 and generic kernels, the 250-step `EBM_OOD_FAST=1` model puts 87.5–100 % of the pairs in order. And
+# The 2-D model must rank the modes below the far-away points — every mode below the far points' mean
+# energy, and at most one of the eight far points as low as a mode (the energies differ by hundredths, so
+# on a short run one far point can end level with the modes, depending on the CPU's vector width) — and
 # the digits model must tell uniform noise from digits.
 
 # %%
-assert np.median(e_far) > np.median(e_modes) and auroc(e_modes, e_far) >= 0.8, (e_modes, e_far)
+assert e_modes.max() < e_far.mean() and (e_far <= e_modes.max()).sum() <= 1, (e_modes, e_far)
 assert auroc(s_id, scores["noise"]) > 0.9
 print("chapter 03 checks passed")
 

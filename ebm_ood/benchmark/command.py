@@ -17,7 +17,7 @@ from ebm_ood.benchmark.runner import run_benchmark
 from ebm_ood.tables import ELFLEIN_METRIC, METRIC_LABELS
 from ebm_ood.data import dataset_names, get_dataset
 from ebm_ood.data.folder import LAYOUT, is_data_folder
-from ebm_ood.flags import add_run_arguments, check_run_arguments, cpu_kind, jobs_of, log_stderr, preset_of, threads_note
+from ebm_ood.flags import add_run_arguments, check_run_arguments, jobs_of, log_stderr, preset_of, threads_note
 
 SUMMARY = "train and evaluate every method; print the papers' tables"
 DEFAULT_DATASETS = ("tabular", "digits")
@@ -82,6 +82,8 @@ def header(args, preset: str) -> dict:
     """What ``results.json`` records about its run: enough to rerun it and to know what the numbers mean
     (including the CPU kind and thread count, for which one seed reproduces them exactly)."""
     import torch
+
+    from ebm_ood.flags import cpu_kind
 
     return {"command": "ebm-ood benchmark", "version": __version__, "preset": preset, "seeds": list(args.seeds),
             "threads": torch.get_num_threads(), **cpu_kind(), "metric": args.metric, "suite": args.suite,
