@@ -1,7 +1,7 @@
 """The flags every command that trains shares (``ebm-ood benchmark`` and ``ebm-ood experiment NAME``):
 ``--seeds --quick/--full --device --threads --out --jobs``, their parsing and their checks, which run before
-any training so a bad flag never costs a run; and the two lines every result records about its run (the
-thread count and the flags)."""
+any training so a bad flag never costs a run; and what every result records about its run (the
+thread count, the CPU kind and the flags)."""
 from __future__ import annotations
 
 import argparse
@@ -52,22 +52,44 @@ def check_out_dir(path: str, outputs: tuple[str, ...] = ()) -> str:
     return path
 
 
-def threads_note() -> str:
-    """The line every Markdown result ends with: the CPU thread count the numbers were computed with."""
+def cpu_kind() -> dict:
+    """The CPU kind the numbers were computed on: ``{"cpu": model name, "aten_cpu_capability": ...,
+    "torch": version}``. The model name comes from ``/proc/cpuinfo`` (else :func:`platform.processor`, else
+    the machine type); the ATen capability is the kernel set torch runs (``DEFAULT``, ``AVX2``, ``AVX512``;
+    the environment variable ``ATEN_CPU_CAPABILITY`` lowers it). Float results can differ between kinds."""
+    import platform
+
     import torch
 
-    n = torch.get_num_threads()
-    return (f"Computed with {n} CPU thread{'s' if n != 1 else ''} (`--threads {n}`); one seed reproduces these "
-            "numbers exactly for this thread count.")
+    name = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"cpu": name or platform.processor() or platform.machine() or "unknown",
+            "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
+
+
+def threads_note() -> str:
+    """The line every Markdown result ends with: the CPU kind and thread count the numbers were computed
+    with, for which one seed reproduces them exactly."""
+    import torch
+
+    n, kind = torch.get_num_threads(), cpu_kind()
+    return (f"Computed with {n} CPU thread{'s' if n != 1 else ''} (`--threads {n}`) on {kind['cpu']} (ATen CPU "
+            f"capability {kind['aten_cpu_capability']}, torch {kind['torch']}); one seed reproduces these "
+            "numbers exactly for this CPU kind and thread count.")
 
 
 def run_header(args) -> dict:
-    """What every result header records about the run itself: the command's flags and the CPU thread
-    count (results are reproducible for one seed and one thread count; see README, Reliability)."""
+    """What every result header records about the run itself: the command's flags, the CPU thread count
+    and the CPU kind (:func:`cpu_kind`; results are reproducible for one seed, one CPU kind and one thread
+    count; see README, Reliability)."""
     import torch
 
     flags = {k: v for k, v in sorted(vars(args).items()) if isinstance(v, (str, int, float, bool, list, type(None)))}
-    return {"threads": torch.get_num_threads(), "flags": flags}
+    return {"threads": torch.get_num_threads(), **cpu_kind(), "flags": flags}
 
 
 def log_stderr(msg: str) -> None:

@@ -21,7 +21,7 @@ detector) decide once, at the outermost call. Torch's thread count is global to 
 threads scoring at once share one setting. Rule 1 cannot tell a ``torch.set_num_threads(n)`` call that
 set torch's own default ``n`` from no call at all; :func:`set_num_threads` can. A result depends on the
 thread count (the order of floating-point sums in torch's parallel kernels), so one seed reproduces a
-result for one count; rule 4 makes that count 1 unless the caller chose another.
+result for one count (and one CPU kind: :func:`ebm_ood.flags.cpu_kind`); rule 4 makes that count 1 unless the caller chose another.
 """
 from __future__ import annotations
 

@@ -18,6 +18,32 @@ settings.load_profile(os.environ.get("EBM_OOD_HYPOTHESIS_PROFILE", "repeatable")
 torch.set_num_threads(1)
 
 
+# The numeric tests: reference tests (a computation against an independent one, to a float tolerance) and
+# equivalence tests (two code paths, one answer). CI runs them a second time on torch's generic CPU kernels
+# (`ATEN_CPU_CAPABILITY=default pytest -q -m numeric tests`, README "Two commands"), as a CPU unlike ours
+# would compute them. tests/test_cpu_kinds.py checks that every name here is a test file.
+NUMERIC_TESTS = (
+    "test_api.py", "test_baselines.py", "test_ce_and_api.py", "test_class_gaussian.py",
+    "test_contrastive_divergence.py", "test_divergence_guard.py", "test_energy.py", "test_evaluation.py",
+    "test_exercises.py", "test_glow.py", "test_heat_compose.py", "test_heat_fidelity.py", "test_heat_hybrid.py",
+    "test_heat_priors.py", "test_inputs.py", "test_metrics.py", "test_nn.py", "test_op_contract.py",
+    "test_persist.py", "test_philox.py", "test_radial_flow.py", "test_replay_buffer.py", "test_score_matching.py",
+    "test_sgld.py", "test_sgld_op.py", "test_tensor_inputs.py", "test_threads.py", "test_training.py",
+    "test_vera.py",
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "numeric: a reference or equivalence test; CI reruns these under "
+                                       "ATEN_CPU_CAPABILITY=default (see NUMERIC_TESTS in tests/conftest.py)")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in NUMERIC_TESTS:
+            item.add_marker(pytest.mark.numeric)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ import pytest
 import ebm_ood
 
 from ebm_ood.cli import main
-from ebm_ood.flags import parse_seeds
+from ebm_ood.flags import cpu_kind, parse_seeds
 
 
 def test_quick_benchmark_writes_json_and_markdown(tmp_path, capsys):
@@ -14,7 +14,7 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path, capsys):
     assert main(["benchmark", "--quick", "--methods", "CE", "--seeds", "1", "--out", str(out)]) == 0
     data = json.loads((out / "results.json").read_text())
     assert data["header"] == {"command": "ebm-ood benchmark", "version": ebm_ood.__version__, "preset": "quick",
-                              "seeds": [0], "threads": 1, "metric": "aupr_out_bal", "suite": "all"}
+                              "seeds": [0], "threads": 1, **cpu_kind(), "metric": "aupr_out_bal", "suite": "all"}
     res = data["results"]
     assert set(res) == {"tabular", "digits"}
     digits = res["digits"]["CE"]

@@ -79,14 +79,16 @@ def test_result_headers_record_the_thread_count(tmp_path, monkeypatch):
 
 def test_experiment_json_records_the_thread_count(tmp_path):
     from ebm_ood.experiments.output import write_results
+    from ebm_ood.flags import cpu_kind
 
     torch.set_num_threads(2)
     try:
         md, js = write_results(str(tmp_path), "x", "# table", {"a": 1})
     finally:
         torch.set_num_threads(1)
-    assert json.loads(open(js).read()) == {"a": 1, "threads": 2}
-    assert open(md).read().rstrip().endswith("one seed reproduces these numbers exactly for this thread count.")
+    assert json.loads(open(js).read()) == {"a": 1, "threads": 2, **cpu_kind()}
+    assert open(md).read().rstrip().endswith("one seed reproduces these numbers exactly for this CPU kind and "
+                                             "thread count.")
 
 
 def test_concurrent_out_folder_checks_never_collide(tmp_path):

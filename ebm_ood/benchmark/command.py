@@ -90,11 +90,14 @@ def load_datasets(names: list[str]) -> dict:
 
 
 def header(args, preset: str) -> dict:
-    """What ``results.json`` records about its run: enough to rerun it and to know what the numbers mean."""
+    """What ``results.json`` records about its run: enough to rerun it and to know what the numbers mean
+    (including the CPU kind and thread count, for which one seed reproduces them exactly)."""
     import torch
 
+    from ebm_ood.flags import cpu_kind
+
     return {"command": "ebm-ood benchmark", "version": __version__, "preset": preset, "seeds": list(args.seeds),
-            "threads": torch.get_num_threads(), "metric": args.metric, "suite": args.suite,
+            "threads": torch.get_num_threads(), **cpu_kind(), "metric": args.metric, "suite": args.suite,
             **({"classifier": args.classifier} if args.classifier else {})}
 
 

@@ -1,5 +1,5 @@
 """Writing an experiment's results: Markdown and JSON atomically (NaN → null), both recording the CPU
-thread count, and a PNG only when matplotlib imports (else the data and a hint:
+thread count and CPU kind, and a PNG only when matplotlib imports (else the data and a hint:
 ``pip install -e ".[plots]"``)."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from ebm_ood import plotting
 from ebm_ood.atomic import write_atomic
-from ebm_ood.flags import log_stderr, threads_note
+from ebm_ood.flags import cpu_kind, log_stderr, threads_note
 
 def _jsonable(obj):
     if isinstance(obj, dict):
@@ -30,11 +30,11 @@ def _jsonable(obj):
 
 def write_results(out: str, name: str, markdown: str, data: dict) -> tuple[str, str]:
     """Write ``<out>/<name>.md`` and ``<out>/<name>.json`` atomically (NaN → null), both recording the CPU
-    thread count (``"threads"`` in the JSON, :func:`~ebm_ood.flags.threads_note` in the Markdown); returns
-    both paths."""
+    thread count and CPU kind (``"threads"`` and :func:`~ebm_ood.flags.cpu_kind` in the JSON,
+    :func:`~ebm_ood.flags.threads_note` in the Markdown); returns both paths."""
     import torch
 
-    data = {**data, "threads": torch.get_num_threads()}
+    data = {**data, "threads": torch.get_num_threads(), **cpu_kind()}
     js = write_atomic(os.path.join(out, f"{name}.json"), json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
     md = write_atomic(os.path.join(out, f"{name}.md"), markdown.rstrip() + "\n\n" + threads_note() + "\n")
     return md, js
