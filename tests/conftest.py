@@ -23,13 +23,14 @@ torch.set_num_threads(1)
 # (`ATEN_CPU_CAPABILITY=default pytest -q -m numeric tests`, README "Two commands"), as a CPU unlike ours
 # would compute them. tests/test_cpu_kinds.py checks that every name here is a test file.
 NUMERIC_TESTS = (
-    "test_api.py", "test_baselines.py", "test_ce_and_api.py", "test_class_gaussian.py",
-    "test_contrastive_divergence.py", "test_divergence_guard.py", "test_energy.py", "test_evaluation.py",
-    "test_exercises.py", "test_glow.py", "test_heat_compose.py", "test_heat_fidelity.py", "test_heat_hybrid.py",
-    "test_heat_priors.py", "test_inputs.py", "test_metrics.py", "test_nn.py", "test_op_contract.py",
-    "test_persist.py", "test_philox.py", "test_radial_flow.py", "test_replay_buffer.py", "test_score_matching.py",
-    "test_sgld.py", "test_sgld_op.py", "test_tensor_inputs.py", "test_threads.py", "test_training.py",
-    "test_vera.py",
+    "test_api.py", "test_baselines.py", "test_bottleneck_linear.py", "test_ce_and_api.py",
+    "test_class_gaussian.py", "test_contrastive_divergence.py", "test_divergence_guard.py", "test_energy.py",
+    "test_evaluation.py", "test_exercises.py", "test_glow.py", "test_heat_compose.py", "test_heat_fidelity.py",
+    "test_heat_hybrid.py", "test_heat_priors.py", "test_inputs.py", "test_metrics.py", "test_nn.py",
+    "test_op_contract.py", "test_own_model_trust.py", "test_persist.py", "test_philox.py", "test_radial_flow.py",
+    "test_replay_buffer.py", "test_score_matching.py", "test_sgld.py", "test_sgld_op.py",
+    "test_ssm_reduction.py", "test_tensor_inputs.py", "test_threads.py", "test_training.py", "test_vera.py",
+    "test_vera_form.py",
 )
 
 
