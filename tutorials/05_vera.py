@@ -250,7 +250,8 @@ library = VERADetector(c, seed=seed).fit(data)
 mine = [p for m in players.values() for p in m.state_dict().values()]
 theirs = [p for m in (library.net_, library.generator_, library.proposal_) for p in m.state_dict().values()]
 same = len(mine) == len(theirs) and all(torch.equal(a, b) for a, b in zip(mine, theirs))
-print(f"{c.train.steps} VERA steps written out vs VERADetector.fit: EBM, generator and proposal bit-identical: {same}")
+print(f"{c.train.steps} VERA steps written out vs VERADetector.fit: "
+      f"EBM, generator and proposal bit-identical: {same}")
 assert same
 
 # %% [markdown]
