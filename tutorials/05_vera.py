@@ -197,10 +197,11 @@ if plt is not None:
 #    loss also depends on the generator through `x`, but must not move it), then all three Adam steps.
 #
 # Here it is, written out for the mixture above, with the same seed as a `VERADetector` trained beside it.
-# One seed fixes every draw (the three players' initial weights, `h`, `ε`, `ε'` from torch's global
-# generator; the batches from their own), in the same order and with the same float32 operations, so all
-# three players end **bit for bit** equal — the check compares every parameter with `torch.equal`. (VERA has
-# no model selection, so the detector keeps the last weights; this preset has no learning-rate warm-up.)
+# One seed fixes every draw (the EBM's and the generator's initial weights, `h`, `ε`, `ε'` from torch's
+# global generator; the batches from their own; η starts at `eta_init`), in the same order and with the
+# same float32 operations, so all three players end **bit for bit** equal — the check compares every
+# parameter with `torch.equal`. (VERA has no model selection, so the detector keeps the last weights; this
+# preset has no learning-rate warm-up.)
 
 # %%
 from ebm_ood.energy import energy_from_logits
