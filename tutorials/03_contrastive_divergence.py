@@ -22,7 +22,9 @@
 # 1. The maximum-likelihood gradient as "data minus model" and the contrastive-divergence loss (Elflein §3).
 # 2. Why a persistent replay buffer and a couple of tricks (L2 energy penalty, input noise) make it work.
 # 3. Training `ebm_ood.methods.contrastive_divergence.CDDetector` on 2-D data, then on 8×8 digits, and
-#    reading its energies as an OOD detector.
+#    reading its energies as an OOD detector; the training step written out, giving the same weights as `fit`.
+# 4. Why the CD loss is no progress bar, what SGLD chains from noise become under the trained energy, and
+#    how the energy reacts to noisy, flipped and shrunk digits.
 
 # %%
 from dataclasses import replace
@@ -238,7 +240,8 @@ assert same and torch.equal(buffer, library.buffer_.buffer)
 # %%
 digits = get_dataset("digits")
 cfg = cd_config("quick" if FAST else "default", digits.kind)
-cfg = replace(cfg, train=replace(cfg.train, progress=False))
+cfg = replace(cfg, train=replace(cfg.train, progress=False,
+                                 eval_every=10 if FAST else cfg.train.eval_every))   # validate every 10 / 50 steps
 cd = CDDetector(cfg, seed=0).fit(digits.x_train, validation=digits.x_val)
 print(f"best ID-validation step {cd.history_.best_step} of {cd.history_.steps_done}")
 s_id = cd.score(digits.x_test)
@@ -281,6 +284,150 @@ if plt is not None:
 # this run ranks them mostly *below* the test digits (AUROC under 50 %; the line under the table gives the
 # share below the median test digit), while the short `EBM_OOD_FAST=1` run happens to rank them above.
 #
+# ### Is training making progress? Not by its loss
+#
+# The loss a CD run reports is a poor progress bar. `L_CD = mean E(x⁺) - mean E(x⁻)` is a difference of two
+# energies that move together: while the chains keep up with the model, `E(x⁻) ≈ E(x⁺)` and the loss sits
+# near 0 whether the model is good or bad; it falls towards `-1` (where the penalised objective is lowest:
+# `E⁺ = -½`, `E⁻ = +½` at `λ₂ = 1`) when the model outruns its chains and separates the data from samples
+# stuck behind it — the failure described in section 3. What `fit` logs at every validation: the CD loss of
+# that step's batch, and the ID-validation value, minus the same CD + L2 objective on the held-out clean
+# digits against the latest chain samples (higher is better).
+
+# %%
+logged = [(step, v["e_pos"] - v["e_neg"], v["val"]) for step, v in cd.history_.logs]
+print(f"{'step':>5s} {'CD loss (batch)':>16s} {'ID-validation value':>20s}")
+for step, cd_loss, val in logged:
+    print(f"{step:5d} {cd_loss:16.3f} {val:20.3f}" + ("   <- kept" if step == cd.history_.best_step else ""))
+steps_logged, cd_losses, vals = (np.array(column) for column in zip(*logged))
+
+if plt is not None:
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    ax.plot(steps_logged, cd_losses, "o-", label="CD loss of the step's batch")
+    ax.plot(steps_logged, vals, "s-", label="ID-validation value (higher = kept)")
+    ax.axvline(cd.history_.best_step, color="k", lw=0.8, ls=":", label="kept checkpoint")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("training step")
+    ax.legend(fontsize=8)
+    ax.set_title("what a CD run logs")
+    save_figure(fig, "03_cd_training_log.png")
+
+# %% [markdown]
+# Read the table with that in mind. The CD loss does not fall steadily: its lowest value is not its last.
+# `fit` keeps the checkpoint with the best ID-validation value (`select="val_loss"`, the default), because
+# that is the one number the method can compute from ID data alone. It is *not* a measure of progress
+# either — it is the same objective, so it is highest where data and chains are furthest apart in energy:
+# here that is the step with the lowest logged CD loss, before the end of training (the checks below keep
+# this sentence true). So "best ID-validation step" means "the checkpoint whose energy gap to its own chains was
+# largest on held-out digits", not "the best model". `select="last"` keeps the final weights instead; which
+# detects OOD better is an empirical question, answered only with OOD data the method must not train on.
+
+# %%
+assert cd_losses[-1] > cd_losses.min(), cd_losses                        # the CD loss is not monotone
+assert steps_logged[np.argmin(cd_losses)] == cd.history_.best_step, logged    # kept: largest gap
+assert cd.history_.best_step < cd.history_.steps_done                      # before the end
+
+# %% [markdown]
+# ### A chain turning noise into digit-like images
+#
+# What does the sampler do with the trained energy? Start six chains from uniform noise in `[-1, 1]` and run
+# the chapter's decoupled SGLD (`α = 1`, `σ = 0.01`), clamped to the data range `[-1, 1]`, for 200 steps —
+# far longer than the 5 (fast) or 15 steps per training iteration the chains got during training — and keep
+# a few frames.
+
+# %%
+from ebm_ood.sampling.sgld import sgld
+
+torch.manual_seed(1)
+x_chain = torch.rand(6, 1, 8, 8) * 2 - 1                                    # (6, 1, 8, 8), U(-1, 1)
+frame_steps, frames = [0, 10, 25, 50, 100, 200], [x_chain]
+for t0, t1 in zip(frame_steps[:-1], frame_steps[1:]):
+    x_chain = sgld(cd.model_, x_chain, n_steps=t1 - t0, step_size=cfg.step_size, noise_std=cfg.noise_std,
+                   form=cfg.sgld_form, clamp=(-1.0, 1.0))
+    frames.append(x_chain)
+with torch.no_grad():
+    e_frames = np.stack([cd.model_(f).numpy() for f in frames])             # (frames, 6)
+dark = [float((f <= -0.9).float().mean()) for f in frames]                  # share of pixels at the dark end
+median_id = float(np.median(s_id))
+for t, e, d in zip(frame_steps, e_frames, dark):
+    print(f"step {t:3d}: energies {np.array2string(e, precision=2)}, pixels ≤ -0.9: {100 * d:3.0f} %")
+print(f"median energy of the ID test digits: {median_id:+.3f}")
+
+if plt is not None:
+    fig, axes = plt.subplots(6, len(frames), figsize=(1.3 * len(frames), 1.3 * 6 + 0.4))
+    for i in range(6):
+        for j, f in enumerate(frames):
+            axes[i, j].imshow(f[i, 0].numpy(), cmap="gray", vmin=-1, vmax=1)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(f"step {frame_steps[j]}", fontsize=9)
+    fig.suptitle("SGLD chains from noise under the trained energy", fontsize=10)
+    save_figure(fig, "03_sgld_chain.png")
+
+# %% [markdown]
+# Every chain ends far below the energy it started at, and by step 200 each sits below the median energy of
+# the test digits: to this model, the chains' end points are *more* typical than real digits. The frames show how
+# they get there: the share of dark pixels climbs as the chain paints the background black and keeps bright
+# strokes in the middle — the coarse layout of a digit, far from the variety of the training digits. This
+# is the usual picture for a CD model trained with short-run chains (Nijkamp et al. 2019): its energy ranks
+# data against noise well, and it is a poor generator. Its lowest-energy images are not the images it was
+# trained on — keep that in mind for the probes below.
+
+# %%
+assert all(e_frames[-1] < e_frames[0]), e_frames                            # each chain's energy fell
+assert e_frames[-1].max() < median_id, (e_frames[-1], median_id)            # ...below the typical test digit
+assert dark[-1] > dark[0] + 0.2, dark                                       # ...by darkening the background
+
+# %% [markdown]
+# ### Probing the energy: noise, flips, a smaller digit
+#
+# Take the ID test digits, change them in ways a person would call "the same digit" or "a corrupted
+# digit", and see where their energies go. For each probe: the median energy, the share of images whose
+# energy went *up*, and the AUROC of telling the probed images from the originals (50 % = no difference).
+
+# %%
+def shrink(x):
+    """Each 2 × 2 block averaged into one pixel, the 4 × 4 result centred on a dark (-1) canvas. (N, 1, 8, 8)."""
+    out = np.full_like(x, -1.0)
+    out[:, :, 2:6, 2:6] = x.reshape(-1, 1, 4, 2, 4, 2).mean((3, 5))
+    return out
+
+
+noise_rng = np.random.default_rng(0)
+x_id = digits.x_test                                                          # (N, 1, 8, 8) in [-1, 1]
+probes = {
+    "Gaussian noise σ = 0.3": np.clip(x_id + 0.3 * noise_rng.standard_normal(x_id.shape), -1, 1).astype(np.float32),
+    "Gaussian noise σ = 1": np.clip(x_id + 1.0 * noise_rng.standard_normal(x_id.shape), -1, 1).astype(np.float32),
+    "flipped left-right": x_id[..., ::-1].copy(),
+    "flipped upside-down": x_id[..., ::-1, :].copy(),
+    "shrunk to 4 × 4": shrink(x_id),
+}
+probe_scores = {name: cd.score(xp) for name, xp in probes.items()}
+print(f"{'probe':24s} {'median E':>9s} {'E went up':>10s} {'AUROC':>7s}    (originals: median E {median_id:+.3f})")
+for name, sp in probe_scores.items():
+    print(f"{name:24s} {np.median(sp):+9.3f} {100 * np.mean(sp > s_id):9.0f} % {100 * auroc(s_id, sp):6.1f}")
+
+# %% [markdown]
+# Noise raises the energy of nearly every image, and more noise raises it more (σ = 1: a higher median and
+# AUROC than σ = 0.3). Flipping raises it only a little: roughly three images in four go up, and the AUROC
+# stays well below that of noise — a flipped digit is still bright strokes on a dark background, and that
+# is most of what this energy measures. Shrinking goes the other way: the small digit on a mostly dark
+# canvas gets a *lower* energy than the original (AUROC under 50 %), as the chains above predicted — dark
+# background is what this energy likes best. A CD energy ranks images by how data-like their pixel
+# statistics are, not by whether they show a digit.
+
+# %%
+up = {name: float(np.mean(sp > s_id)) for name, sp in probe_scores.items()}
+auc = {name: auroc(s_id, sp) for name, sp in probe_scores.items()}
+assert up["Gaussian noise σ = 0.3"] > 0.9, up
+assert auc["Gaussian noise σ = 1"] > auc["Gaussian noise σ = 0.3"], auc
+assert np.median(probe_scores["Gaussian noise σ = 1"]) > np.median(probe_scores["Gaussian noise σ = 0.3"])
+for flip in ("flipped left-right", "flipped upside-down"):
+    assert 0.5 < up[flip] < 0.9 and 0.5 < auc[flip] < auc["Gaussian noise σ = 0.3"], (flip, up, auc)
+assert auc["shrunk to 4 × 4"] < 0.5 and np.median(probe_scores["shrunk to 4 × 4"]) < median_id, auc
+
+# %% [markdown]
 # ## Exercises
 # Each exercise has a check, `ch03.check_exercise_k(answer)` (imported in the last cell), that recomputes the
 # answer independently and says what is wrong. Reference solutions: `tutorials/exercises/solutions/ch03.py`.

@@ -25,7 +25,8 @@
 #    product each, and equal to `J` in expectation for any `v` with `E[vvᵀ] = I`.
 # 3. How much variance the "VR" trick removes, and a pitfall: with piecewise-linear (LeakyReLU) networks
 #    the Hessian term can never be negative, so score matching cannot carve out modes.
-# 4. Training `ebm_ood.methods.score_matching.SSMDetector` on 2-D data and reading its energy contours.
+# 4. Training `ebm_ood.methods.score_matching.SSMDetector` on 2-D data and reading its energy contours; its
+#    training step written out, giving the same weights as `fit`.
 
 # %%
 from dataclasses import replace
@@ -176,6 +177,55 @@ if plt is not None:
     axes[1].contourf(gx, gy, p / p.sum(), levels=30, cmap="magma")
     axes[1].set_title("exp(-E), normalised on the grid")
     save_figure(fig, "04_ssm_contours.png")
+
+# %% [markdown]
+# ### The loop behind `fit`
+#
+# `SSMDetector.fit` is the shared trainer (`ebm_ood.training.train`) around one short step. Each step:
+# 1. draws a mini-batch `x` of data (uniformly, with replacement);
+# 2. draws one Rademacher vector `v` per sample (`±1` in every coordinate, `E[vvᵀ] = I`);
+# 3. computes the score `s = -∇ₓE(x)` *keeping its graph* (`create_graph=True`), then the Hessian-vector
+#    product `(∇ₓs)ᵀv = ∇ₓ(vᵀs)` by a second backward pass through it;
+# 4. takes one Adam step on the SSM-VR loss `mean_x[vᵀ∇ₓs v + ½‖s‖²]` (plain SSM: `½(vᵀs)²` instead).
+#
+# Here it is, written out for the mixture above, with the same seed as an `SSMDetector` trained beside it.
+# One seed fixes every draw (the weights by `torch.manual_seed`, the 10 % held out for validation, the
+# batches by their own generator, the projections by torch's global generator), the draws happen in the same
+# order and the arithmetic is the same float32 operations, so the two networks end **bit for bit** equal —
+# the check compares every weight with `torch.equal`. (The detector validates once, at the last step, so the
+# weights it keeps are the last ones; this preset has no learning-rate warm-up.)
+
+# %%
+from ebm_ood.energy import energy_from_logits
+from ebm_ood.methods.score_matching import score_matching_network
+
+c = replace(cfg, train=replace(cfg.train, steps=15 if FAST else 60))
+c = replace(c, train=replace(c.train, eval_every=c.train.steps))
+B, seed = c.train.batch_size, 0
+
+torch.manual_seed(seed)
+perm = np.random.default_rng(seed).permutation(len(data))                     # fit holds out 10 % for validation
+x_train = torch.as_tensor(data[perm[round(0.1 * len(data)):]])                  # (1350, 2)
+f = score_matching_network((2,), 1)                                  # 5-layer MLP, smooth LeakyReLU, one logit
+energy = lambda x: energy_from_logits(f(x))                                     # noqa: E731  E(x) = -logsumexp f(x)
+opt = torch.optim.Adam(f.parameters(), lr=c.train.lr, betas=c.train.betas)
+batches = torch.Generator().manual_seed(seed)                                   # the mini-batch draws
+
+for step in range(c.train.steps):
+    x = x_train[torch.randint(0, len(x_train), (B,), generator=batches)]       # 1. data, (B, 2)
+    x = x.requires_grad_(True)
+    v = torch.randint(0, 2, x.shape).float() * 2 - 1                           # 2. Rademacher v, (B, 2)
+    s = -torch.autograd.grad(energy(x).sum(), x, create_graph=True)[0]        # 3. s = -∇ₓE, (B, 2)
+    hv = torch.autograd.grad((s * v).sum(1).sum(), x, create_graph=True)[0]    #    (∇ₓs)ᵀv = ∇ₓ(vᵀs)
+    loss = ((hv * v).sum(1) + 0.5 * s.pow(2).sum(1)).mean()                    # 4. vᵀ∇ₓs v + ½‖s‖², Adam
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+library = SSMDetector(c, seed=seed).fit(data)
+same = all(torch.equal(a, b) for a, b in zip(f.state_dict().values(), library.net_.state_dict().values()))
+print(f"{c.train.steps} SSM-VR steps written out vs SSMDetector.fit: weights bit-identical: {same}")
+assert same
 
 # %% [markdown]
 # ## Exercises

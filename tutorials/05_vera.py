@@ -23,7 +23,8 @@
 # 2. Why the entropy `H(q)` of a latent-variable generator `x = g(h) + σε` is the hard part, and how VERA
 #    estimates its *gradient* with the score `∇ₓ log q(x)` and importance sampling.
 # 3. How to check that estimator against closed forms on a linear-Gaussian generator.
-# 4. Training `ebm_ood.methods.vera.VERADetector` on 2-D data: generator samples vs data, energy contours.
+# 4. Training `ebm_ood.methods.vera.VERADetector` on 2-D data: generator samples vs data, energy contours;
+#    its training step written out, giving the same weights as `fit`.
 
 # %%
 import math
@@ -179,6 +180,80 @@ if plt is not None:
     fig.colorbar(cs, ax=axes[1], label="E(x)")
     axes[1].set_title("VERA energy")
     save_figure(fig, "05_vera_2d.png")
+
+# %% [markdown]
+# ### The loop behind `fit`
+#
+# `VERADetector.fit` is the shared trainer around one step with three players, each with its own Adam:
+# 1. draw a mini-batch `x⁺` of data, and a generator sample `x = g(h) + σε`, `h, ε ~ N(0, I)` (σ first
+#    clamped back into `[σ_min, σ_max]`);
+# 2. the **EBM** loss `mean E(x⁺) - mean E(x) + 0.1 · mean ½‖∇ₓE(x⁺)‖²`;
+# 3. `M` proposal draws `h'_m = h + η ε'_m` per sample, their log-weights
+#    `log w_m = log N(h'_m; 0, I) + log N(x; g(h'_m), σ²I) - log ξ(h'_m|x)`, and the self-normalised score
+#    estimate `∇ₓ log q(x) ≈ -Σ_m softmax(log w)_m (x - g(h'_m)) / σ²`, held fixed (section 2);
+# 4. the **generator** loss `mean E(x) - λ H`, `H` entering through the surrogate `-mean score · x`, and
+#    the **proposal** loss `-mean log w` (η climbs its ELBO);
+# 5. each loss is back-propagated into its own player's parameters only (`backward(inputs=...)`: the EBM
+#    loss also depends on the generator through `x`, but must not move it), then all three Adam steps.
+#
+# Here it is, written out for the mixture above, with the same seed as a `VERADetector` trained beside it.
+# One seed fixes every draw (the EBM's and the generator's initial weights, `h`, `ε`, `ε'` from torch's
+# global generator; the batches from their own; η starts at `eta_init`), in the same order and with the
+# same float32 operations, so all three players end **bit for bit** equal — the check compares every
+# parameter with `torch.equal`. (VERA has no model selection, so the detector keeps the last weights; this
+# preset has no learning-rate warm-up.)
+
+# %%
+from ebm_ood.energy import energy_from_logits
+from ebm_ood.methods.vera import gaussian_log_density, make_generator
+from ebm_ood.nn import build_network
+
+c = replace(cfg, train=replace(cfg.train, steps=10 if FAST else 40))
+B, M, seed, lam = c.train.batch_size, c.n_importance, 0, c.entropy_weight
+
+torch.manual_seed(seed)
+f = build_network((2,), 1)                                  # the EBM: E(x) = -logsumexp f(x), one logit
+gen = make_generator((2,), c)                               # g: 16-d latent -> R², and log σ
+post = PosteriorProposal(c.eta_init)                        # log η
+players = {"ebm": f, "gen": gen, "post": post}
+opts = {k: torch.optim.Adam(m.parameters(), lr=c.train.lrs.get(k, c.train.lr), betas=c.train.betas)
+        for k, m in players.items()}
+x_data = torch.as_tensor(data)                              # VERA holds nothing out
+batches = torch.Generator().manual_seed(seed)
+
+for step in range(c.train.steps):
+    xb = x_data[torch.randint(0, len(x_data), (B,), generator=batches)].requires_grad_(True)   # 1. x⁺, (B, 2)
+    gen.clamp_()
+    h = torch.randn(B, c.latent_dim)                                                            #    h, (B, 16)
+    mu = gen.g(h)
+    x = mu + gen.sigma * torch.randn_like(mu)                                                   #    x, (B, 2)
+    e_pos, e_neg = energy_from_logits(f(xb)), energy_from_logits(f(x))                          # 2. EBM
+    grad_pos = torch.autograd.grad(e_pos.sum(), xb, create_graph=True)[0]
+    loss_ebm = e_pos.mean() - e_neg.mean() + c.grad_penalty * (0.5 * grad_pos.pow(2).sum(1).mean())
+    sigma, h0, x0 = gen.sigma.detach(), h.detach(), x.detach()                                  # 3. score
+    hp = h0.unsqueeze(0) + post.eta * torch.randn(M, B, c.latent_dim)                           #    h', (M, B, 16)
+    log_xi = gaussian_log_density(hp, h0.unsqueeze(0), post.eta)                                #    (M, B)
+    mu_p = gen.g(hp.reshape(M * B, -1)).view(M, B, 2)                                           #    g(h'), (M, B, 2)
+    log_w = (gaussian_log_density(hp, torch.zeros_like(hp), 1.0)
+             + gaussian_log_density(x0.unsqueeze(0), mu_p, sigma) - log_xi)
+    w = torch.softmax(log_w.detach(), dim=0).view(M, B, 1)
+    score = -(w * (x0.unsqueeze(0) - mu_p.detach())).sum(0) / sigma**2                          #    ∇ₓ log q(x)
+    loss_gen = e_neg.mean() - lam * -(score * x).sum(1).mean()                                  # 4. generator
+    loss_post = -log_w.mean()                                                                   #    proposal
+    for o in opts.values():                                                                     # 5. Adam steps
+        o.zero_grad()
+    for loss, k in ((loss_ebm, "ebm"), (loss_gen, "gen"), (loss_post, "post")):
+        loss.backward(inputs=list(players[k].parameters()), retain_graph=True)
+    for o in opts.values():
+        o.step()
+
+library = VERADetector(c, seed=seed).fit(data)
+mine = [p for m in players.values() for p in m.state_dict().values()]
+theirs = [p for m in (library.net_, library.generator_, library.proposal_) for p in m.state_dict().values()]
+same = len(mine) == len(theirs) and all(torch.equal(a, b) for a, b in zip(mine, theirs))
+print(f"{c.train.steps} VERA steps written out vs VERADetector.fit: "
+      f"EBM, generator and proposal bit-identical: {same}")
+assert same
 
 # %% [markdown]
 # ## Exercises
