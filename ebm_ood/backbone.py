@@ -550,6 +550,13 @@ class FeatureSpaceDetector(Detector):
                           f"changed since fit; the scores use the new features but {type(self.inner).__name__} was "
                           "fitted on the old ones: call fit again", WeightsChangedWarning, stacklevel=3)
 
+    def _probe_fitted(self):
+        """No probe through the backbone (it would run your model and could write to its cache_dir);
+        ``inner`` is checked on its own. The inner detector must be fitted."""
+        if not getattr(self.inner, "fitted_", False):
+            raise ValueError("inner is not fitted")
+        return None
+
     def _fit_features(self, z: np.ndarray, y, fingerprint) -> None:
         val = None
         if self.validation_ is not None:

@@ -114,6 +114,8 @@ class Detector:
             raise DivergenceError(err.method, err.step, f"{err.reason}; sample {i} of x reaches |x| = {mags[i]:.3g}, "
                                   f"far beyond the typical sample's {typical:.3g}: rescale the data or remove it",
                                   err.last_finite) from err
+        if "threshold_" in self.__dict__:        # a subclass's learned state must not pose as predict's threshold
+            raise RuntimeError(f"{type(self).__name__}._fit set threshold_, which set_threshold owns; rename it")
         self.fitted_ = True
         return self
 
@@ -227,6 +229,17 @@ class Detector:
                                   "detector's float32 arithmetic overflows; rescale or clip inputs to the data's range")
         return NonFiniteError(f"{where}, within the fit data's range (|x| <= {fit_range:.3g}): a numerical "
                               "failure of the detector on this sample")
+
+    def _fitted_mismatch(self) -> str | None:
+        """For :func:`ebm_ood.load`: how the learned attributes disagree with each other or with the settings
+        (cheap checks only), or None. Subclasses whose learned state has such constraints override it."""
+        return None
+
+    def _probe_fitted(self) -> np.ndarray | None:
+        """For :func:`ebm_ood.load`: the scores (2,) of a batch of two all-zero samples of ``input_shape_``;
+        learned arrays whose shapes disagree fail here."""
+        with library_threads():
+            return np.asarray(self._score(np.zeros((2, *self.input_shape_), np.float32))).reshape(-1)
 
     def check_fitted(self) -> None:
         if not getattr(self, "fitted_", False):

@@ -57,6 +57,11 @@ class DICE(HeadDetector):
         self.mask_ = dice_mask(self.weight, np.asarray(x, dtype=np.float64).mean(axis=0), self.percentile)
         self.sparse_weight_ = self.weight * self.mask_
 
+    def _fitted_mismatch(self):
+        if self.mask_.shape != self.weight.shape or not np.array_equal(self.sparse_weight_, self.weight * self.mask_):
+            return "sparse_weight_ is not weight * mask_"
+        return None
+
     def _score(self, x):
         self.check_features(x)
         return energy_score(logits_of(x, self.sparse_weight_, self.bias))

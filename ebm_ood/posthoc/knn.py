@@ -72,6 +72,16 @@ class KNN(Detector):
         self.index32_ = torch.from_numpy(self.index_.astype(np.float32))  # (N, D) float32, ranking
         self.sq_norms_ = (self.index32_ * self.index32_).sum(1)            # (N,) for unnormalised features
 
+    def _fitted_mismatch(self):
+        n = self.index_.shape[0] if self.index_.ndim == 2 else 0
+        if self.index_.shape[1:] != tuple(self.input_shape_) or tuple(self.index32_.shape) != self.index_.shape:
+            return f"index_ {self.index_.shape} / index32_ {tuple(self.index32_.shape)} do not hold (N, {self.input_shape_})"
+        if tuple(self.sq_norms_.shape) != (n,):
+            return f"sq_norms_ has shape {tuple(self.sq_norms_.shape)}, expected ({n},)"
+        if self.k_ != min(self.k, max(1, n - 1)):
+            return f"k_ = {self.k_!r}, but k = {self.k} and {n} training features give {min(self.k, max(1, n - 1))}"
+        return None
+
     def _score(self, x):
         q = self._prep(x)                                              # (M, D) float64
         block = max(1, BLOCK_ELEMENTS // self.index_.shape[0])

@@ -64,5 +64,8 @@ class Mahalanobis(Detector):
         self.gaussian_ = fit_class_gaussian(self._prep(x), y, self.num_classes_, self.batch_size, self.reg,
                                             relative=True)
 
+    def _fitted_mismatch(self):
+        return self.gaussian_.layout_problem(self.num_classes_, self.input_shape_[0])
+
     def _score(self, x):
         return self.gaussian_.mahalanobis(self._prep(x)).min(axis=1)

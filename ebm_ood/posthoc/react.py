@@ -13,7 +13,7 @@ from ebm_ood.posthoc.linear_head import HeadDetector, energy_score, logits_of
 
 class ReAct(HeadDetector):
     """ReAct, rectified activations (Sun et al. 2021): the energy ``-logsumexp(W min(z, c) + b)`` of the
-    head on clipped features (module docstring). After fit: ``threshold_`` c.
+    head on clipped features (module docstring). After fit: ``clip_`` c.
 
     Parameters
     ----------
@@ -47,8 +47,8 @@ class ReAct(HeadDetector):
 
     def _fit(self, x, y):
         self.check_features(x)
-        self.threshold_ = float(np.percentile(x, self.percentile))
+        self.clip_ = float(np.percentile(x, self.percentile))
 
     def _score(self, x):
         self.check_features(x)
-        return energy_score(logits_of(np.minimum(x, self.threshold_), self.weight, self.bias))
+        return energy_score(logits_of(np.minimum(x, self.clip_), self.weight, self.bias))

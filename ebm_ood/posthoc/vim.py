@@ -91,6 +91,16 @@ class ViM(HeadDetector):
         max_logit = logits_of(x, self.weight, self.bias).max(axis=1)
         self.alpha_ = float(max_logit.mean() / max(self.residual_norm(x).mean(), 1e-12))
 
+    def _fitted_mismatch(self):
+        d = self.weight.shape[1]
+        dim = default_principal_dim(d) if self.dim is None else self.dim
+        if self.dim_ != dim or not 1 <= dim < d:
+            return f"dim_ = {self.dim_!r}, but dim = {self.dim!r} and features of size {d} give {dim}"
+        if self.origin_.shape != (d,) or self.basis_.shape != (d, d - dim):
+            return (f"origin_ {self.origin_.shape} / basis_ {self.basis_.shape} do not fit features of size {d} "
+                    f"and dim_ = {dim}, expected ({d},) / ({d}, {d - dim})")
+        return None
+
     def _score(self, x):
         self.check_features(x)
         return self.alpha_ * self.residual_norm(x) + energy_score(logits_of(x, self.weight, self.bias))
