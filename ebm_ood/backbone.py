@@ -30,7 +30,7 @@ from torch import nn
 
 from ebm_ood.atomic import write_atomic
 from ebm_ood.detector import Detector
-from ebm_ood.checks import check_array, resolve_device, to_numpy
+from ebm_ood.checks import check_array, check_labels, resolve_device, to_numpy
 from ebm_ood.fingerprint import callable_digest, referenced_modules
 from ebm_ood.inputs import check_separate_labels, is_batch_iterable, iter_batches, labels_given_once
 from ebm_ood.nn.pooling import pooled_features
@@ -557,10 +557,36 @@ class FeatureSpaceDetector(Detector):
             raise ValueError("inner is not fitted")
         return None
 
+    def _check_validation(self, validation, with_labels: bool):
+        """Validation data as :meth:`Detector._check_validation` has it, except that an iterable of batches
+        (a DataLoader) is streamed through the backbone like ``x`` in :meth:`fit`: only its features are
+        held (``validation_features_`` is then True and ``validation_[0]`` holds them)."""
+        x_val, y_val = validation if isinstance(validation, (tuple, list)) else (validation, None)
+        self.validation_features_ = validation is not None and is_batch_iterable(x_val)
+        if not self.validation_features_:
+            return super()._check_validation(validation, with_labels)
+        if isinstance(validation, (tuple, list)) and len(validation) != 2:
+            raise ValueError(f"validation: expected (x_val, y_val) or x_val, got a sequence of {len(validation)}")
+        check_separate_labels(x_val, "validation x", y_val, "validation y")
+
+        def checked():
+            for i, (xb, yb) in enumerate(iter_batches(x_val, "validation x")):
+                xb = check_array(xb, f"validation x batch {i}", ndim=len(self.input_shape_) + 1,
+                                 shape=self.input_shape_)
+                yield xb if yb is None else (xb, yb)
+
+        feats = self.backbone.extract(checked())
+        y_val = labels_given_once(feats.y, y_val, "validation x", "validation y")
+        if y_val is not None and with_labels:
+            y_val = check_labels(y_val, "validation y", len(feats.z), getattr(self, "num_classes_", None))
+        return self._selected(feats), (y_val if with_labels else None)
+
     def _fit_features(self, z: np.ndarray, y, fingerprint) -> None:
         val = None
         if self.validation_ is not None:
-            val = (self._extract(self.validation_[0])[0], self.validation_[1])
+            z_val = self.validation_[0] if getattr(self, "validation_features_", False) else \
+                self._extract(self.validation_[0])[0]
+            val = (z_val, self.validation_[1])
         self.inner.fit(z, y, validation=val)
         self.backbone_hash_ = fingerprint
 

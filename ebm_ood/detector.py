@@ -90,7 +90,10 @@ class Detector:
     def fit(self, x, y=None, validation=None):
         """Learn from ID data. ``validation`` = ``(x_val, y_val)`` (or ``x_val``) is ID validation data
         for model selection; methods that need it and get none hold out 10 % of ``x`` themselves.
-        ``x`` may be an iterable of batches ``x_b`` or ``(x_b, y_b)`` (a DataLoader): its labels are ``y``."""
+        ``x`` may be an iterable of batches ``x_b`` or ``(x_b, y_b)`` (a DataLoader): its labels are ``y``.
+        Memory: a detector of raw inputs trains on all of ``x`` and ``x_val`` at once, so an iterable is
+        gathered into one array (N × the sample size × 4 bytes each); :class:`FeatureSpaceDetector` streams
+        both through its backbone and holds only their features."""
         x, y = collect(x, "x", y)
         self._check_kind(x)
         x = check_array(x, "x", ndim=(2, 3, 4))
