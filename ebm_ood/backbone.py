@@ -30,9 +30,9 @@ from torch import nn
 
 from ebm_ood.atomic import write_atomic
 from ebm_ood.detector import Detector
-from ebm_ood.checks import check_array, check_labels, resolve_device, to_numpy
+from ebm_ood.checks import check_array, check_int, check_labels, resolve_device, to_numpy
 from ebm_ood.fingerprint import callable_digest, referenced_modules
-from ebm_ood.inputs import check_separate_labels, is_batch_iterable, iter_batches, labels_given_once
+from ebm_ood.inputs import check_separate_labels, is_batch_iterable, iter_batches, labels_given_once, warn_order
 from ebm_ood.nn.pooling import pooled_features
 from ebm_ood.threads import library_threads
 
@@ -171,7 +171,7 @@ class Backbone:
             if _owner(piece) is not None:
                 _owner(piece).eval()
         self._device = None if device is None else resolve_device(device)
-        self.batch_size, self.cache_dir, self.memo_bytes = int(batch_size), cache_dir, int(memo_bytes)
+        self.batch_size, self.cache_dir, self.memo_bytes = check_int(batch_size, "batch_size"), cache_dir, int(memo_bytes)
         if cache_dir is not None:
             opaque = [a for a, v in (("net", net), ("features", features), ("feature_map", feature_map),
                                      ("head", head)) if v is not None and not callable_digest(hashlib.sha256(), v)]
@@ -524,12 +524,14 @@ class FeatureSpaceDetector(Detector):
 
     def score(self, x) -> np.ndarray:
         """One score per sample of ``x`` (N,) float64, higher = more OOD. An iterable of batches is streamed
-        through the backbone (each batch checked, run and dropped; only features are held). Scoring with
+        through the backbone (each batch checked, run and dropped; only features are held); a shuffling
+        DataLoader warns as in :meth:`Detector.score`. Scoring with
         backbone weights other than those of fit warns (:class:`WeightsChangedWarning`): ``inner`` was
         fitted on the old features."""
         if not is_batch_iterable(x):
             return super().score(x)
         self.check_fitted()
+        warn_order(x, "x")
 
         def checked():
             for i, (xb, _) in enumerate(iter_batches(x, "x")):

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from ebm_ood.errors import DivergenceError, NonFiniteError, NotFittedError
-from ebm_ood.checks import check_array, check_labels, resolve_device
-from ebm_ood.inputs import collect, is_batch_iterable, iter_batches
+from ebm_ood.checks import check_array, check_int, check_labels, resolve_device
+from ebm_ood.inputs import collect, is_batch_iterable, iter_batches, warn_order
 from ebm_ood.threads import library_threads
 
 
@@ -84,7 +84,7 @@ class Detector:
 
     def __init__(self, device=None, batch_size: int = 512):
         self.device = resolve_device(device)
-        self.batch_size = int(batch_size)
+        self.batch_size = check_int(batch_size, "batch_size")
 
     # ----------------------------------------------------------------------------- public API
     def fit(self, x, y=None, validation=None):
@@ -173,9 +173,11 @@ class Detector:
     def score(self, x) -> np.ndarray:
         """One score per sample of ``x`` (array, tensor or iterable of batches), (N,) float64, higher =
         more OOD (for the energy-based detectors an energy: ``-log p(x)`` up to a constant). An iterable is
-        scored batch by batch, never gathered whole."""
+        scored batch by batch, never gathered whole, in the order it yields; a DataLoader that shuffles,
+        subsamples or drops samples warns (:class:`~ebm_ood.inputs.UnorderedScoresWarning`)."""
         self.check_fitted()
         if is_batch_iterable(x):
+            warn_order(x, "x")
             return np.concatenate([self._score_array(xb, f"x batch {i}")
                                    for i, (xb, _) in enumerate(iter_batches(x, "x"))])
         return self._score_array(x, "x")

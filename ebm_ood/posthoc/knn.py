@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ebm_ood.checks import check_bool, check_int
 from ebm_ood.detector import Detector
 
 
@@ -56,9 +57,7 @@ class KNN(Detector):
 
     def __init__(self, k: int = 50, normalize: bool = True, device=None, batch_size: int = 4096):
         super().__init__(device, batch_size)
-        if not (isinstance(k, (int, np.integer)) and k >= 1):
-            raise ValueError(f"k: expected an integer >= 1, got {k!r}")
-        self.k, self.normalize = int(k), normalize
+        self.k, self.normalize = check_int(k, "k"), check_bool(normalize, "normalize")
 
     def _prep(self, x):
         return l2_normalize(x) if self.normalize else np.asarray(x, dtype=np.float64)

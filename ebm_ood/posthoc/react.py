@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ebm_ood.checks import check_in_range
 from ebm_ood.posthoc.linear_head import HeadDetector, energy_score, logits_of
 
 
@@ -41,9 +42,7 @@ class ReAct(HeadDetector):
 
     def __init__(self, weight, bias, percentile: float = 90.0, device=None, batch_size: int = 4096):
         super().__init__(weight, bias, device, batch_size)
-        if not 0 < percentile <= 100:
-            raise ValueError(f"percentile: expected a number in (0, 100], got {percentile!r}")
-        self.percentile = float(percentile)
+        self.percentile = check_in_range(percentile, "percentile", 0, 100, low_closed=False, high_closed=True)
 
     def _fit(self, x, y):
         self.check_features(x)

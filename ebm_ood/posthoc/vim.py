@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ebm_ood.checks import check_int
 from ebm_ood.posthoc.linear_head import HeadDetector, energy_score, logits_of
 
 
@@ -72,9 +73,7 @@ class ViM(HeadDetector):
 
     def __init__(self, weight, bias, dim: int | None = None, device=None, batch_size: int = 4096):
         super().__init__(weight, bias, device, batch_size)
-        if dim is not None and not (isinstance(dim, (int, np.integer)) and dim >= 1):
-            raise ValueError(f"dim: expected an integer >= 1 or None, got {dim!r}")
-        self.dim = dim
+        self.dim = None if dim is None else check_int(dim, "dim")
 
     def residual_norm(self, z: np.ndarray) -> np.ndarray:
         """``‖x^{P⊥}‖ = ‖(z - u) R‖``. (N,)."""
