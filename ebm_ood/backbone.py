@@ -182,6 +182,13 @@ class Backbone:
                                  "or a bound method of one, or use cache_dir=None")
         self._memo: dict[str, Features] = {}
 
+    def _init_args(self) -> dict:
+        """The constructor's arguments that rebuild this Backbone (:func:`ebm_ood.load` passes them through
+        ``__init__``'s checks and compares the result with the loaded one)."""
+        return dict(net=self.net, device=self._device, batch_size=self.batch_size, cache_dir=self.cache_dir,
+                    features=self._features, feature_map=self._feature_map, head=self._head,
+                    memo_bytes=self.memo_bytes)
+
     def __repr__(self) -> str:
         parts = [type(self.net).__name__] if self.net is not None else []
         for arg, value in (("features", self._features), ("feature_map", self._feature_map), ("head", self._head)):
@@ -553,11 +560,15 @@ class FeatureSpaceDetector(Detector):
                           "fitted on the old ones: call fit again", WeightsChangedWarning, stacklevel=3)
 
     def _probe_fitted(self):
-        """No probe through the backbone (it would run your model and could write to its cache_dir);
-        ``inner`` is checked on its own. The inner detector must be fitted."""
-        if not getattr(self.inner, "fitted_", False):
-            raise ValueError("inner is not fitted")
-        return None
+        """Scores (2,) of two all-zero inputs through the backbone and ``inner``, bypassing the backbone's
+        memo and ``cache_dir`` (nothing is kept or written): a network whose settings no longer run, or
+        whose features do not fit ``inner``, fails here."""
+        bb = self.backbone
+        x = bb._as_inputs(np.zeros((2, *self.input_shape_), np.float32))
+        with _eval_mode(bb._modules()), torch.no_grad():
+            zs, ss, ls = bb._run(x, bb._extractor(), bb.head, bb._check_device(), bb.dtype)
+        feats = Features(np.concatenate(zs), np.concatenate(ss), np.concatenate(ls) if ls else None, None, None)
+        return self.inner.score(self._selected(feats))
 
     def _check_validation(self, validation, with_labels: bool):
         """Validation data as :meth:`Detector._check_validation` has it, except that an iterable of batches

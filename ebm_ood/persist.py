@@ -52,7 +52,7 @@ from torch import nn
 from ebm_ood.atomic import write_atomic
 from ebm_ood.checkpoint import decode_checkpoint, encode_checkpoint
 from ebm_ood.detector import Detector
-from ebm_ood.errors import CheckpointError
+from ebm_ood.errors import CheckpointError, NonFiniteError
 
 FORMAT = "ebm_ood.detector/2"
 _SKIP = {"_memo"}                          # per-run caches (Backbone feature memo): not saved
@@ -465,10 +465,27 @@ def load(path, modules: dict | None = None) -> Detector:
                               f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
     if not isinstance(detector, Detector):
         raise CheckpointError(f"path: {path} does not hold a detector (got {type(detector).__name__})")
+    for obj in reader.objects.values():         # the pieces first (a Backbone), then the detectors using them
+        if not isinstance(obj, Detector) and hasattr(type(obj), "_init_args"):
+            _check_rebuilt(obj, path)
     for obj in reader.objects.values():
         if isinstance(obj, Detector):
             _check_detector(obj, path)
     return detector
+
+
+def _check_rebuilt(obj, path: str) -> None:
+    """A plain object with ``_init_args()`` (a Backbone): its arguments pass its constructor's checks, and
+    the plain attributes the constructor sets equal the stored ones."""
+    cls, where = type(obj), f"path: {path} holds a {type(obj).__name__}"
+    try:
+        kwargs = obj._init_args()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fresh = cls(**kwargs)
+    except Exception as err:  # noqa: BLE001 - a missing attribute or a refused argument
+        raise CheckpointError(f"{where} whose settings its constructor refuses: {_first_line(err)}") from None
+    _compare_attributes(obj, fresh, list(kwargs.values()), where)
 
 
 _UNSET = object()
@@ -490,21 +507,27 @@ def _check_detector(det: Detector, path: str) -> None:
             fresh = cls(**kwargs)
     except Exception as err:  # noqa: BLE001 - whatever the constructor refuses, it refuses for the file too
         raise CheckpointError(f"{where} whose settings its constructor refuses: {_first_line(err)}") from None
-    given = [v for v in params.values() if not _is_value(v)]
-    for k, want in vars(fresh).items():
-        if k.startswith("_") or k.endswith("_") or k == "device":
-            continue
-        got = det.__dict__.get(k, _UNSET)
-        if any(want is g for g in given) and got is not want:
-            raise CheckpointError(f"{where} whose attribute {k!r} is not the {k} its settings name")
-        if _is_value(want) and not _equal(got, want):
-            raise CheckpointError(f"{where} whose attribute {k!r} ({_brief(got)}) disagrees with its settings, "
-                                  f"which give {_brief(want)}")
+    _compare_attributes(det, fresh, list(params.values()), where)
     if not det.__dict__.get("fitted_", False):
         return
     problem = _fitted_problem(det)
     if problem:
         raise CheckpointError(f"{where} whose fitted state is inconsistent: {problem}")
+
+
+def _compare_attributes(loaded, fresh, args: list, where: str) -> None:
+    """The public attributes ``fresh`` (built from ``args``) sets must be in ``loaded``: equal plain values
+    (:func:`_is_value`), and the very objects passed (networks, detectors) where the constructor keeps them."""
+    given = [v for v in args if not _is_value(v)]
+    for k, want in vars(fresh).items():
+        if k.startswith("_") or k.endswith("_") or k == "device":
+            continue
+        got = loaded.__dict__.get(k, _UNSET)
+        if any(want is g for g in given) and got is not want:
+            raise CheckpointError(f"{where} whose attribute {k!r} is not the {k} its settings name")
+        if _is_value(want) and not _equal(got, want):
+            raise CheckpointError(f"{where} whose attribute {k!r} ({_brief(got)}) disagrees with its settings, "
+                                  f"which give {_brief(want)}")
 
 
 def _fitted_problem(det: Detector) -> str | None:
@@ -526,6 +549,8 @@ def _fitted_problem(det: Detector) -> str | None:
         if problem:
             return problem
         probe = det._probe_fitted()
+    except NonFiniteError:          # zeros may be outside what the model handles; not a sign of a bad file
+        probe = None
     except Exception as err:  # noqa: BLE001 - learned arrays that do not fit together fail in many ways
         return f"scoring a probe batch fails ({type(err).__name__}: {_first_line(err)})"
     if probe is not None and probe.shape != (2,):

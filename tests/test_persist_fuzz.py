@@ -354,3 +354,27 @@ def test_an_invalid_value_names_its_field(field, value, match, tmp_path):
     _write_signed(tmp_path / "bad.pt", payload, json.dumps(_set(json.loads(payload["json"]), field, value)))
     with pytest.raises(CheckpointError, match=match):
         load(tmp_path / "bad.pt")
+
+
+def test_a_feature_space_detector_file_is_checked_through_its_backbone(tmp_path):
+    """The Backbone's settings go through its constructor, and a probe batch runs the network and the inner
+    detector (without the memo or cache_dir): a network setting that no longer runs, or an inner detector
+    fitted on features of another size, is a CheckpointError."""
+    torch.manual_seed(0)
+    det = FeatureSpaceDetector(Backbone(build_network((1, 8, 8), 3, widen=1), cache_dir=str(tmp_path / "cache")),
+                               KNN(k=3)).fit(X)
+    save(det, tmp_path / "fsd.pt")
+    cached = sorted(os.listdir(tmp_path / "cache"))
+    payload = _payload((tmp_path / "fsd.pt").read_bytes())
+    np.testing.assert_array_equal(load(tmp_path / "fsd.pt").score(X), det.score(X))
+    doc = json.loads(payload["json"])
+    places = {w[-1]: w for w, _ in _nodes(doc) if w and w[-1] in ("batch_size", "stride", "input_shape_")}
+    bb_batch = next(w for w, _ in _nodes(doc) if w[-2:] == ("attrs", "batch_size") and "backbone" in w)
+    inner_shape = next(w for w, _ in _nodes(doc) if w and w[-1] == "input_shape_" and "inner" in w)
+    for where, value, match in ((bb_batch, -1, "Backbone whose settings .* batch_size"),
+                                (places["stride"], {"__tuple__": [0, 0]}, "probe batch"),
+                                (inner_shape, {"__tuple__": [5]}, "probe batch")):
+        _write_signed(tmp_path / "bad.pt", payload, json.dumps(_set(json.loads(payload["json"]), where, value)))
+        with pytest.raises(CheckpointError, match=match):
+            load(tmp_path / "bad.pt")
+    assert sorted(os.listdir(tmp_path / "cache")) == cached             # the probes wrote nothing
