@@ -30,9 +30,9 @@ from torch import nn
 
 from ebm_ood.atomic import write_atomic
 from ebm_ood.detector import Detector
-from ebm_ood.checks import check_array, resolve_device, to_numpy
+from ebm_ood.checks import check_array, check_int, check_labels, resolve_device, to_numpy
 from ebm_ood.fingerprint import callable_digest, referenced_modules
-from ebm_ood.inputs import check_separate_labels, is_batch_iterable, iter_batches, labels_given_once
+from ebm_ood.inputs import check_separate_labels, is_batch_iterable, iter_batches, labels_given_once, warn_order
 from ebm_ood.nn.pooling import pooled_features
 from ebm_ood.threads import library_threads
 
@@ -171,7 +171,7 @@ class Backbone:
             if _owner(piece) is not None:
                 _owner(piece).eval()
         self._device = None if device is None else resolve_device(device)
-        self.batch_size, self.cache_dir, self.memo_bytes = int(batch_size), cache_dir, int(memo_bytes)
+        self.batch_size, self.cache_dir, self.memo_bytes = check_int(batch_size, "batch_size"), cache_dir, int(memo_bytes)
         if cache_dir is not None:
             opaque = [a for a, v in (("net", net), ("features", features), ("feature_map", feature_map),
                                      ("head", head)) if v is not None and not callable_digest(hashlib.sha256(), v)]
@@ -181,6 +181,13 @@ class Backbone:
                                  "other than modules, tensors, arrays, numbers and functions); pass an nn.Module "
                                  "or a bound method of one, or use cache_dir=None")
         self._memo: dict[str, Features] = {}
+
+    def _init_args(self) -> dict:
+        """The constructor's arguments that rebuild this Backbone (:func:`ebm_ood.load` passes them through
+        ``__init__``'s checks and compares the result with the loaded one)."""
+        return dict(net=self.net, device=self._device, batch_size=self.batch_size, cache_dir=self.cache_dir,
+                    features=self._features, feature_map=self._feature_map, head=self._head,
+                    memo_bytes=self.memo_bytes)
 
     def __repr__(self) -> str:
         parts = [type(self.net).__name__] if self.net is not None else []
@@ -524,12 +531,14 @@ class FeatureSpaceDetector(Detector):
 
     def score(self, x) -> np.ndarray:
         """One score per sample of ``x`` (N,) float64, higher = more OOD. An iterable of batches is streamed
-        through the backbone (each batch checked, run and dropped; only features are held). Scoring with
+        through the backbone (each batch checked, run and dropped; only features are held); a shuffling
+        DataLoader warns as in :meth:`Detector.score`. Scoring with
         backbone weights other than those of fit warns (:class:`WeightsChangedWarning`): ``inner`` was
         fitted on the old features."""
         if not is_batch_iterable(x):
             return super().score(x)
         self.check_fitted()
+        warn_order(x, "x")
 
         def checked():
             for i, (xb, _) in enumerate(iter_batches(x, "x")):
@@ -550,10 +559,47 @@ class FeatureSpaceDetector(Detector):
                           f"changed since fit; the scores use the new features but {type(self.inner).__name__} was "
                           "fitted on the old ones: call fit again", WeightsChangedWarning, stacklevel=3)
 
+    def _probe_fitted(self):
+        """Scores (2,) of two all-zero inputs through the backbone and ``inner``, bypassing the backbone's
+        memo and ``cache_dir`` (nothing is kept or written): a network whose settings no longer run, or
+        whose features do not fit ``inner``, fails here."""
+        bb = self.backbone
+        x = bb._as_inputs(np.zeros((2, *self.input_shape_), np.float32))
+        with _eval_mode(bb._modules()), torch.no_grad():
+            zs, ss, ls = bb._run(x, bb._extractor(), bb.head, bb._check_device(), bb.dtype)
+        feats = Features(np.concatenate(zs), np.concatenate(ss), np.concatenate(ls) if ls else None, None, None)
+        return self.inner.score(self._selected(feats))
+
+    def _check_validation(self, validation, with_labels: bool):
+        """Validation data as :meth:`Detector._check_validation` has it, except that an iterable of batches
+        (a DataLoader) is streamed through the backbone like ``x`` in :meth:`fit`: only its features are
+        held (``validation_features_`` is then True and ``validation_[0]`` holds them)."""
+        x_val, y_val = validation if isinstance(validation, (tuple, list)) else (validation, None)
+        self.validation_features_ = validation is not None and is_batch_iterable(x_val)
+        if not self.validation_features_:
+            return super()._check_validation(validation, with_labels)
+        if isinstance(validation, (tuple, list)) and len(validation) != 2:
+            raise ValueError(f"validation: expected (x_val, y_val) or x_val, got a sequence of {len(validation)}")
+        check_separate_labels(x_val, "validation x", y_val, "validation y")
+
+        def checked():
+            for i, (xb, yb) in enumerate(iter_batches(x_val, "validation x")):
+                xb = check_array(xb, f"validation x batch {i}", ndim=len(self.input_shape_) + 1,
+                                 shape=self.input_shape_)
+                yield xb if yb is None else (xb, yb)
+
+        feats = self.backbone.extract(checked())
+        y_val = labels_given_once(feats.y, y_val, "validation x", "validation y")
+        if y_val is not None and with_labels:
+            y_val = check_labels(y_val, "validation y", len(feats.z), getattr(self, "num_classes_", None))
+        return self._selected(feats), (y_val if with_labels else None)
+
     def _fit_features(self, z: np.ndarray, y, fingerprint) -> None:
         val = None
         if self.validation_ is not None:
-            val = (self._extract(self.validation_[0])[0], self.validation_[1])
+            z_val = self.validation_[0] if getattr(self, "validation_features_", False) else \
+                self._extract(self.validation_[0])[0]
+            val = (z_val, self.validation_[1])
         self.inner.fit(z, y, validation=val)
         self.backbone_hash_ = fingerprint
 

@@ -31,6 +31,10 @@ def _describe_nonfinite(arr: np.ndarray) -> str:
     return f"{count} non-finite value(s) (NaN/Inf), first at index {tuple(int(i) for i in first_idx)}"
 
 
+_LIST_HINT = ("; a list or tuple is read as one array, never as batches: wrap a list of batches in iter(...) "
+              "or pass a DataLoader")
+
+
 def check_array(
     x,
     name: str,
@@ -50,7 +54,12 @@ def check_array(
         raise TypeError(f"{name}: expected an array or tensor, got None")
     if isinstance(x, (str, bytes, dict, set)):
         raise TypeError(f"{name}: expected an array or tensor of numbers, got {type(x).__name__}")
-    arr = to_numpy(x, name)
+    try:
+        arr = to_numpy(x, name)
+    except ValueError as err:               # a ragged nested list: numpy cannot make one array of it
+        raise ValueError(f"{name}: a {type(x).__name__} that is not one rectangular array of numbers "
+                         f"({str(err).splitlines()[0][:120]}){_LIST_HINT if isinstance(x, (list, tuple)) else ''}"
+                         ) from None
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         source = "" if isinstance(x, np.ndarray) else (
             f" (from a {type(x).__name__}; pass an array, a tensor or an iterable of batches such as "
@@ -64,7 +73,9 @@ def check_array(
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if arr.ndim not in allowed:
-            raise ValueError(f"{name}: expected {' or '.join(map(str, allowed))} dimensions, got shape {arr.shape}")
+            batches = isinstance(x, (list, tuple)) and len(x) and isinstance(x[0], (np.ndarray, torch.Tensor))
+            raise ValueError(f"{name}: expected {' or '.join(map(str, allowed))} dimensions, got shape {arr.shape}"
+                             + (f" (from a {type(x).__name__} of {len(x)} arrays){_LIST_HINT}" if batches else ""))
     if not allow_empty and arr.size == 0:
         raise ValueError(f"{name}: expected a non-empty array, got shape {arr.shape}")
     if shape is not None:
@@ -103,6 +114,32 @@ def check_positive(value, name: str, *, allow_zero: bool = False) -> None:
     is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
     if not (is_number and np.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
         raise ValueError(f"{name}: expected a {'non-negative' if allow_zero else 'positive'} finite number, got {value!r}")
+
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an int: an integer (not a bool) >= ``minimum``; else a ValueError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_bool(value, name: str) -> bool:
+    """``value`` as a bool: True or False (numpy's too); else a TypeError naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def check_in_range(value, name: str, low: float, high: float, *, low_closed: bool, high_closed: bool) -> float:
+    """``value`` as a float: a finite number (not a bool) in the interval from ``low`` to ``high`` (each end
+    open or closed); else a ValueError naming ``name``."""
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    ok = is_number and np.isfinite(value) and (value >= low if low_closed else value > low) and (
+        value <= high if high_closed else value < high)
+    if not ok:
+        raise ValueError(f"{name}: expected a number in {'[' if low_closed else '('}{low:g}, {high:g}"
+                         f"{']' if high_closed else ')'}, got {value!r}")
+    return float(value)
 
 
 def resolve_device(device=None) -> torch.device:

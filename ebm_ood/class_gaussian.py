@@ -165,6 +165,17 @@ class ClassGaussian:
     def num_classes(self) -> int:
         return self.means.shape[0]
 
+    def layout_problem(self, num_classes: int, dim: int) -> str | None:
+        """How the stored tensors' shapes disagree with ``num_classes`` C and feature size ``dim`` D (means
+        (C, D), cov / chol / whiten / precision (D, D), counts / log_weights (C,), logdet ()), or None."""
+        want = {"means": (num_classes, dim), "cov": (dim, dim), "chol": (dim, dim), "whiten": (dim, dim),
+                "precision": (dim, dim), "counts": (num_classes,), "log_weights": (num_classes,), "logdet": ()}
+        for name, shape in want.items():
+            got = getattr(self, name)
+            if not isinstance(got, torch.Tensor) or tuple(got.shape) != shape:
+                return f"{name} has shape {tuple(getattr(got, 'shape', ()))}, expected {shape}"
+        return None
+
     @property
     def dim(self) -> int:
         return self.means.shape[1]

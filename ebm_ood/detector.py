@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from ebm_ood.errors import DivergenceError, NonFiniteError, NotFittedError
-from ebm_ood.checks import check_array, check_labels, resolve_device
-from ebm_ood.inputs import collect, is_batch_iterable, iter_batches
+from ebm_ood.checks import check_array, check_int, check_labels, resolve_device
+from ebm_ood.inputs import collect, is_batch_iterable, iter_batches, warn_order
 from ebm_ood.threads import library_threads
 
 
@@ -84,13 +84,16 @@ class Detector:
 
     def __init__(self, device=None, batch_size: int = 512):
         self.device = resolve_device(device)
-        self.batch_size = int(batch_size)
+        self.batch_size = check_int(batch_size, "batch_size")
 
     # ----------------------------------------------------------------------------- public API
     def fit(self, x, y=None, validation=None):
         """Learn from ID data. ``validation`` = ``(x_val, y_val)`` (or ``x_val``) is ID validation data
         for model selection; methods that need it and get none hold out 10 % of ``x`` themselves.
-        ``x`` may be an iterable of batches ``x_b`` or ``(x_b, y_b)`` (a DataLoader): its labels are ``y``."""
+        ``x`` may be an iterable of batches ``x_b`` or ``(x_b, y_b)`` (a DataLoader): its labels are ``y``.
+        Memory: a detector of raw inputs trains on all of ``x`` and ``x_val`` at once, so an iterable is
+        gathered into one array (N × the sample size × 4 bytes each); :class:`FeatureSpaceDetector` streams
+        both through its backbone and holds only their features."""
         x, y = collect(x, "x", y)
         self._check_kind(x)
         x = check_array(x, "x", ndim=(2, 3, 4))
@@ -114,6 +117,8 @@ class Detector:
             raise DivergenceError(err.method, err.step, f"{err.reason}; sample {i} of x reaches |x| = {mags[i]:.3g}, "
                                   f"far beyond the typical sample's {typical:.3g}: rescale the data or remove it",
                                   err.last_finite) from err
+        if "threshold_" in self.__dict__:        # a subclass's learned state must not pose as predict's threshold
+            raise RuntimeError(f"{type(self).__name__}._fit set threshold_, which set_threshold owns; rename it")
         self.fitted_ = True
         return self
 
@@ -168,9 +173,11 @@ class Detector:
     def score(self, x) -> np.ndarray:
         """One score per sample of ``x`` (array, tensor or iterable of batches), (N,) float64, higher =
         more OOD (for the energy-based detectors an energy: ``-log p(x)`` up to a constant). An iterable is
-        scored batch by batch, never gathered whole."""
+        scored batch by batch, never gathered whole, in the order it yields; a DataLoader that shuffles,
+        subsamples or drops samples warns (:class:`~ebm_ood.inputs.UnorderedScoresWarning`)."""
         self.check_fitted()
         if is_batch_iterable(x):
+            warn_order(x, "x")
             return np.concatenate([self._score_array(xb, f"x batch {i}")
                                    for i, (xb, _) in enumerate(iter_batches(x, "x"))])
         return self._score_array(x, "x")
@@ -227,6 +234,17 @@ class Detector:
                                   "detector's float32 arithmetic overflows; rescale or clip inputs to the data's range")
         return NonFiniteError(f"{where}, within the fit data's range (|x| <= {fit_range:.3g}): a numerical "
                               "failure of the detector on this sample")
+
+    def _fitted_mismatch(self) -> str | None:
+        """For :func:`ebm_ood.load`: how the learned attributes disagree with each other or with the settings
+        (cheap checks only), or None. Subclasses whose learned state has such constraints override it."""
+        return None
+
+    def _probe_fitted(self) -> np.ndarray | None:
+        """For :func:`ebm_ood.load`: the scores (2,) of a batch of two all-zero samples of ``input_shape_``;
+        learned arrays whose shapes disagree fail here."""
+        with library_threads():
+            return np.asarray(self._score(np.zeros((2, *self.input_shape_), np.float32))).reshape(-1)
 
     def check_fitted(self) -> None:
         if not getattr(self, "fitted_", False):

@@ -12,6 +12,7 @@ what it held.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Iterator
 
 import numpy as np
@@ -106,6 +107,20 @@ def _order_problem(data) -> str | None:
         if batches.drop_last and len(batches.sampler) % batches.batch_size:
             return "a DataLoader with drop_last=True (it drops the last samples)"
     return None
+
+
+def warn_order(data, name: str) -> None:
+    """Warn when the scores of ``data`` (an iterable of batches) cannot follow its dataset's order
+    (:func:`_order_problem`: a shuffling or subsampling DataLoader, ``drop_last``, ...)."""
+    problem = _order_problem(data)
+    if problem:
+        warnings.warn(f"{name}: is {problem}, so its scores do not follow the dataset's order (nor cover every "
+                      "sample once); use a DataLoader with shuffle=False and without drop_last to line scores up "
+                      "with samples (evaluate() needs no order)", UnorderedScoresWarning, stacklevel=3)
+
+
+class UnorderedScoresWarning(UserWarning):
+    """Scores of a DataLoader whose batches do not follow its dataset's order (:func:`warn_order`)."""
 
 
 def check_separate_labels(data, name: str, y, y_name: str = "y") -> None:

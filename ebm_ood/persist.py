@@ -19,6 +19,14 @@ own (non-torch) class defines. Such objects are rebuilt from their class and att
 then the saved attributes, which may not replace a method or property of the class; no constructor
 runs). Every malformed or unexpected entry is a :class:`~ebm_ood.errors.CheckpointError`.
 
+A file that passes the allow-lists is then checked for what it means (:func:`_check_detector`): every
+detector's recorded settings are passed through its class's own constructor (so a setting its constructor
+refuses, such as ``KNN(k=-1)``, is refused here too), the attributes that constructor sets must equal the
+stored ones, the fitted state must be complete (``input_shape_``, a threshold in range) and score a probe
+batch of zeros with one score per sample, and a class may add cheap checks of how its learned arrays fit
+together (:meth:`~ebm_ood.detector.Detector._fitted_mismatch`). Any failure is a ``CheckpointError`` naming
+the field.
+
 A network of another class (your own model inside a :class:`~ebm_ood.backbone.Backbone`, or given to
 ``CDDetector(net=...)``) is stored as its ``state_dict`` and its class name; ``load`` then needs
 ``modules={"ClassName": factory}``, a zero-argument callable returning a fresh instance, whose weights are
@@ -33,8 +41,9 @@ import json
 import os
 import sys
 import types
+import warnings
 from collections import OrderedDict
-from dataclasses import is_dataclass
+from dataclasses import fields, is_dataclass
 
 import numpy as np
 import torch
@@ -43,7 +52,7 @@ from torch import nn
 from ebm_ood.atomic import write_atomic
 from ebm_ood.checkpoint import decode_checkpoint, encode_checkpoint
 from ebm_ood.detector import Detector
-from ebm_ood.errors import CheckpointError
+from ebm_ood.errors import CheckpointError, NonFiniteError
 
 FORMAT = "ebm_ood.detector/2"
 _SKIP = {"_memo"}                          # per-run caches (Backbone feature memo): not saved
@@ -445,7 +454,8 @@ def load(path, modules: dict | None = None) -> Detector:
         raise CheckpointError(f"path: {path} has no dict of named tensors; {fix}")
     try:
         doc = json.loads(payload["json"])
-        detector = _Reader(tensors, dict(modules or {}), path).decode(doc)
+        reader = _Reader(tensors, dict(modules or {}), path)
+        detector = reader.decode(doc)
     except (CheckpointError, _FactoryError):
         raise
     except _Malformed as err:
@@ -455,4 +465,139 @@ def load(path, modules: dict | None = None) -> Detector:
                               f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
     if not isinstance(detector, Detector):
         raise CheckpointError(f"path: {path} does not hold a detector (got {type(detector).__name__})")
+    for obj in reader.objects.values():         # the pieces first (a Backbone), then the detectors using them
+        if not isinstance(obj, Detector) and hasattr(type(obj), "_init_args"):
+            _check_rebuilt(obj, path)
+    for obj in reader.objects.values():
+        if isinstance(obj, Detector):
+            _check_detector(obj, path)
     return detector
+
+
+def _check_rebuilt(obj, path: str) -> None:
+    """A plain object with ``_init_args()`` (a Backbone): its arguments pass its constructor's checks, and
+    the plain attributes the constructor sets equal the stored ones."""
+    cls, where = type(obj), f"path: {path} holds a {type(obj).__name__}"
+    try:
+        kwargs = obj._init_args()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fresh = cls(**kwargs)
+    except Exception as err:  # noqa: BLE001 - a missing attribute or a refused argument
+        raise CheckpointError(f"{where} whose settings its constructor refuses: {_first_line(err)}") from None
+    _compare_attributes(obj, fresh, list(kwargs.values()), where)
+
+
+_UNSET = object()
+
+
+def _check_detector(det: Detector, path: str) -> None:
+    """Check what a decoded detector means (module docstring): its settings through its constructor, the
+    constructor's attributes against the stored ones, and its fitted state. Raises CheckpointError."""
+    cls, where = type(det), f"path: {path} holds a {type(det).__name__}"
+    params = det.__dict__.get("_params", _UNSET)
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise CheckpointError(f"{where} without its settings (_params); save the detector again with ebm_ood.save")
+    kwargs = dict(params)
+    if "device" in kwargs and isinstance(det.__dict__.get("device"), torch.device):
+        kwargs["device"] = det.__dict__["device"]       # the saved device, or the CPU where it is missing here
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fresh = cls(**kwargs)
+    except Exception as err:  # noqa: BLE001 - whatever the constructor refuses, it refuses for the file too
+        raise CheckpointError(f"{where} whose settings its constructor refuses: {_first_line(err)}") from None
+    _compare_attributes(det, fresh, list(params.values()), where)
+    if not det.__dict__.get("fitted_", False):
+        return
+    problem = _fitted_problem(det)
+    if problem:
+        raise CheckpointError(f"{where} whose fitted state is inconsistent: {problem}")
+
+
+def _compare_attributes(loaded, fresh, args: list, where: str) -> None:
+    """The public attributes ``fresh`` (built from ``args``) sets must be in ``loaded``: equal plain values
+    (:func:`_is_value`), and the very objects passed (networks, detectors) where the constructor keeps them."""
+    given = [v for v in args if not _is_value(v)]
+    for k, want in vars(fresh).items():
+        if k.startswith("_") or k.endswith("_") or k == "device":
+            continue
+        got = loaded.__dict__.get(k, _UNSET)
+        if any(want is g for g in given) and got is not want:
+            raise CheckpointError(f"{where} whose attribute {k!r} is not the {k} its settings name")
+        if _is_value(want) and not _equal(got, want):
+            raise CheckpointError(f"{where} whose attribute {k!r} ({_brief(got)}) disagrees with its settings, "
+                                  f"which give {_brief(want)}")
+
+
+def _fitted_problem(det: Detector) -> str | None:
+    """What is wrong with a fitted detector's learned state, or None."""
+    shape = det.__dict__.get("input_shape_")
+    if not (isinstance(shape, tuple) and shape and all(isinstance(s, int) and s >= 1 for s in shape)):
+        return f"input_shape_ is {_brief(shape)}, expected a tuple of positive ints"
+    has_t, has_tpr = "threshold_" in det.__dict__, "threshold_tpr_" in det.__dict__
+    if has_t != has_tpr:
+        return "threshold_ and threshold_tpr_ must be stored together"
+    if has_t:
+        t, tpr = det.__dict__["threshold_"], det.__dict__["threshold_tpr_"]
+        if not (isinstance(t, float) and np.isfinite(t)):
+            return f"threshold_ is {_brief(t)}, expected a finite float"
+        if not (isinstance(tpr, float) and 0.0 < tpr <= 1.0):
+            return f"threshold_tpr_ is {_brief(tpr)}, expected a fraction in (0, 1]"
+    try:
+        problem = det._fitted_mismatch()
+        if problem:
+            return problem
+        probe = det._probe_fitted()
+    except NonFiniteError:          # zeros may be outside what the model handles; not a sign of a bad file
+        probe = None
+    except Exception as err:  # noqa: BLE001 - learned arrays that do not fit together fail in many ways
+        return f"scoring a probe batch fails ({type(err).__name__}: {_first_line(err)})"
+    if probe is not None and probe.shape != (2,):
+        return f"a probe batch of 2 samples gets scores of shape {probe.shape}"
+    return None
+
+
+def _is_value(v) -> bool:
+    """Plain settings compared after rebuilding: numbers, strings, arrays, configs and containers of them."""
+    if v is None or isinstance(v, (bool, int, float, str, np.ndarray, np.generic)):
+        return True
+    if is_dataclass(v) and not isinstance(v, type):
+        return all(_is_value(getattr(v, f.name)) for f in fields(v))
+    if isinstance(v, (tuple, list)):
+        return all(_is_value(x) for x in v)
+    if isinstance(v, dict):
+        return all(_is_value(x) for x in v.values())
+    return False
+
+
+def _equal(a, b) -> bool:
+    """``a`` equals ``b`` in type and value (NaN equals NaN; arrays also in dtype and shape)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and bool(
+            np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    if is_dataclass(a):
+        return all(_equal(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (float, np.floating)) and np.isnan(a) and np.isnan(b):
+        return True
+    return bool(a == b)
+
+
+def _brief(v) -> str:
+    if isinstance(v, np.ndarray):
+        return f"an array {v.dtype} {v.shape}"
+    if v is _UNSET:
+        return "missing"
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err)
+    return text.splitlines()[0][:300] if text else type(err).__name__

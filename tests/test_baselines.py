@@ -223,7 +223,7 @@ def test_react_matches_numpy_transcription():
     s = np.sort(z.ravel())
     c = s[93] + 0.6 * (s[94] - s[93])
     det = ReAct(w, b, percentile=90).fit(z)
-    assert det.threshold_ == pytest.approx(c, rel=1e-12)
+    assert det.clip_ == pytest.approx(c, rel=1e-12)
     np.testing.assert_allclose(det.score(test), -np_logsumexp(np.minimum(test, c) @ w.T + b), rtol=1e-12)
 
 

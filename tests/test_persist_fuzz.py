@@ -258,3 +258,123 @@ def test_a_users_network_methods_and_weights_are_checked(tmp_path, sentinels):
     with pytest.raises(TypeError, match="cannot save the method"):
         save(FeatureSpaceDetector(Backbone(features=net.train), KNN(k=3)), tmp_path / "m.pt")
     assert not sentinels
+
+
+# ---------------------------------------------------------------------------------------- invalid values, re-signed
+INVALID = [-1, 0, 500, 7, 10 ** 30, -0.5, 1e30, {"__float__": "nan"}, {"__float__": "-inf"}]
+FREE = {"alpha_", "clip_", "input_range_", "threshold_", "batch_size"}  # any finite value is a valid setting / learned value
+
+
+def _value_detectors():
+    """(detector, scoring input) pairs covering integer, float and array settings and learned arrays."""
+    w, b = RNG.normal(size=(3, 6)), RNG.normal(size=3)
+    from ebm_ood.posthoc import DICE, MSP, Energy, Mahalanobis, ReAct
+    return [(KNN(k=3).fit(Z), Z), (ViM(w, b, dim=2).fit(Z), Z), (ReAct(w, b, percentile=80).fit(Z), Z),
+            (DICE(w, b, percentile=70).fit(Z), Z), (Energy(temperature=2.0).fit(Z[:, :3]), Z[:, :3]),
+            (Mahalanobis().fit(Z, np.arange(40) % 3), Z),
+            (MSP().fit(Z[:, :3]).set_threshold(Z[:, :3], tpr=0.9), Z[:, :3])]
+
+
+def _outcome(path, x, scores, predicted):
+    """'error' (CheckpointError), 'same' (scores and predictions equal the original's) or 'refused' (scoring
+    raises a ValueError); anything else (other scores, another exception) fails the test."""
+    try:
+        det = load(path)
+    except CheckpointError:
+        return "error"
+    try:
+        got = det.score(x)
+        pred = det.predict(x) if predicted is not None else None
+    except ValueError:
+        return "refused"
+    np.testing.assert_array_equal(got, scores)
+    if predicted is not None:
+        np.testing.assert_array_equal(pred, predicted)
+    return "same"
+
+
+def test_signed_files_with_invalid_values_never_score_differently(tmp_path, sentinels):
+    """Every number of the description set to an invalid value (negative, zero, huge, NaN, a fraction
+    out of range), and every stored array replaced by one of another shape: load raises CheckpointError,
+    or the detector scores exactly as before, or scoring raises a ValueError."""
+    counts = {"error": 0, "same": 0, "refused": 0}
+    path = tmp_path / "v.pt"
+    for det, x in _value_detectors():
+        save(det, tmp_path / "orig.pt")
+        payload = _payload((tmp_path / "orig.pt").read_bytes())
+        scores = det.score(x)
+        predicted = det.predict(x) if hasattr(det, "threshold_") else None
+        doc = json.loads(payload["json"])
+        numbers = [w for w, v in _nodes(doc) if (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 and not {"shape", "id", "__ref__"} & set(map(str, w))
+                                                 and not FREE & set(map(str, w)))]
+        assert numbers, type(det).__name__
+        for where in numbers:
+            for bad in INVALID:
+                _write_signed(path, payload, json.dumps(_set(json.loads(payload["json"]), where, bad)))
+                try:
+                    counts[_outcome(path, x, scores, predicted)] += 1
+                except AssertionError:
+                    raise AssertionError(f"{type(det).__name__}: {where} = {bad} loads and scores differently")
+        shapes = {w[:-1]: v for w, v in _nodes(doc) if w and w[-1] == "shape"}
+        for where, shape in shapes.items():
+            node = json.loads(payload["json"])
+            entry = node
+            for k in where:
+                entry = entry[k]
+            key = entry.get("__array__") or entry.get("__tensor__") or entry.get("__param__")
+            t = payload["tensors"][key]
+            for new in ([t[:-1]] if t.ndim and t.shape[0] > 1 else []) + ([t.T.contiguous()] if t.ndim == 2 else []) \
+                    + [t.reshape(-1)[:1].reshape(())] * (t.ndim > 0):
+                if tuple(new.shape) == tuple(t.shape):
+                    continue
+                entry["shape"] = list(new.shape)
+                _write_signed(path, {**payload, "tensors": {**payload["tensors"], key: new.clone()}}, json.dumps(node))
+                try:
+                    counts[_outcome(path, x, scores, predicted)] += 1
+                except AssertionError:
+                    raise AssertionError(f"{type(det).__name__}: {where} of shape {list(new.shape)} loads and "
+                                         "scores differently")
+    assert not sentinels
+    assert counts["error"] > 0.8 * sum(counts.values()), counts
+
+
+@pytest.mark.parametrize("field, value, match", [
+    (("attrs", "_params", "__dict__", "k"), -1, "k: expected an integer >= 1"),
+    (("attrs", "k"), 7, "'k'"),
+    (("attrs", "k_"), 50, "k_"),
+    (("attrs", "k_"), -1, "k_"),
+    (("attrs", "threshold_tpr_"), 7.0, "threshold_tpr_"),
+    (("attrs", "input_shape_"), {"__tuple__": [-6]}, "input_shape_"),
+])
+def test_an_invalid_value_names_its_field(field, value, match, tmp_path):
+    det = KNN(k=3).fit(Z).set_threshold(Z)
+    save(det, tmp_path / "knn.pt")
+    payload = _payload((tmp_path / "knn.pt").read_bytes())
+    _write_signed(tmp_path / "bad.pt", payload, json.dumps(_set(json.loads(payload["json"]), field, value)))
+    with pytest.raises(CheckpointError, match=match):
+        load(tmp_path / "bad.pt")
+
+
+def test_a_feature_space_detector_file_is_checked_through_its_backbone(tmp_path):
+    """The Backbone's settings go through its constructor, and a probe batch runs the network and the inner
+    detector (without the memo or cache_dir): a network setting that no longer runs, or an inner detector
+    fitted on features of another size, is a CheckpointError."""
+    torch.manual_seed(0)
+    det = FeatureSpaceDetector(Backbone(build_network((1, 8, 8), 3, widen=1), cache_dir=str(tmp_path / "cache")),
+                               KNN(k=3)).fit(X)
+    save(det, tmp_path / "fsd.pt")
+    cached = sorted(os.listdir(tmp_path / "cache"))
+    payload = _payload((tmp_path / "fsd.pt").read_bytes())
+    np.testing.assert_array_equal(load(tmp_path / "fsd.pt").score(X), det.score(X))
+    doc = json.loads(payload["json"])
+    places = {w[-1]: w for w, _ in _nodes(doc) if w and w[-1] in ("batch_size", "stride", "input_shape_")}
+    bb_batch = next(w for w, _ in _nodes(doc) if w[-2:] == ("attrs", "batch_size") and "backbone" in w)
+    inner_shape = next(w for w, _ in _nodes(doc) if w and w[-1] == "input_shape_" and "inner" in w)
+    for where, value, match in ((bb_batch, -1, "Backbone whose settings .* batch_size"),
+                                (places["stride"], {"__tuple__": [0, 0]}, "probe batch"),
+                                (inner_shape, {"__tuple__": [5]}, "probe batch")):
+        _write_signed(tmp_path / "bad.pt", payload, json.dumps(_set(json.loads(payload["json"]), where, value)))
+        with pytest.raises(CheckpointError, match=match):
+            load(tmp_path / "bad.pt")
+    assert sorted(os.listdir(tmp_path / "cache")) == cached             # the probes wrote nothing

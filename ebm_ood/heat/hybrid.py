@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ebm_ood.checks import check_bool
 from ebm_ood.class_gaussian import DegenerateCovarianceWarning
 from ebm_ood.detector import Detector
 from ebm_ood.sampling import sgld
@@ -304,7 +305,8 @@ class HEATDetector(Detector):
     def __init__(self, prior: nn.Module, config: HEATConfig | None = None, residual: bool = True,
                  device=None, seed: int = 0, name: str | None = None, batch_size: int = 4096):
         super().__init__(device, batch_size)
-        self.prior, self.config, self.residual, self.seed = prior, config or HEATConfig(), residual, int(seed)
+        self.prior, self.config, self.seed = prior, config or HEATConfig(), int(seed)
+        self.residual = check_bool(residual, "residual")
         self.name = name or (f"HEAT-{prior.name}" if residual else prior.name)
 
     def _fit(self, x, y):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ebm_ood.checks import check_in_range
 from ebm_ood.posthoc.linear_head import HeadDetector, energy_score, logits_of
 
 
@@ -48,14 +49,17 @@ class DICE(HeadDetector):
 
     def __init__(self, weight, bias, percentile: float = 90.0, device=None, batch_size: int = 4096):
         super().__init__(weight, bias, device, batch_size)
-        if not 0 <= percentile < 100:
-            raise ValueError(f"percentile: expected a number in [0, 100), got {percentile!r}")
-        self.percentile = float(percentile)
+        self.percentile = check_in_range(percentile, "percentile", 0, 100, low_closed=True, high_closed=False)
 
     def _fit(self, x, y):
         self.check_features(x)
         self.mask_ = dice_mask(self.weight, np.asarray(x, dtype=np.float64).mean(axis=0), self.percentile)
         self.sparse_weight_ = self.weight * self.mask_
+
+    def _fitted_mismatch(self):
+        if self.mask_.shape != self.weight.shape or not np.array_equal(self.sparse_weight_, self.weight * self.mask_):
+            return "sparse_weight_ is not weight * mask_"
+        return None
 
     def _score(self, x):
         self.check_features(x)

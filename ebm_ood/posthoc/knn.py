@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ebm_ood.checks import check_bool, check_int
 from ebm_ood.detector import Detector
 
 
@@ -56,9 +57,7 @@ class KNN(Detector):
 
     def __init__(self, k: int = 50, normalize: bool = True, device=None, batch_size: int = 4096):
         super().__init__(device, batch_size)
-        if not (isinstance(k, (int, np.integer)) and k >= 1):
-            raise ValueError(f"k: expected an integer >= 1, got {k!r}")
-        self.k, self.normalize = int(k), normalize
+        self.k, self.normalize = check_int(k, "k"), check_bool(normalize, "normalize")
 
     def _prep(self, x):
         return l2_normalize(x) if self.normalize else np.asarray(x, dtype=np.float64)
@@ -71,6 +70,16 @@ class KNN(Detector):
         self.index_ = self._prep(x)                                    # (N, D) float64, exact distances
         self.index32_ = torch.from_numpy(self.index_.astype(np.float32))  # (N, D) float32, ranking
         self.sq_norms_ = (self.index32_ * self.index32_).sum(1)            # (N,) for unnormalised features
+
+    def _fitted_mismatch(self):
+        n = self.index_.shape[0] if self.index_.ndim == 2 else 0
+        if self.index_.shape[1:] != tuple(self.input_shape_) or tuple(self.index32_.shape) != self.index_.shape:
+            return f"index_ {self.index_.shape} / index32_ {tuple(self.index32_.shape)} do not hold (N, {self.input_shape_})"
+        if tuple(self.sq_norms_.shape) != (n,):
+            return f"sq_norms_ has shape {tuple(self.sq_norms_.shape)}, expected ({n},)"
+        if self.k_ != min(self.k, max(1, n - 1)):
+            return f"k_ = {self.k_!r}, but k = {self.k} and {n} training features give {min(self.k, max(1, n - 1))}"
+        return None
 
     def _score(self, x):
         q = self._prep(x)                                              # (M, D) float64

@@ -13,6 +13,7 @@ instead, with a :class:`~ebm_ood.class_gaussian.DegenerateCovarianceWarning`; al
 """
 from __future__ import annotations
 
+from ebm_ood.checks import check_positive
 from ebm_ood.class_gaussian import fit_class_gaussian
 from ebm_ood.detector import Detector
 from ebm_ood.posthoc.knn import l2_normalize
@@ -50,8 +51,7 @@ class Mahalanobis(Detector):
 
     def __init__(self, reg: float = 1e-6, batch_size: int = 65536, device=None):
         super().__init__(device, batch_size)
-        if not reg >= 0:
-            raise ValueError(f"reg: expected a non-negative number, got {reg!r}")
+        check_positive(reg, "reg", allow_zero=True)
         self.reg = float(reg)
 
     def _prep(self, x):
@@ -63,6 +63,9 @@ class Mahalanobis(Detector):
         # statistics streamed in float64 batches of batch_size: memory O(C·D + D²) beyond the input
         self.gaussian_ = fit_class_gaussian(self._prep(x), y, self.num_classes_, self.batch_size, self.reg,
                                             relative=True)
+
+    def _fitted_mismatch(self):
+        return self.gaussian_.layout_problem(self.num_classes_, self.input_shape_[0])
 
     def _score(self, x):
         return self.gaussian_.mahalanobis(self._prep(x)).min(axis=1)

@@ -49,7 +49,7 @@ def odin_perturb(net: nn.Module, x: torch.Tensor, temperature: float, epsilon: f
     """
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        log_s = torch.log_softmax(net(x) / temperature, dim=1)  # (B, C)
+        log_s = torch.log_softmax(_logits(net, x) / temperature, dim=1)  # (B, C)
         log_s_hat = log_s.gather(1, log_s.argmax(dim=1, keepdim=True)).sum()  # Σ_n log S_ŷ(x_n; T)
         (grad,) = torch.autograd.grad(log_s_hat, x)
     return (x - epsilon * torch.sign(-grad)).detach()
@@ -59,7 +59,18 @@ def odin_score(net: nn.Module, x: torch.Tensor, temperature: float, epsilon: flo
     """``-max_y S_y(x̃; T)`` (B,), float64; higher = more OOD."""
     x_tilde = odin_perturb(net, x, temperature, epsilon)
     with torch.no_grad():
-        return -torch.softmax(net(x_tilde).double() / temperature, dim=1).amax(dim=1)
+        return -torch.softmax(_logits(net, x_tilde).double() / temperature, dim=1).amax(dim=1)
+
+
+def _logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``net(x)``, which must be a logits tensor (B, C); anything else is a TypeError naming ``net``."""
+    out = net(x)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+        raise TypeError(f"net: ODIN needs net(x) to return logits of shape ({x.shape[0]}, C) for a batch of "
+                        f"{x.shape[0]} inputs, got {got}; wrap the model in an nn.Module whose forward returns "
+                        "the logits tensor")
+    return out
 
 
 class ODIN(Detector):

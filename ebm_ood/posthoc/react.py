@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ebm_ood.checks import check_in_range
 from ebm_ood.posthoc.linear_head import HeadDetector, energy_score, logits_of
 
 
 class ReAct(HeadDetector):
     """ReAct, rectified activations (Sun et al. 2021): the energy ``-logsumexp(W min(z, c) + b)`` of the
-    head on clipped features (module docstring). After fit: ``threshold_`` c.
+    head on clipped features (module docstring). After fit: ``clip_`` c.
 
     Parameters
     ----------
@@ -41,14 +42,12 @@ class ReAct(HeadDetector):
 
     def __init__(self, weight, bias, percentile: float = 90.0, device=None, batch_size: int = 4096):
         super().__init__(weight, bias, device, batch_size)
-        if not 0 < percentile <= 100:
-            raise ValueError(f"percentile: expected a number in (0, 100], got {percentile!r}")
-        self.percentile = float(percentile)
+        self.percentile = check_in_range(percentile, "percentile", 0, 100, low_closed=False, high_closed=True)
 
     def _fit(self, x, y):
         self.check_features(x)
-        self.threshold_ = float(np.percentile(x, self.percentile))
+        self.clip_ = float(np.percentile(x, self.percentile))
 
     def _score(self, x):
         self.check_features(x)
-        return energy_score(logits_of(np.minimum(x, self.threshold_), self.weight, self.bias))
+        return energy_score(logits_of(np.minimum(x, self.clip_), self.weight, self.bias))

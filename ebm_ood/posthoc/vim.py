@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ebm_ood.checks import check_int
 from ebm_ood.posthoc.linear_head import HeadDetector, energy_score, logits_of
 
 
@@ -72,9 +73,7 @@ class ViM(HeadDetector):
 
     def __init__(self, weight, bias, dim: int | None = None, device=None, batch_size: int = 4096):
         super().__init__(weight, bias, device, batch_size)
-        if dim is not None and not (isinstance(dim, (int, np.integer)) and dim >= 1):
-            raise ValueError(f"dim: expected an integer >= 1 or None, got {dim!r}")
-        self.dim = dim
+        self.dim = None if dim is None else check_int(dim, "dim")
 
     def residual_norm(self, z: np.ndarray) -> np.ndarray:
         """``‖x^{P⊥}‖ = ‖(z - u) R‖``. (N,)."""
@@ -90,6 +89,16 @@ class ViM(HeadDetector):
         self.basis_ = residual_basis(x, self.origin_, self.dim_)
         max_logit = logits_of(x, self.weight, self.bias).max(axis=1)
         self.alpha_ = float(max_logit.mean() / max(self.residual_norm(x).mean(), 1e-12))
+
+    def _fitted_mismatch(self):
+        d = self.weight.shape[1]
+        dim = default_principal_dim(d) if self.dim is None else self.dim
+        if self.dim_ != dim or not 1 <= dim < d:
+            return f"dim_ = {self.dim_!r}, but dim = {self.dim!r} and features of size {d} give {dim}"
+        if self.origin_.shape != (d,) or self.basis_.shape != (d, d - dim):
+            return (f"origin_ {self.origin_.shape} / basis_ {self.basis_.shape} do not fit features of size {d} "
+                    f"and dim_ = {dim}, expected ({d},) / ({d}, {d - dim})")
+        return None
 
     def _score(self, x):
         self.check_features(x)
