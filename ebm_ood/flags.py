@@ -5,6 +5,7 @@ thread count and the flags)."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import stat
@@ -61,13 +62,54 @@ def threads_note() -> str:
             "numbers exactly for this thread count.")
 
 
+def file_sha256(path: str) -> str:
+    """sha256 (hex) of the bytes of the file at ``path``, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def input_contents(args) -> dict:
+    """``{path: sha256}`` of the user's files a run reads: the ``--classifier`` FILE and every file of each
+    ``--dataset`` data folder (its ``*.npz`` and ``ood/*.npz``). A run header holds them, so a rerun after
+    any of them changed is another run (its cells are never mixed with the old ones). Files that cannot be
+    read are left out (the loaders report them)."""
+    from ebm_ood.data.folder import is_data_folder
+
+    paths = []
+    classifier = getattr(args, "classifier", None)
+    if classifier:
+        paths.append(str(classifier).rpartition(":")[0])
+    datasets = getattr(args, "dataset", None) or []
+    for folder in [datasets] if isinstance(datasets, str) else datasets:
+        if is_data_folder(folder):
+            for sub in (folder, os.path.join(folder, "ood")):
+                try:
+                    names = sorted(os.listdir(sub))
+                except OSError:
+                    continue
+                paths += [os.path.join(sub, n) for n in names if n.endswith(".npz")]
+    out = {}
+    for path in paths:
+        try:
+            if stat.S_ISREG(os.stat(path).st_mode):
+                out[path] = file_sha256(path)
+        except OSError:
+            pass
+    return out
+
+
 def run_header(args) -> dict:
-    """What every result header records about the run itself: the command's flags and the CPU thread
-    count (results are reproducible for one seed and one thread count; see README, Reliability)."""
+    """What every result header records about the run itself: the command's flags, the CPU thread count
+    (results are reproducible for one seed and one thread count; see README, Reliability) and, when the run
+    reads user files, their contents' fingerprints (:func:`input_contents`)."""
     import torch
 
     flags = {k: v for k, v in sorted(vars(args).items()) if isinstance(v, (str, int, float, bool, list, type(None)))}
-    return {"threads": torch.get_num_threads(), "flags": flags}
+    contents = input_contents(args)
+    return {"threads": torch.get_num_threads(), "flags": flags, **({"contents": contents} if contents else {})}
 
 
 def log_stderr(msg: str) -> None:
@@ -114,8 +156,8 @@ def check_run_arguments(args) -> str:
     """Check ``--device``, ``--out`` (and that none of ``args.outputs``, the command's result files, is a
     folder) and ``--threads`` (before any training; each error names its flag) and apply ``--threads``.
     With ``args.cells`` (a file name) set, make ``args.cell_log``: a :class:`~ebm_ood.benchmark.cell_log.CellLog`
-    in ``--out`` that keeps every finished cell; it touches no file until the command starts it, after
-    every other check. Returns the resolved device ("cpu", "cuda", ...)."""
+    in ``--out`` that keeps every finished cell, and take its lock on ``--out`` (a second run into the folder
+    is refused); it touches no file until the command starts it, after every other check. Returns the resolved device ("cpu", "cuda", ...)."""
     from ebm_ood.checks import resolve_device
 
     try:
@@ -129,7 +171,19 @@ def check_run_arguments(args) -> str:
         from ebm_ood.benchmark.cell_log import CellLog
 
         args.cell_log = CellLog(os.path.join(args.out, cells), run_header(args))
+        lock_out(args.cell_log)
     return device
+
+
+def lock_out(cell_log) -> None:
+    """Take the ``--out`` folder lock of ``cell_log`` now (it writes nothing): a second run into the same
+    folder is refused before it trains, whether or not its command keeps cells."""
+    from ebm_ood.benchmark.cell_log import RunLockedError
+
+    try:
+        cell_log.lock()
+    except RunLockedError as err:
+        raise SystemExit(f"error: {err}")
 
 
 def dataset_source(name: str) -> str:
