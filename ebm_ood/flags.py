@@ -15,9 +15,18 @@ from typing import Callable
 
 from ebm_ood.threads import set_num_threads
 
+MAX_SEED = 2 ** 63  # seeds are below it (every seed of a run must fit torch's signed 64-bit generator state)
+MAX_THREADS = 1024  # --threads above it is refused (the OpenMP pool of such a count fails to allocate)
+
+
+class RunFailed(SystemExit):
+    """A run that stopped after it started (exit code 1); every other ``SystemExit("error: ...")`` of the
+    commands is an input error found before training (exit code 2, :func:`ebm_ood.cli.main`)."""
+
+
 def parse_seeds(text: str) -> list[int]:
     """A count or a list: ``"3"`` → [0, 1, 2]; ``"0,5,7"`` → [0, 5, 7]; ``"7,"`` → [7] (distinct,
-    non-negative). ``"0"`` names seed 0 (a count of zero seeds would run nothing), the same as ``"1"``."""
+    non-negative, below :data:`MAX_SEED`). ``"0"`` names seed 0 (a count of zero seeds would run nothing), the same as ``"1"``."""
     try:
         if "," in text:
             seeds = [int(s) for s in text.split(",") if s.strip()]
@@ -32,6 +41,8 @@ def parse_seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError("--seeds: expected at least one seed")
     if min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"--seeds: expected distinct non-negative seeds, got {text!r}")
+    if max(seeds) >= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"--seeds: expected seeds below 2**63 (torch's seed range), got {max(seeds)}")
     return seeds
 
 
@@ -51,6 +62,21 @@ def check_out_dir(path: str, outputs: tuple[str, ...] = ()) -> str:
             raise SystemExit(f"error: --out {path!r}: the output {target!r} is a folder; the results could not be "
                              "written there after training: move it away or choose another --out")
     return path
+
+
+def check_out_outside_data(out: str, datasets) -> None:
+    """``--out`` is neither one of the ``--dataset`` data folders (a path or a list of them) nor inside one:
+    a run never writes among the user's data."""
+    from ebm_ood.data.folder import is_data_folder
+
+    where = os.path.realpath(out)
+    for folder in [datasets] if isinstance(datasets, str) else datasets or []:
+        if folder and is_data_folder(folder):
+            root = os.path.realpath(folder)
+            if where == root or where.startswith(root.rstrip(os.sep) + os.sep):
+                raise SystemExit(f"error: --out {out!r} is {'' if where == root else 'inside '}the data folder "
+                                 f"{folder!r} (--dataset): results are never written among your data; choose "
+                                 "another --out")
 
 
 def threads_note() -> str:
@@ -126,8 +152,14 @@ def add_threads_argument(p: argparse.ArgumentParser) -> None:
 def apply_threads(n: int) -> None:
     """Set torch's intra-op thread count from ``--threads`` (before any training), as an explicit choice
     that library calls keep (:func:`ebm_ood.threads.set_num_threads`)."""
-    if n < 1:
-        raise SystemExit(f"error: --threads: expected a positive integer, got {n}")
+    if not 1 <= n <= MAX_THREADS:
+        raise SystemExit(f"error: --threads: expected an integer from 1 to {MAX_THREADS}, got {n}")
+    from ebm_ood.threads import _env_threads
+
+    try:
+        _env_threads()
+    except ValueError as err:
+        raise SystemExit(f"error: {err} (unset it, or set a positive integer; --threads decides the CLI's count)")
     set_num_threads(n)
 
 
@@ -165,6 +197,7 @@ def check_run_arguments(args) -> str:
     except ValueError as err:
         raise SystemExit(f"error: --device: {str(err).removeprefix('device: ')}")
     cells = getattr(args, "cells", None)
+    check_out_outside_data(args.out, getattr(args, "dataset", None))
     check_out_dir(args.out, tuple(getattr(args, "outputs", ())) + ((cells,) if cells else ()))
     apply_threads(args.threads)
     if cells:

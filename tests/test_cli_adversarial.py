@@ -107,3 +107,76 @@ def test_every_experiment_refuses_a_second_run_into_its_out(tmp_path, monkeypatc
     finally:
         holder.close()
     assert sorted(os.listdir(tmp_path)) == ["other.cells.jsonl"]
+
+
+def _no_training(monkeypatch):
+    monkeypatch.setattr(runner, "run_cell", lambda *a, **k: pytest.fail("training started"))
+
+
+@pytest.mark.parametrize("inside", ["", "ood", "ood/deeper"])
+def test_out_is_never_a_data_folder_or_inside_one(tmp_path, monkeypatch, inside):
+    data = _folder(tmp_path / "mine")
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    _no_training(monkeypatch)
+    out = data / inside if inside else data
+    with pytest.raises(SystemExit, match="--out .* the data folder .* choose another --out"):
+        main(["benchmark", "--quick", "--methods", "CE", "--dataset", str(data), "--out", str(out)])
+    with pytest.raises(SystemExit, match="--out .* the data folder"):
+        main(["experiment", "supervision", "--quick", "--methods", "CD", "--dataset", str(data), "--out", str(out)])
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--methods", ""], "--methods: expected comma-separated method names"),
+    (["--methods", " , "], "--methods: expected comma-separated method names"),
+    (["--methods", "MSP", "--classifier", ""], "--classifier: expected FILE.py:FUNCTION"),
+    (["--threads", str(10 ** 9)], "--threads: expected an integer from 1 to"),
+])
+def test_empty_and_out_of_range_values_are_errors_not_defaults(tmp_path, monkeypatch, flags, message):
+    _no_training(monkeypatch)
+    with pytest.raises(SystemExit, match=message):
+        main(["benchmark", "--quick", "--dataset", "tabular", "--out", str(tmp_path)] + flags)
+    assert os.listdir(tmp_path) == []
+
+
+def test_seeds_beyond_torchs_range_are_refused_by_the_flag(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["benchmark", "--quick", "--methods", "CE", "--seeds", f"0,{2 ** 64}", "--out", str(tmp_path)])
+    assert err.value.code == 2 and "--seeds: expected seeds below 2**63" in capsys.readouterr().err
+
+
+def test_an_invalid_thread_count_in_the_environment_is_named(tmp_path, monkeypatch):
+    _no_training(monkeypatch)
+    monkeypatch.setenv("EBM_OOD_NUM_THREADS", "abc")
+    with pytest.raises(SystemExit, match="EBM_OOD_NUM_THREADS: expected a positive integer"):
+        main(["benchmark", "--quick", "--methods", "CE", "--dataset", "tabular", "--out", str(tmp_path)])
+
+
+def test_an_empty_gamma_list_is_an_error_not_the_default_grid(tmp_path, monkeypatch):
+    from ebm_ood.experiments import gamma_sweep
+    monkeypatch.setattr(gamma_sweep, "run_experiment", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(SystemExit, match="--gammas"):
+        main(["experiment", "gamma-sweep", "--quick", "--gammas", "", "--out", str(tmp_path)])
+
+
+def test_a_negative_bench_seed_is_a_flag_error(capsys):
+    assert main(["bench", "detectors", "--seed", "-1"]) == 2
+    assert "--seed must be >= 0" in capsys.readouterr().err
+
+
+def test_prepare_names_the_size_flags():
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for flag in ("--size", "--grey-size"):
+        r = subprocess.run([sys.executable, os.path.join(root, "data_scripts", "prepare.py"), "textures",
+                            "--no-download", flag, "0"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and f"error: {flag}: expected a positive number of pixels" in r.stderr, r.stderr
+
+
+def test_the_process_exits_2_with_one_line_for_a_flag_error(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "ebm_ood", "benchmark", "--quick", "--jobs", "0", "--out",
+                        str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == "error: --jobs: expected a positive integer, got 0"
