@@ -152,8 +152,10 @@ def add_threads_argument(p: argparse.ArgumentParser) -> None:
 def apply_threads(n: int) -> None:
     """Set torch's intra-op thread count from ``--threads`` (before any training), as an explicit choice
     that library calls keep (:func:`ebm_ood.threads.set_num_threads`)."""
-    if not 1 <= n <= MAX_THREADS:
-        raise SystemExit(f"error: --threads: expected an integer from 1 to {MAX_THREADS}, got {n}")
+    if n < 1:
+        raise SystemExit(f"error: --threads: expected a positive integer, got {n}")
+    if n > MAX_THREADS:
+        raise SystemExit(f"error: --threads: expected at most {MAX_THREADS} threads, got {n}")
     from ebm_ood.threads import _env_threads
 
     try:
