@@ -180,3 +180,15 @@ def test_the_process_exits_2_with_one_line_for_a_flag_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ebm_ood", "benchmark", "--quick", "--jobs", "0", "--out",
                         str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip() == "error: --jobs: expected a positive integer, got 0"
+
+
+@pytest.mark.parametrize("argv", [
+    ["experiment", "supervision", "--gamma", "inf"],
+    ["experiment", "smoothness", "--gamma", "inf"],
+    ["experiment", "samples", "--gamma", "inf"],
+    ["experiment", "samples", "--noise", "inf"],
+])
+def test_an_infinite_weight_is_a_flag_error_not_failed_cells(tmp_path, argv):
+    with pytest.raises(SystemExit, match="finite"):
+        main(argv + ["--quick", "--out", str(tmp_path)])
+    assert os.listdir(tmp_path) == []
