@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             state = "prepared" if is_prepared(name, args.data_root) else "-"
             print(f"{name:14s} {state}")
         return 0
+    for flag, value in (("--size", args.size), ("--grey-size", args.grey_size)):
+        if value is not None and value < 1:
+            print(f"error: {flag}: expected a positive number of pixels, got {value}", file=sys.stderr)
+            return 2
     try:
         prepare(args.name, args.raw_dir, args.data_root, args.force, not args.no_download, args.size,
                 grey_size=args.grey_size)

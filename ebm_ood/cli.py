@@ -16,6 +16,7 @@ import threading
 from ebm_ood.benchmark import command as benchmark
 from ebm_ood.benchmark.cell_log import CellLogError
 from ebm_ood.data import dataset_names, get_dataset
+from ebm_ood.flags import RunFailed
 from ebm_ood.experiments import (bottleneck, density_vs_norm, embeddings, gamma_sweep, heat_beta, heat_lambda,
                                  heat_lowdata, samples, smoothness, supervision)
 from ebm_ood.speed import detectors as speed_detectors
@@ -106,7 +107,21 @@ def list_datasets() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """The ``ebm-ood`` command. Called with ``argv`` (in-process), an error raises ``SystemExit(message)``;
+    called as the process (``argv`` None), its message goes to stderr and the exit code is 2 for a bad flag,
+    path or file named on the command line, 1 for a run that failed after it started (:class:`RunFailed`)."""
+    if argv is not None:
+        return _main(list(argv))
+    try:
+        return _main(sys.argv[1:])
+    except SystemExit as err:
+        if not isinstance(err.code, str):
+            raise
+        print(err.code, file=sys.stderr, flush=True)
+        return 1 if isinstance(err, RunFailed) else 2
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] in ("bench", "experiment"):
         return _dispatch(BENCHES if argv[0] == "bench" else EXPERIMENTS, argv[0], argv[1:])
     parser = argparse.ArgumentParser(prog="ebm-ood", description="OOD detection with energy-based models: the papers' tables, experiments and speed benchmarks.")

@@ -5,6 +5,7 @@ thread count, the CPU kind and the flags)."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import stat
@@ -14,9 +15,18 @@ from typing import Callable
 
 from ebm_ood.threads import set_num_threads
 
+MAX_SEED = 2 ** 63  # seeds are below it (every seed of a run must fit torch's signed 64-bit generator state)
+MAX_THREADS = 1024  # --threads above it is refused (the OpenMP pool of such a count fails to allocate)
+
+
+class RunFailed(SystemExit):
+    """A run that stopped after it started (exit code 1); every other ``SystemExit("error: ...")`` of the
+    commands is an input error found before training (exit code 2, :func:`ebm_ood.cli.main`)."""
+
+
 def parse_seeds(text: str) -> list[int]:
     """A count or a list: ``"3"`` → [0, 1, 2]; ``"0,5,7"`` → [0, 5, 7]; ``"7,"`` → [7] (distinct,
-    non-negative). ``"0"`` names seed 0 (a count of zero seeds would run nothing), the same as ``"1"``."""
+    non-negative, below :data:`MAX_SEED`). ``"0"`` names seed 0 (a count of zero seeds would run nothing), the same as ``"1"``."""
     try:
         if "," in text:
             seeds = [int(s) for s in text.split(",") if s.strip()]
@@ -31,6 +41,8 @@ def parse_seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError("--seeds: expected at least one seed")
     if min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"--seeds: expected distinct non-negative seeds, got {text!r}")
+    if max(seeds) >= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"--seeds: expected seeds below 2**63 (torch's seed range), got {max(seeds)}")
     return seeds
 
 
@@ -50,6 +62,21 @@ def check_out_dir(path: str, outputs: tuple[str, ...] = ()) -> str:
             raise SystemExit(f"error: --out {path!r}: the output {target!r} is a folder; the results could not be "
                              "written there after training: move it away or choose another --out")
     return path
+
+
+def check_out_outside_data(out: str, datasets) -> None:
+    """``--out`` is neither one of the ``--dataset`` data folders (a path or a list of them) nor inside one:
+    a run never writes among the user's data."""
+    from ebm_ood.data.folder import is_data_folder
+
+    where = os.path.realpath(out)
+    for folder in [datasets] if isinstance(datasets, str) else datasets or []:
+        if folder and is_data_folder(folder):
+            root = os.path.realpath(folder)
+            if where == root or where.startswith(root.rstrip(os.sep) + os.sep):
+                raise SystemExit(f"error: --out {out!r} is {'' if where == root else 'inside '}the data folder "
+                                 f"{folder!r} (--dataset): results are never written among your data; choose "
+                                 "another --out")
 
 
 def cpu_kind() -> dict:
@@ -82,14 +109,56 @@ def threads_note() -> str:
             "numbers exactly for this CPU kind and thread count.")
 
 
+def file_sha256(path: str) -> str:
+    """sha256 (hex) of the bytes of the file at ``path``, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def input_contents(args) -> dict:
+    """``{path: sha256}`` of the user's files a run reads: the ``--classifier`` FILE and every file of each
+    ``--dataset`` data folder (its ``*.npz`` and ``ood/*.npz``). A run header holds them, so a rerun after
+    any of them changed is another run (its cells are never mixed with the old ones). Files that cannot be
+    read are left out (the loaders report them)."""
+    from ebm_ood.data.folder import is_data_folder
+
+    paths = []
+    classifier = getattr(args, "classifier", None)
+    if classifier:
+        paths.append(str(classifier).rpartition(":")[0])
+    datasets = getattr(args, "dataset", None) or []
+    for folder in [datasets] if isinstance(datasets, str) else datasets:
+        if is_data_folder(folder):
+            for sub in (folder, os.path.join(folder, "ood")):
+                try:
+                    names = sorted(os.listdir(sub))
+                except OSError:
+                    continue
+                paths += [os.path.join(sub, n) for n in names if n.endswith(".npz")]
+    out = {}
+    for path in paths:
+        try:
+            if stat.S_ISREG(os.stat(path).st_mode):
+                out[path] = file_sha256(path)
+        except OSError:
+            pass
+    return out
+
+
 def run_header(args) -> dict:
     """What every result header records about the run itself: the command's flags, the CPU thread count
     and the CPU kind (:func:`cpu_kind`; results are reproducible for one seed, one CPU kind and one thread
-    count; see README, Reliability)."""
+    count; see README, Reliability) and, when the run reads user files, their contents' fingerprints
+    (:func:`input_contents`)."""
     import torch
 
     flags = {k: v for k, v in sorted(vars(args).items()) if isinstance(v, (str, int, float, bool, list, type(None)))}
-    return {"threads": torch.get_num_threads(), **cpu_kind(), "flags": flags}
+    contents = input_contents(args)
+    return {"threads": torch.get_num_threads(), **cpu_kind(), "flags": flags,
+            **({"contents": contents} if contents else {})}
 
 
 def log_stderr(msg: str) -> None:
@@ -108,6 +177,14 @@ def apply_threads(n: int) -> None:
     that library calls keep (:func:`ebm_ood.threads.set_num_threads`)."""
     if n < 1:
         raise SystemExit(f"error: --threads: expected a positive integer, got {n}")
+    if n > MAX_THREADS:
+        raise SystemExit(f"error: --threads: expected at most {MAX_THREADS} threads, got {n}")
+    from ebm_ood.threads import _env_threads
+
+    try:
+        _env_threads()
+    except ValueError as err:
+        raise SystemExit(f"error: {err} (unset it, or set a positive integer; --threads decides the CLI's count)")
     set_num_threads(n)
 
 
@@ -136,8 +213,8 @@ def check_run_arguments(args) -> str:
     """Check ``--device``, ``--out`` (and that none of ``args.outputs``, the command's result files, is a
     folder) and ``--threads`` (before any training; each error names its flag) and apply ``--threads``.
     With ``args.cells`` (a file name) set, make ``args.cell_log``: a :class:`~ebm_ood.benchmark.cell_log.CellLog`
-    in ``--out`` that keeps every finished cell; it touches no file until the command starts it, after
-    every other check. Returns the resolved device ("cpu", "cuda", ...)."""
+    in ``--out`` that keeps every finished cell, and take its lock on ``--out`` (a second run into the folder
+    is refused); it touches no file until the command starts it, after every other check. Returns the resolved device ("cpu", "cuda", ...)."""
     from ebm_ood.checks import resolve_device
 
     try:
@@ -145,13 +222,26 @@ def check_run_arguments(args) -> str:
     except ValueError as err:
         raise SystemExit(f"error: --device: {str(err).removeprefix('device: ')}")
     cells = getattr(args, "cells", None)
+    check_out_outside_data(args.out, getattr(args, "dataset", None))
     check_out_dir(args.out, tuple(getattr(args, "outputs", ())) + ((cells,) if cells else ()))
     apply_threads(args.threads)
     if cells:
         from ebm_ood.benchmark.cell_log import CellLog
 
         args.cell_log = CellLog(os.path.join(args.out, cells), run_header(args))
+        lock_out(args.cell_log)
     return device
+
+
+def lock_out(cell_log) -> None:
+    """Take the ``--out`` folder lock of ``cell_log`` now (it writes nothing): a second run into the same
+    folder is refused before it trains, whether or not its command keeps cells."""
+    from ebm_ood.benchmark.cell_log import RunLockedError
+
+    try:
+        cell_log.lock()
+    except RunLockedError as err:
+        raise SystemExit(f"error: {err}")
 
 
 def dataset_source(name: str) -> str:

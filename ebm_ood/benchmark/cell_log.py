@@ -5,10 +5,10 @@ the same command resumes from them.
 Rules (README, Reliability):
 
 * Nothing is touched before :meth:`CellLog.start`, which the commands call after every flag is checked.
-* ``start`` takes an exclusive ``flock`` on the output folder (released by :meth:`CellLog.close` or
+* ``lock`` (and ``start``) takes an exclusive ``flock`` on the output folder (released by :meth:`CellLog.close` or
   when the process dies): a second run into the same folder is refused (:class:`RunLockedError`).
-* An existing log whose header equals this run's (its flags minus ``--jobs``/``--json``/``--out``, and
-  the thread count) is resumed: its finished cells are kept and not run again (failed cells are run
+* An existing log whose header equals this run's (its flags minus ``--jobs``/``--json``/``--out``, the
+  thread count, and the sha256 of the user files it reads: ``--classifier`` FILE, data folder files) is resumed: its finished cells are kept and not run again (failed cells are run
   again). A log of another run is never deleted: it is renamed aside to ``<name>.1``, ``<name>.2``, ...
 * Each cell is one ``write`` of a whole line; a write that fails (full disk, read-only file) is undone
   (the file is cut back to its last whole line) and raised as :class:`CellLogError` naming the path.
@@ -109,8 +109,10 @@ class CellLog:
     def started(self) -> bool:
         return self.kept is not None
 
-    def _lock(self) -> None:
-        if fcntl is None:
+    def lock(self) -> None:
+        """Take the exclusive lock on the log's folder (idempotent; writes nothing); :class:`RunLockedError`
+        when another process holds it."""
+        if fcntl is None or self._lock_fd is not None:
             return
         folder = os.path.dirname(os.path.abspath(self.path))
         fd = os.open(folder, os.O_RDONLY)
@@ -134,7 +136,7 @@ class CellLog:
         Returns ``{(dataset, seed, method): CellResult}`` of the finished cells kept. Idempotent."""
         if self.kept is not None:
             return {k: c for k, c in self.kept.items() if c.error is None}
-        self._lock()
+        self.lock()
         try:
             kept = {}
             if os.path.lexists(self.path):
@@ -154,7 +156,7 @@ class CellLog:
                                 if len(cells) > ok else ""))
                 else:
                     moved = self._aside()
-                    self.log(f"{self.path} holds the cells of another run (other flags): moved it to {moved}")
+                    self.log(f"{self.path} holds the cells of another run (other flags or changed input files): moved it to {moved}")
             if not os.path.lexists(self.path):
                 write_atomic(self.path, json.dumps({"header": self.header}, sort_keys=True, default=str) + "\n")
         except BaseException:

@@ -18,7 +18,7 @@ from ebm_ood.benchmark.runner import kept_results, run_benchmark
 from ebm_ood.tables import ELFLEIN_METRIC, METRIC_LABELS
 from ebm_ood.data import dataset_names, get_dataset
 from ebm_ood.data.folder import LAYOUT, is_data_folder
-from ebm_ood.flags import (add_run_arguments, check_run_arguments, dataset_source, jobs_of, log_stderr, preset_of,
+from ebm_ood.flags import (RunFailed, add_run_arguments, check_run_arguments, dataset_source, jobs_of, log_stderr, preset_of,
                            threads_note)
 
 SUMMARY = "train and evaluate every method; print the papers' tables"
@@ -49,7 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def specs_from_args(args) -> list:
     """The methods of ``--suite`` (all of them, or those named by ``--methods``); a named method outside an
     explicitly chosen suite is an error naming both flags."""
-    names = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    names = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods is not None else None
+    if names == []:
+        raise SystemExit(f"error: --methods: expected comma-separated method names, got {args.methods!r}; "
+                         "leave the flag out to run every method of the suite")
     try:
         specs = methods_for("all" if names else args.suite, names)
     except ValueError as err:
@@ -104,7 +107,7 @@ def header(args, preset: str) -> dict:
 def check_classifier(args, specs) -> None:
     """``--classifier``: loaded once here (its problems are errors naming the flag, before training), and
     refused when no chosen method uses it (only the HEAT suite's methods build on a classifier)."""
-    if not args.classifier:
+    if args.classifier is None:
         return
     users = [s.name for s in specs if "heat" in s.suites]
     if not users:
@@ -154,7 +157,7 @@ def run(args) -> int:
     text = json.dumps({"header": header(args, preset), "results": results}, indent=2, sort_keys=True)
     if stopped is not None:
         print(text if args.json else md)
-        raise SystemExit(f"error: {stopped}; stopped: the tables above hold the {len(cell_log.kept)} cells kept "
+        raise RunFailed(f"error: {stopped}; stopped: the tables above hold the {len(cell_log.kept)} cells kept "
                          "there; free space (or make it writable) and rerun the same command to resume")
     json_path = _write(os.path.join(args.out, "results.json"), text + "\n")
     md_path = _write(os.path.join(args.out, "results.md"), md + "\n")

@@ -24,7 +24,7 @@ from ebm_ood.benchmark.cell_log import RunLockedError
 from ebm_ood.benchmark.runner import run_benchmark
 from ebm_ood.tables import METRIC_LABELS
 from ebm_ood.experiments.improvement import METRIC, improvement_by_group
-from ebm_ood.flags import add_run_arguments, check_run_arguments, log_stderr, preset_of
+from ebm_ood.flags import add_run_arguments, check_run_arguments, dataset_source, log_stderr, preset_of
 from ebm_ood.data import NATURAL, NON_NATURAL, OODDataset, get_dataset
 
 EBM_METHODS = ("CD", "SSM", "VERA")  # the benchmark's generative methods whose configs have a ``gamma`` field
@@ -65,7 +65,8 @@ def add_common_arguments(p: argparse.ArgumentParser, name: str, methods: tuple[s
                          dataset: str = "digits", gamma: bool = False) -> None:
     """``--dataset --methods --steps`` and the flags of every training command (``--seeds --quick/--full
     --device --threads --out``, out: results/experiments/<name>), and ``--gamma`` with ``gamma=True``."""
-    p.add_argument("--dataset", default=dataset, help=f"dataset name (default: {dataset})")
+    p.add_argument("--dataset", default=dataset, help=f"dataset name or the path of your own data folder "
+                   f"(default: {dataset})")
     p.add_argument("--methods", default=",".join(methods), help=f"comma-separated EBM methods of {', '.join(EBM_METHODS)} "
                    f"(default: {','.join(methods)})")
     p.add_argument("--steps", type=int, default=None, help="override every EBM's training steps")
@@ -81,7 +82,10 @@ def add_common_arguments(p: argparse.ArgumentParser, name: str, methods: tuple[s
 
 def dataset_from_args(args, image_only: bool = False) -> OODDataset:
     """The ``--dataset`` (loaded once, :func:`load_dataset`); unknown, unprepared or (``image_only``)
-    tabular datasets are errors naming the flag."""
+    tabular datasets are errors naming the flag. The name goes through the benchmark's
+    :func:`~ebm_ood.flags.dataset_source` first (an existing data folder wins over a built-in name; ``args.dataset``
+    becomes the source loaded)."""
+    args.dataset = dataset_source(args.dataset)
     try:
         d = load_dataset(args.dataset)
     except (ValueError, FileNotFoundError) as err:  # unknown name (lists the valid ones) or not prepared

@@ -97,7 +97,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    gammas = (parse_floats(args.gammas, "--gammas", lambda g: g > 0, "values > 0") if args.gammas else
+    gammas = (parse_floats(args.gammas, "--gammas", lambda g: g > 0, "values > 0") if args.gammas is not None else
               QUICK_GAMMAS if args.quick else GAMMAS)
     data = run_experiment(GammaSweepConfig(settings_from_args(args), gammas))
     return finish(args.out, NAME, render(data), data, draw(data))

@@ -13,6 +13,7 @@ Writes ``samples.md``, ``.json`` (the image arrays) and ``.png`` (rows: data, un
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,8 +135,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    if not args.gamma > 0 or args.n_images < 1 or args.steps_sgld < 0 or args.step_size < 0 or args.noise < 0:
-        raise SystemExit("error: expected --gamma > 0, --n-images >= 1 and non-negative --steps-sgld, --step-size, --noise")
+    if (not 0 < args.gamma < math.inf or args.n_images < 1 or args.steps_sgld < 0
+            or not 0 <= args.step_size < math.inf or not 0 <= args.noise < math.inf):
+        raise SystemExit("error: expected a finite --gamma > 0, --n-images >= 1 and non-negative --steps-sgld and "
+                         "finite non-negative --step-size, --noise")
     cfg = SamplesConfig(settings_from_args(args, image_only=True), args.gamma, args.n_images, args.steps_sgld,
                         args.step_size, args.noise)
     data = run_experiment(cfg)

@@ -21,6 +21,7 @@ Writes ``smoothness.md``, ``.json`` and ``.png``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -124,7 +125,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    if not args.gamma > 0 or not 0 < args.factor <= 1:
-        raise SystemExit(f"error: expected --gamma > 0 and --factor in (0, 1], got {args.gamma}, {args.factor}")
+    if not 0 < args.gamma < math.inf or not 0 < args.factor <= 1:
+        raise SystemExit(f"error: expected a finite --gamma > 0 and --factor in (0, 1], got {args.gamma}, {args.factor}")
     data = run_experiment(SmoothnessConfig(settings_from_args(args, image_only=True), args.gamma, args.factor))
     return finish(args.out, NAME, render(data), data, draw(data))

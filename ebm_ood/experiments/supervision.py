@@ -11,6 +11,7 @@ Writes ``supervision.md`` (Table 2 + the AUC-PR table) and ``supervision.json``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ebm_ood.tables import elflein_table, metric_caption
@@ -52,7 +53,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    if not args.gamma > 0:
-        raise SystemExit(f"error: --gamma: expected > 0, got {args.gamma}")
+    if not 0 < args.gamma < math.inf:
+        raise SystemExit(f"error: --gamma: expected a finite number > 0, got {args.gamma}")
     data = run_experiment(SupervisionConfig(settings_from_args(args), args.gamma))
     return finish(args.out, NAME, render(data), data)

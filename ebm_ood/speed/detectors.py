@@ -222,7 +222,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    error = count_error(args, {"n_train": 2, "n_test": 1, "dim": 1, "classes": 2, "repeats": 1, "threads": 0})
+    error = count_error(args, {"n_train": 2, "n_test": 1, "dim": 1, "classes": 2, "repeats": 1, "threads": 0,
+                                "seed": 0})
     if error:
         print(error, file=sys.stderr)
         return 2
