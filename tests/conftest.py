@@ -60,3 +60,19 @@ def mixture_2d():
         y = rng.integers(0, 3, n)
         return (modes[y] + 0.3 * rng.standard_normal((n, 2))).astype(np.float32), y, modes.astype(np.float32)
     return make
+
+
+@pytest.fixture
+def forbid_gathering(monkeypatch):
+    """``forbid(*modules)``: their ``collect`` fails the test when handed an iterable of batches (raw inputs
+    gathered whole) and otherwise behaves as before."""
+    from ebm_ood.inputs import is_batch_iterable
+
+    def forbid(*modules):
+        for module in modules:
+            def guarded(data, *a, _original=module.collect, **k):
+                if is_batch_iterable(data):
+                    pytest.fail("raw inputs were gathered")
+                return _original(data, *a, **k)
+            monkeypatch.setattr(module, "collect", guarded)
+    return forbid

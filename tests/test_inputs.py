@@ -111,7 +111,7 @@ def test_vector_detectors_handed_images_point_to_feature_space_detector():
                                "float32 rounding may differ with the batch shape")
 
 
-def test_a_feature_space_detector_streams_a_dataloader_and_equals_the_array_fit(monkeypatch):
+def test_a_feature_space_detector_streams_a_dataloader_and_equals_the_array_fit(forbid_gathering):
     """fit(DataLoader) runs each batch through the backbone and keeps only features: the raw inputs are never
     gathered (``collect`` is not called), and the scores equal those of fit(array)."""
     import ebm_ood.detector as detector_module
@@ -123,14 +123,7 @@ def test_a_feature_space_detector_streams_a_dataloader_and_equals_the_array_fit(
     x_val, y_val = x[:9], y[:9]
     same_batches = Backbone(net, batch_size=7)           # the array path run in the loader's batches
     want = FeatureSpaceDetector(same_batches, Mahalanobis()).fit(x, y, validation=(x_val, y_val)).score(x[:20])
-    gather = detector_module.collect
-
-    def no_gathering(data, *a, **k):
-        if is_batch_iterable(data):
-            pytest.fail("raw inputs were gathered")
-        return gather(data, *a, **k)
-
-    monkeypatch.setattr(detector_module, "collect", no_gathering)
+    forbid_gathering(detector_module)
     det = FeatureSpaceDetector(Backbone(net), Mahalanobis()).fit(_loader(x, y), validation=(x_val, y_val))
     np.testing.assert_array_equal(det.inner.score(same_batches.extract(x[:20]).z), want)
     assert det.input_shape_ == (6,) and det.num_classes_ == 3 and det.input_range_ == float(np.abs(x).max())

@@ -16,7 +16,6 @@ from torch.utils.data import (BatchSampler, DataLoader, IterableDataset, RandomS
 import ebm_ood
 from ebm_ood.backbone import Backbone, FeatureSpaceDetector, WeightsChangedWarning
 from ebm_ood.errors import NotFittedError
-from ebm_ood.inputs import is_batch_iterable
 from ebm_ood.posthoc import KNN, MSP, Energy, Mahalanobis, MaxLogit
 
 RNG = np.random.default_rng(0)
@@ -329,7 +328,7 @@ def test_a_refit_drops_the_threshold_of_the_old_fit():
 
 
 # ----------------------------------------------------------------------------- 7. streamed scoring
-def test_score_and_evaluate_stream_a_dataloader_without_gathering_it(monkeypatch):
+def test_score_and_evaluate_stream_a_dataloader_without_gathering_it(forbid_gathering, monkeypatch):
     import ebm_ood.detector as detector_module
     import ebm_ood.inputs as inputs_module
 
@@ -339,15 +338,7 @@ def test_score_and_evaluate_stream_a_dataloader_without_gathering_it(monkeypatch
             "KNN": FeatureSpaceDetector(bb, KNN(k=3)).fit(x), "raw KNN": KNN(k=3).fit(x.reshape(40, -1))}
     want = {k: d.score(x if k != "raw KNN" else x.reshape(40, -1)) for k, d in dets.items()}
     want_ood = ebm_ood.evaluate({k: v for k, v in dets.items() if k != "raw KNN"}, x, {"ood": ood})
-    gather = inputs_module.collect
-
-    def no_gathering(data, *a, **k):
-        if is_batch_iterable(data):
-            pytest.fail("raw inputs were gathered")
-        return gather(data, *a, **k)
-
-    monkeypatch.setattr(detector_module, "collect", no_gathering)
-    monkeypatch.setattr(inputs_module, "collect", no_gathering)
+    forbid_gathering(detector_module, inputs_module)
     loader = DataLoader(TensorDataset(torch.as_tensor(x)), batch_size=9)
     for k in ("MSP", "KNN"):
         np.testing.assert_allclose(dets[k].score(loader), want[k], rtol=1e-5, atol=1e-6)
