@@ -37,7 +37,7 @@ from ebm_ood.sampling.build_flags import CXX_FLAGS, LD_FLAGS, NVCC_FLAGS  # shar
 from ebm_ood.sampling.build_lock import build_lock
 
 _STATE: dict = {"backend": None}
-_SOURCES = ("philox.h", "sgld_update.h", "sgld_cpu.cpp")
+_SOURCES = ("philox.h", "sgld_update.h", "sgld_tile.h", "sgld_cpu.cpp")
 
 
 def _csrc_dir() -> Path | None:
