@@ -16,9 +16,12 @@
 //     do not find the widening multiply of the low halves themselves (GCC 12 emulates a full 64-bit one).
 //     The counter words b >> 32, offset are the same for all blocks of a tile, so rounds 1 and 2 each have
 //     one multiply per block (the other is a scalar, tile_keys).
-//  2. Box–Muller (philox.h) over the group's lanes, a flat loop the compiler vectorises: every floating-point
+//     The words leave as Box–Muller's pairs, (w0, w1) and (w2, w3) of a block side by side (a shift and a
+//     blend per vector), with the blocks in the lane order (lane_block) that makes step 2's output come out
+//     in element order from one in-segment zip (unpcklps / unpckhps, zip1 / zip2) per vector.
+//  2. Box–Muller (philox.h) over the group's pairs, a flat loop the compiler vectorises: every floating-point
 //     operation of the scalar definition in the same order, so the bits are those of the twin.
-//  3. The update (sgld_update.h) in element order, another flat loop.
+//  3. The update (sgld_update.h) in element order, a flat unit-stride loop.
 
 #ifndef EBM_OOD_TILE_PARAMS
 #define EBM_OOD_TILE_PARAMS
@@ -46,27 +49,34 @@ constexpr int kVec = EBM_TILE_VBYTES / 8;                // blocks (64-bit lanes
 constexpr int kLanes = EBM_TILE_VBYTES == 16 ? 16 : 32;  // blocks per group
 constexpr int kGroupVecs = kLanes / kVec;                // an even number
 
-// The low halves of a's and b's 64-bit lanes, as one vector of 32-bit words: per 128-bit segment s,
-// (a[2s], a[2s + 1], b[2s], b[2s + 1]) -- one in-segment shuffle (shufps, uzp1), no lane crossing.
-inline __attribute__((always_inline)) VecU32 low_halves(VecU64 a, VecU64 b) {
-#if defined(__clang__)
-#define EBM_SHUFFLE(...) __builtin_shufflevector((VecU32)a, (VecU32)b, __VA_ARGS__)
-#else
-#define EBM_SHUFFLE(...) __builtin_shuffle((VecU32)a, (VecU32)b, VecU32{__VA_ARGS__})
-#endif
-#if EBM_TILE_VBYTES == 16
-  return EBM_SHUFFLE(0, 2, 4, 6);
-#elif EBM_TILE_VBYTES == 32
-  return EBM_SHUFFLE(0, 2, 8, 10, 4, 6, 12, 14);
-#else
-  return EBM_SHUFFLE(0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30);
-#endif
-#undef EBM_SHUFFLE
-}
+typedef float VecF32 __attribute__((vector_size(EBM_TILE_VBYTES)));
+constexpr int kW = EBM_TILE_VBYTES / 4;                 // 32-bit lanes per vector
 
-// The block (0 .. 2 kVec - 1) of a pair of vectors (a, b) held by lane i of a (second = 0) or of b (1), so
-// that low_halves(a, b) lists the pair's blocks in order: segment s of the result is blocks 4s .. 4s + 3.
-constexpr uint32_t pair_block(int i, int second) { return static_cast<uint32_t>(4 * (i / 2) + 2 * second + i % 2); }
+#if defined(__clang__)
+#define EBM_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define EBM_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, VecU32{__VA_ARGS__})
+#endif
+// Per 128-bit segment s: (c[4s], s[4s], c[4s + 1], s[4s + 1]) and (c[4s + 2], s[4s + 2], c[4s + 3], s[4s + 3])
+// (unpcklps / unpckhps, zip1 / zip2: no lane crossing).
+inline __attribute__((always_inline)) void zip_segments(VecF32 c, VecF32 s, VecF32& lo, VecF32& hi) {
+#if EBM_TILE_VBYTES == 16
+  lo = EBM_SHUFFLE(c, s, 0, 4, 1, 5);
+  hi = EBM_SHUFFLE(c, s, 2, 6, 3, 7);
+#elif EBM_TILE_VBYTES == 32
+  lo = EBM_SHUFFLE(c, s, 0, 8, 1, 9, 4, 12, 5, 13);
+  hi = EBM_SHUFFLE(c, s, 2, 10, 3, 11, 6, 14, 7, 15);
+#else
+  lo = EBM_SHUFFLE(c, s, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+  hi = EBM_SHUFFLE(c, s, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+#endif
+}
+#undef EBM_SHUFFLE
+
+// The block (of the kVec a vector covers) that 64-bit lane i holds: 0, kVec/2, 1, kVec/2 + 1, ... With the
+// words packed as pairs (w0, w2), (w1, w3) per lane, Box–Muller's (r cos, r sin) vectors of those lanes go
+// through zip_segments into element order: `lo` holds blocks 0 .. kVec/2 - 1, `hi` the rest.
+constexpr uint32_t lane_block(int i) { return static_cast<uint32_t>(i % 2 == 0 ? i / 2 : kVec / 2 + i / 2); }
 
 // Low 32 bits of a times low 32 bits of m, as 64-bit products, lane by lane.
 inline __attribute__((always_inline)) VecU64 mul_even(VecU64 a, VecU64 m) {
@@ -110,18 +120,17 @@ inline TileKeys tile_keys(uint32_t cw1, const TileParams& p) {
   return t;
 }
 
-// Philox4x32-10 of the kLanes blocks whose low counter words are bl, bl + 1, ... (same b >> 32, offset):
-// the four output words of block bl + j go to w0[j] .. w3[j].
-inline __attribute__((always_inline)) void philox_group(uint32_t bl, const TileKeys& t, uint32_t* __restrict w0,
-                                                        uint32_t* __restrict w1, uint32_t* __restrict w2,
-                                                        uint32_t* __restrict w3) {
+// Philox4x32-10 of the kLanes blocks whose low counter words are bl .. bl + kLanes - 1 (same b >> 32,
+// offset), as Box–Muller's word pairs: (wa[2j], wb[2j]) = (w0, w1) and (wa[2j + 1], wb[2j + 1]) = (w2, w3) of
+// block bl + kVec * (j / kVec) + lane_block(j % kVec).
+inline __attribute__((always_inline)) void philox_group(uint32_t bl, const TileKeys& t, uint32_t* __restrict wa,
+                                                        uint32_t* __restrict wb) {
   VecU64 c0[kGroupVecs], c1[kGroupVecs], c2[kGroupVecs], c3[kGroupVecs];
   const VecU64 m0 = VecU64{} + kPhiloxM0, m1 = VecU64{} + kPhiloxM1;
-  VecU64 lane[2] = {VecU64{}, VecU64{}};
-  for (int v = 0; v < kVec; ++v) lane[0][v] = pair_block(v, 0), lane[1][v] = pair_block(v, 1);
+  VecU64 lane = VecU64{};
+  for (int v = 0; v < kVec; ++v) lane[v] = lane_block(v);
   for (int q = 0; q < kGroupVecs; ++q) {     // rounds 1 and 2, one varying multiply each
-    const uint32_t first = bl + static_cast<uint32_t>((q / 2) * 2 * kVec);   // vectors q, q ^ 1 share a pair
-    const VecU64 p0 = mul_even(lane[q % 2] + static_cast<uint64_t>(first), m0);
+    const VecU64 p0 = mul_even(lane + static_cast<uint64_t>(bl + static_cast<uint32_t>(q * kVec)), m0);
     const VecU64 p1 = mul_even((p0 >> 32) ^ t.r1_c2x, m1);
     c0[q] = (p1 >> 32) ^ t.r2_c0x;
     c1[q] = p1;
@@ -141,13 +150,10 @@ inline __attribute__((always_inline)) void philox_group(uint32_t bl, const TileK
       c3[q] = p0;
     }
   }
-  for (int q = 0; q < kGroupVecs; q += 2) {  // the low halves, in block order
-    const VecU32 h0 = low_halves(c0[q], c0[q + 1]), h1 = low_halves(c1[q], c1[q + 1]);
-    const VecU32 h2 = low_halves(c2[q], c2[q + 1]), h3 = low_halves(c3[q], c3[q + 1]);
-    std::memcpy(w0 + q * kVec, &h0, sizeof(h0));
-    std::memcpy(w1 + q * kVec, &h1, sizeof(h1));
-    std::memcpy(w2 + q * kVec, &h2, sizeof(h2));
-    std::memcpy(w3 + q * kVec, &h3, sizeof(h3));
+  for (int q = 0; q < kGroupVecs; ++q) {     // the words as pairs: lane i of wa holds (w0, w2), of wb (w1, w3)
+    const VecU64 a = (c0[q] & 0xFFFFFFFFull) | (c2[q] << 32), b = (c1[q] & 0xFFFFFFFFull) | (c3[q] << 32);
+    std::memcpy(wa + q * kW, &a, sizeof(a));
+    std::memcpy(wb + q * kW, &b, sizeof(b));
   }
 }
 
@@ -160,28 +166,25 @@ inline __attribute__((always_inline)) void tile(T* __restrict x, const T* __rest
   const T step = static_cast<T>(p.step_size), sd = static_cast<T>(p.noise_std);
   const T lo = static_cast<T>(p.lo), hi = static_cast<T>(p.hi);
   for (int64_t i = 0; i < count; i += 4 * kLanes) {
-    alignas(64) uint32_t w0[kLanes], w1[kLanes], w2[kLanes], w3[kLanes];
-    alignas(64) float n0[kLanes], n1[kLanes], n2[kLanes], n3[kLanes];
-    philox_group(static_cast<uint32_t>(b0) + static_cast<uint32_t>(i / 4), t, w0, w1, w2, w3);
-    for (int j = 0; j < kLanes; ++j) {
-      box_muller(w0[j], w1[j], n0[j], n1[j]);
-      box_muller(w2[j], w3[j], n2[j], n3[j]);
+    alignas(64) uint32_t wa[2 * kLanes], wb[2 * kLanes];
+    alignas(64) float c[2 * kLanes], sn[2 * kLanes], n[4 * kLanes];
+    philox_group(static_cast<uint32_t>(b0) + static_cast<uint32_t>(i / 4), t, wa, wb);
+    for (int j = 0; j < 2 * kLanes; ++j) box_muller(wa[j], wb[j], c[j], sn[j]);
+    for (int q = 0; q < 2 * kLanes; q += kW) {  // element order
+      VecF32 cv, sv, lo, hi;
+      std::memcpy(&cv, c + q, sizeof(cv));
+      std::memcpy(&sv, sn + q, sizeof(sv));
+      zip_segments(cv, sv, lo, hi);
+      std::memcpy(n + 2 * q, &lo, sizeof(lo));
+      std::memcpy(n + 2 * q + kW, &hi, sizeof(hi));
     }
     T* xs = x + start + i;
     const T* gs = g + start + i;
-    if (count - i >= 4 * kLanes) {
-      for (int j = 0; j < kLanes; ++j) {
-        xs[4 * j + 0] = sgld_update<T>(xs[4 * j + 0], gs[4 * j + 0], step, sd, n0[j], lo, hi);
-        xs[4 * j + 1] = sgld_update<T>(xs[4 * j + 1], gs[4 * j + 1], step, sd, n1[j], lo, hi);
-        xs[4 * j + 2] = sgld_update<T>(xs[4 * j + 2], gs[4 * j + 2], step, sd, n2[j], lo, hi);
-        xs[4 * j + 3] = sgld_update<T>(xs[4 * j + 3], gs[4 * j + 3], step, sd, n3[j], lo, hi);
-      }
+    const int64_t m = count - i < 4 * kLanes ? count - i : 4 * kLanes;
+    if (m == 4 * kLanes) {
+      for (int e = 0; e < 4 * kLanes; ++e) xs[e] = sgld_update<T>(xs[e], gs[e], step, sd, n[e], lo, hi);
     } else {
-      for (int64_t e = 0; e < count - i; ++e) {
-        const int64_t j = e / 4, l = e % 4;
-        const float n = l == 0 ? n0[j] : (l == 1 ? n1[j] : (l == 2 ? n2[j] : n3[j]));
-        xs[e] = sgld_update<T>(xs[e], gs[e], step, sd, n, lo, hi);
-      }
+      for (int64_t e = 0; e < m; ++e) xs[e] = sgld_update<T>(xs[e], gs[e], step, sd, n[e], lo, hi);
     }
   }
 }
