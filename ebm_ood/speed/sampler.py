@@ -14,7 +14,7 @@ Run: ``ebm-ood bench sampler [--json] [--rounds 15] [--threads 1] [--no-compile]
    Then one row per CPU kernel ("path") this machine can run (``torch.ops.ebm_ood.sgld_cpu_paths()``:
    the hand-written AVX-512 one, the portable avx512 / avx2 / baseline copies), each in a fresh process with
    ``EBM_OOD_SGLD_PATH`` forcing the kernel and ``ATEN_CPU_CAPABILITY`` the matching ATen kernels for the
-   eager peer (what a CPU with only that instruction set runs), fused against eager at 1M elements.
+   eager peer (what a CPU with only that instruction set runs), fused against eager at 50k and 1M elements.
 2. A 100-step chain, batch 64, on the tabular MLP energy (5 layers, width 100, 18 inputs) and on a small
    conv energy (the SmallWRN on 1x8x8 digits), both as the EBM methods use them (``JEMEnergy`` with one
    logit): ``sampling.sgld`` vs a JEM-style loop (``x.requires_grad_(); g = autograd.grad(E(x).sum(), x);
@@ -119,7 +119,7 @@ def bench_update(rounds: int, sizes=SIZES, compiled: dict | None = None, device:
 # ---------------------------------------------------------------------------------------------- per path
 # The ATen kernels a CPU with only a path's instruction set runs (ATEN_CPU_CAPABILITY).
 ATEN_OF_PATH = {"avx512-intrinsics": "avx512", "avx512": "avx512", "avx2": "avx2", "baseline": "default"}
-PATH_SIZES = (1_000_000,)
+PATH_SIZES = (50_000, 1_000_000)
 
 
 def cpu_paths() -> tuple[str | None, list[str]]:
