@@ -47,7 +47,7 @@ typedef uint64_t VecU64 __attribute__((vector_size(EBM_TILE_VBYTES)));
 typedef uint32_t VecU32 __attribute__((vector_size(EBM_TILE_VBYTES)));
 constexpr int kVec = EBM_TILE_VBYTES / 8;                // blocks (64-bit lanes) per vector
 constexpr int kLanes = EBM_TILE_VBYTES == 64 ? 32 : 16;  // blocks per group (fastest measured)
-constexpr int kGroupVecs = kLanes / kVec;                // an even number
+constexpr int kGroupVecs = kLanes / kVec;
 
 typedef float VecF32 __attribute__((vector_size(EBM_TILE_VBYTES)));
 constexpr int kW = EBM_TILE_VBYTES / 4;                 // 32-bit lanes per vector
