@@ -22,3 +22,14 @@ def test_bench_units_refuses_tabular_data_and_bad_counts():
         main(["bench", "units", "--dataset", "tabular", "--rounds", "2"])
     with pytest.raises(SystemExit, match="--rounds must be >= 2"):
         main(["bench", "units", "--rounds", "1"])
+
+
+def test_synthetic_images_are_seeded_mnist_sized_classes():
+    from ebm_ood.speed.units import synthetic_images
+
+    a, b = synthetic_images(90), synthetic_images(90)
+    assert a.x_train.shape == (90, 1, 28, 28) and a.x_val.shape == (10, 1, 28, 28) and a.kind == "image"
+    assert sorted(set(a.y_train.tolist())) == list(range(10)) and abs(a.x_train).max() <= 1
+    assert (a.x_train == b.x_train).all()
+    with pytest.raises(SystemExit, match="--synthetic: expected at least 10 images"):
+        main(["bench", "units", "--synthetic", "5"])

@@ -94,3 +94,28 @@ def test_an_unreachable_scheduler_is_one_error_line(tmp_path, capsys):
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         with pytest.raises(SystemExit, match=r"--scheduler: scheduler tcp://127\.0\.0\.1:9: could not connect"):
             main([*RUN, "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path)])
+
+
+def test_units_sharing_one_worker_process_run_one_at_a_time():
+    """A worker with several task threads (``dask worker --nthreads 4``, or a cluster shared with another
+    client) could run two units at once in one process; the methods seed torch's global generator, so
+    :func:`run_unit` runs them one after the other."""
+    import threading
+    import time
+
+    from ebm_ood.benchmark.dask_executor import run_unit
+
+    inside, most = [0], [0]
+
+    def work(_):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        inside[0] -= 1
+
+    threads = [threading.Thread(target=run_unit, args=(lambda: None, (), work, (i,))) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1

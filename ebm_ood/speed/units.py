@@ -2,7 +2,7 @@
 would save: the image CE classifier's training step and validation, the Backbone's feature extraction and
 the HEAT-GMM fit.
 
-Run: ``ebm-ood bench units [--dataset digits|PATH] [--rounds 5] [--heat-steps 10] [--profile] [--json]``.
+Run: ``ebm-ood bench units [--dataset digits|PATH | --synthetic N] [--rounds 5] [--heat-steps 10] [--profile] [--json]``.
 
 Timed calls (each exactly what the benchmark's default preset runs, on ``--dataset``'s images):
 
@@ -44,6 +44,9 @@ SUMMARY = "image CE training step, feature extraction and HEAT-GMM fit: cost per
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="digits", help="a built-in image dataset or the path of your image data "
                                                       "folder (default: digits)")
+    p.add_argument("--synthetic", type=int, metavar="N",
+                   help="instead of --dataset: N synthetic 1x28x28 training images of 10 classes (and N/9 "
+                        "validation images; seeded class patterns plus noise, as in a small MNIST-sized folder)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     p.add_argument("--calls", type=int, default=3, help="calls per implementation per round (default 3)")
     p.add_argument("--heat-steps", type=int, default=10, help="training steps of the timed HEAT-GMM fit (default 10)")
@@ -80,7 +83,24 @@ def _same_after_one_step(a: _CEStep, b: _CEStep) -> bool:
     return all(torch.equal(p, q.contiguous()) for p, q in zip(a.net.state_dict().values(), b.net.state_dict().values()))
 
 
-def setup(dataset: str, heat_steps: int) -> tuple[dict, dict, dict, dict]:
+def synthetic_images(n: int, size: int = 28, classes: int = 10, seed: int = 0):
+    """A dataset-like object with ``x_train`` (n, 1, size, size) in [-1, 1], ``y_train`` (n,), and ``n // 9``
+    validation images: one fixed random pattern per class, 60 % pattern and 40 % uniform noise."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    patterns = rng.uniform(-1, 1, size=(classes, 1, size, size))
+
+    def split(m):
+        y = np.arange(m) % classes
+        x = 0.6 * patterns[y] + 0.4 * rng.uniform(-1, 1, size=(m, 1, size, size))
+        return x.astype(np.float32), y.astype(np.int64)
+
+    (xt, yt), (xv, yv) = split(n), split(max(classes, n // 9))
+    return SimpleNamespace(name=f"synthetic-{n}x{size}x{size}", kind="image", x_train=xt, y_train=yt, x_val=xv, y_val=yv)
+
+
+def setup(dataset, heat_steps: int) -> tuple[dict, dict, dict, dict]:
     """``(calls, per_sample, per_unit, same)``: name → zero-argument call; name → samples per call (the
     CE steps); name → calls per unit of the default preset; variant → whether one step from the same
     weights gives bit-identical weights to the default step."""
@@ -92,7 +112,7 @@ def setup(dataset: str, heat_steps: int) -> tuple[dict, dict, dict, dict]:
     from ebm_ood.heat.priors import GMMPrior
     from ebm_ood.methods.ce import CEClassifier, ce_config, classification_accuracy
 
-    d = get_dataset(dataset)
+    d = get_dataset(dataset) if isinstance(dataset, str) else dataset
     if d.kind != "image":
         raise SystemExit(f"error: --dataset {dataset}: expected image data (N, C, H, W), got {d.kind} data")
     cfg = ce_config("default", "image", d.name)
@@ -146,11 +166,15 @@ def run(args) -> int:
     error = count_error(args, {"rounds": 2, "calls": 1, "heat_steps": 1})
     if error:
         raise SystemExit(error)
+    if args.synthetic is not None and args.synthetic < 10:
+        raise SystemExit(f"error: --synthetic: expected at least 10 images (one per class), got {args.synthetic}")
+    data = synthetic_images(args.synthetic) if args.synthetic is not None else args.dataset
+    label = data.name if args.synthetic is not None else args.dataset
     apply_threads(args.threads)
     from ebm_ood.threads import num_threads
 
     with num_threads(torch.get_num_threads()):
-        calls, per_sample, per_unit, same = setup(args.dataset, args.heat_steps)
+        calls, per_sample, per_unit, same = setup(data, args.heat_steps)
         samples = interleaved(calls, args.rounds, args.calls)
         prof = profile(calls) if args.profile else ""
     rows = []
@@ -169,10 +193,10 @@ def run(args) -> int:
             row["same_numbers"] = same.get(name, True)
         rows.append(row)
     if args.json:
-        print(json.dumps({"dataset": args.dataset, "threads": torch.get_num_threads(), "rounds": args.rounds,
+        print(json.dumps({"dataset": label, "threads": torch.get_num_threads(), "rounds": args.rounds,
                           "rows": rows}, indent=2))
     else:
-        print(f"# Unit costs on {args.dataset} (torch threads: {torch.get_num_threads()}; {args.rounds} interleaved "
+        print(f"# Unit costs on {label} (torch threads: {torch.get_num_threads()}; {args.rounds} interleaved "
               "rounds, medians)\n")
         print("| call | ms per call | ms per sample | per sample vs default [IQR] | same numbers | s per unit (default preset) |")
         print("|---|---|---|---|---|---|")
