@@ -11,7 +11,9 @@ def test_bench_units_times_every_call_on_image_data(capsys):
     got = json.loads(capsys.readouterr().out)
     rows = {r["call"]: r for r in got["rows"]}
     assert list(rows) == ["CE step", "CE step, channels-last", "CE step, batch 128", "CE validation",
-                          "features (train split)", "GMM prior fit", "HEAT-GMM fit"]
+                          "features (train split)", "features (train split), batch 64", "GMM prior fit",
+                          "HEAT-GMM fit"]
+    assert isinstance(rows["features (train split), batch 64"]["same_numbers"], bool)
     assert rows["CE step"]["same_numbers"] is True and rows["CE step, batch 128"]["same_numbers"] is False
     assert isinstance(rows["CE step, channels-last"]["same_numbers"], bool)
     assert all(r["ms"] > 0 and r["unit_s"] > 0 for r in rows.values()) and got["threads"] == 1

@@ -12,7 +12,9 @@ Timed calls (each exactly what the benchmark's default preset runs, on ``--datas
   ``torch.channels_last`` memory format, and at batch 128 (compared per sample);
 * ``CE validation``: the validation accuracy on the ID validation split (every ``eval_every`` steps);
 * ``features``: a fresh :class:`~ebm_ood.backbone.Backbone` extracting the training split's features
-  (once per seed in the benchmark: every post-hoc and HEAT method of the seed reuses them);
+  (once per seed in the benchmark: every post-hoc and HEAT method of the seed reuses them), at Backbone's
+  default batch (512) and at the benchmark's :data:`~ebm_ood.benchmark.methods.FEATURE_BATCH`, with
+  whether the two give bit-identical features;
 * ``HEAT-GMM fit``: :class:`~ebm_ood.heat.hybrid.HEATDetector` with ``GMMPrior`` on those features for
   ``--heat-steps`` steps of the default preset (per step: 20 SGLD steps on a batch of 128 negatives), and
   ``GMM prior fit``, the same detector's prior alone (``residual=False``).
@@ -78,6 +80,11 @@ class _CEStep:
         return float(loss.detach())
 
 
+def _same_features(a, b) -> bool:
+    """Whether two :class:`~ebm_ood.backbone.Features` hold bit-identical arrays."""
+    return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("z", "z_std", "logits"))
+
+
 def _same_after_one_step(a: _CEStep, b: _CEStep) -> bool:
     a(), b()
     return all(torch.equal(p, q.contiguous()) for p, q in zip(a.net.state_dict().values(), b.net.state_dict().values()))
@@ -107,6 +114,7 @@ def setup(dataset, heat_steps: int) -> tuple[dict, dict, dict, dict]:
     from dataclasses import replace
 
     from ebm_ood.backbone import Backbone
+    from ebm_ood.benchmark.methods import FEATURE_BATCH
     from ebm_ood.data import get_dataset
     from ebm_ood.heat.hybrid import HEATDetector, heat_config
     from ebm_ood.heat.priors import GMMPrior
@@ -131,6 +139,7 @@ def setup(dataset, heat_steps: int) -> tuple[dict, dict, dict, dict]:
         f"CE step, batch {2 * bs}": _CEStep(net, cfg, x[b2], y[b2]),
         "CE validation": lambda: classification_accuracy(net, xv, yv),
         "features (train split)": lambda: Backbone(net).extract(d.x_train),
+        f"features (train split), batch {FEATURE_BATCH}": lambda: Backbone(net, batch_size=FEATURE_BATCH).extract(d.x_train),
     }
     z = Backbone(net).extract(d.x_train).z
     hcfg = heat_config("default")
@@ -141,10 +150,13 @@ def setup(dataset, heat_steps: int) -> tuple[dict, dict, dict, dict]:
     steps, heat_default = cfg.train.steps, heat_config("default").train.steps
     per_unit = {"CE step": steps, "CE step, channels-last": steps, f"CE step, batch {2 * bs}": steps / 2,
                 "CE validation": steps // cfg.train.eval_every, "features (train split)": 1,
+                f"features (train split), batch {FEATURE_BATCH}": 1,
                 "GMM prior fit": 1, "HEAT-GMM fit": heat_default / heat_steps}
     same = {"CE step, channels-last": _same_after_one_step(_CEStep(net, cfg, x[b1], y[b1]),
                                                            _CEStep(net, cfg, x[b1], y[b1], channels_last=True)),
-            f"CE step, batch {2 * bs}": False}
+            f"CE step, batch {2 * bs}": False,
+            f"features (train split), batch {FEATURE_BATCH}": _same_features(Backbone(net).extract(d.x_train),
+                                                                             Backbone(net, batch_size=FEATURE_BATCH).extract(d.x_train))}
     return calls, per_sample, per_unit, same
 
 
@@ -191,6 +203,8 @@ def run(args) -> int:
             scaled = [[c / per_sample[name] for c in r] for r in per_round]
             row["vs_default"] = ratio_summary(scaled, [[c / per_sample["CE step"] for c in r] for r in base])
             row["same_numbers"] = same.get(name, True)
+        elif name in same:
+            row["same_numbers"] = same[name]
         rows.append(row)
     if args.json:
         print(json.dumps({"dataset": label, "threads": torch.get_num_threads(), "rounds": args.rounds,
