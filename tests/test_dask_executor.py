@@ -119,3 +119,27 @@ def test_units_sharing_one_worker_process_run_one_at_a_time():
     for t in threads:
         t.join()
     assert most[0] == 1
+
+
+def test_a_relative_data_folder_reaches_workers_started_elsewhere(tmp_path, monkeypatch):
+    """Workers run in their own working folder (here: the one the cluster started in); a ``--dataset``
+    folder given relative to this process's is sent by its absolute path."""
+    import numpy as np
+
+    from ebm_ood.benchmark.dask_executor import _local_cluster
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "mine" / "ood").mkdir(parents=True)
+    np.savez(tmp_path / "mine" / "train.npz", x=rng.uniform(size=(80, 4)), y=np.arange(80) % 2)
+    np.savez(tmp_path / "mine" / "test.npz", x=rng.uniform(size=(20, 4)))
+    np.savez(tmp_path / "mine" / "ood" / "far.npz", x=rng.uniform(2, 3, size=(20, 4)))
+    cluster = _local_cluster(1)                      # its worker's working folder: this process's now
+    try:
+        monkeypatch.chdir(tmp_path)
+        got = []
+        results, _ = run_benchmark(["mine"], methods_for("all", ["MSP"]), [0], preset="quick", log=lambda m: None,
+                                   on_cell=lambda *a: got.append(a[-1]), executor="dask",
+                                   scheduler=cluster.scheduler_address)
+    finally:
+        cluster.close()
+    assert [c.error for c in got] == [None] and "far" in results["mine"]["MSP"]

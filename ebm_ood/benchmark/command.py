@@ -14,6 +14,7 @@ from ebm_ood.benchmark.methods import METHODS, methods_for
 from ebm_ood.benchmark import report
 from ebm_ood.benchmark.classifier_file import load_classifier
 from ebm_ood.benchmark.cell_log import CellLogError, RunLockedError
+from ebm_ood.benchmark.dask_executor import SchedulerUnreachable
 from ebm_ood.benchmark.runner import kept_results, run_benchmark
 from ebm_ood.tables import ELFLEIN_METRIC, METRIC_LABELS
 from ebm_ood.data import dataset_names, get_dataset
@@ -175,7 +176,7 @@ def run(args) -> int:
         results, timings = run_benchmark(list(datasets), specs, args.seeds, preset=preset, device=device,
                                          log=log_stderr, on_cell=cell_log, jobs=jobs, classifier=args.classifier,
                                          done=done, executor=args.executor, scheduler=args.scheduler)
-    except ConnectionError as err:  # --scheduler unreachable (dask_executor.SchedulerUnreachable): nothing ran
+    except SchedulerUnreachable as err:  # nothing ran
         raise RunFailed(f"error: --scheduler: {err}")
     except CellLogError as err:  # e.g. a full disk: the tables of the cells kept, then the error
         stopped = err

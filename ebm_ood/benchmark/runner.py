@@ -9,6 +9,7 @@ and a rerun skips the cells it already holds (``done``).
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -142,6 +143,11 @@ def _run_parallel(named: list[tuple[str | OODDataset, OODDataset]], specs: list[
     import torch
 
     units = _units(named, specs, seeds, done)
+    if executor == "dask":  # a data folder by its absolute path: a worker's working folder may differ
+        from ebm_ood.data.folder import is_data_folder
+
+        units = [(os.path.abspath(src) if isinstance(src, str) and is_data_folder(src) else src, *rest)
+                 for src, *rest in units]
     tasks = [(source, names, seed, preset, device, classifier) for source, _, seed, names in units]
     name_of = {id(task): d.name for task, (_, d, _, _) in zip(tasks, units)}
 
