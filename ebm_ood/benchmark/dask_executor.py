@@ -7,8 +7,9 @@ has one writer. Dask is imported only inside :func:`run_on_dask`; ``import ebm_o
 * ``scheduler`` None: a :class:`distributed.LocalCluster` of ``workers`` processes, one task thread each,
   made here and closed at the end; otherwise the address of a running scheduler (``dask scheduler`` and
   ``dask worker ADDRESS --nthreads 1`` on each machine, each with ebm_ood and the datasets installed).
-* At most one unit per worker is handed out at a time (the next one when a unit finishes), so a worker
-  that dies holds only the unit it was running: that unit fails with ``"WorkerDied: ..."`` and the others
+* The client hands out at most as many units at a time as there are workers (the next one when a unit
+  finishes; a local cluster's scheduler sends each worker one at a time), so a worker that dies holds only
+  the unit it was running: that unit fails with ``"WorkerDied: ..."`` and the others
   run on (the local cluster's nanny starts a fresh worker). A local cluster never reruns a unit whose
   worker died (``allowed-failures`` 0); a running scheduler applies its own
   ``distributed.scheduler.allowed-failures`` (Dask's default 3 reruns it on other workers before it fails).
