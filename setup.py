@@ -70,8 +70,9 @@ setup(
     python_requires=">=3.9",
     install_requires=["torch>=2.1", "numpy", "scikit-learn", "tqdm", "Pillow", "ninja", "pybind11"],
     extras_require={
-        "test": ["pytest", "hypothesis", "scipy"],
+        "test": ["pytest", "hypothesis", "scipy", "distributed"],
         "plots": ["matplotlib"],
+        "dist": ["distributed"],
     },
     entry_points={"console_scripts": ["ebm-ood=ebm_ood.cli:main"]},
     cmdclass=_CMDCLASS,

@@ -22,8 +22,9 @@ from ebm_ood.experiments import (bottleneck, density_vs_norm, embeddings, gamma_
 from ebm_ood.speed import detectors as speed_detectors
 from ebm_ood.speed import sampler as speed_sampler
 from ebm_ood.speed import threads as speed_threads
+from ebm_ood.speed import units as speed_units
 
-BENCHES = {"sampler": speed_sampler, "detectors": speed_detectors, "threads": speed_threads}
+BENCHES = {"sampler": speed_sampler, "detectors": speed_detectors, "threads": speed_threads, "units": speed_units}
 EXPERIMENTS = {
     # Elflein et al. 2021, §4.2–4.3 and App. A
     "supervision": supervision, "gamma-sweep": gamma_sweep, "density-vs-norm": density_vs_norm,
