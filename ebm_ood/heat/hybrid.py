@@ -12,7 +12,7 @@ one hidden layer object, so its hidden layers share weights — a bug we do not 
 (default, as the paper and the authors' code) or "skip" (residual blocks ``h + act(W h)``). Ours,
 documented: the MLP standardises its input with fixed training-feature statistics, and its last layer
 starts at zero so that training starts from ``E_h = E_q``. ``E_θ`` sees the features through the prior's
-map (:meth:`~ebm_ood.heat.priors._GaussianBuffers.features`: L2-normalised for the "code" GMM form, as
+map (:meth:`~ebm_ood.heat.priors._GaussianBuffers.features`: L2-normalised for a normalising GMM prior, as
 the authors' code normalises ``z`` before the loss and the scorer). Model selection: none (the last
 weights; no OOD data is used).
 
@@ -24,7 +24,7 @@ Sampler (``HEATConfig.sampler``): "paper" — Langevin form (Eq. 4), 20 steps, �
 negatives = chain ends, starts ``z'_0 ~ q``. "code" — the authors' code: decoupled step α and noise σ
 with quadratic decay within the chain, the starts projected onto the feature domain and every step
 projected too (:meth:`~ebm_ood.heat.priors._GaussianBuffers.project`: ReLU for non-negative features,
-then L2 for the "code" GMM form), negatives = chain ends **and** projected starts. The authors' per-prior
+then L2 for a normalising GMM prior), negatives = chain ends **and** projected starts. The authors' per-prior
 settings are :data:`ebm_ood.heat.build.CODE_SETTINGS`. The paper's appendix quotes the noise
 5e-3 → 5e-4 too; with Eq. 4 the noise is fixed by η, so those numbers only apply to "code".
 """
@@ -86,7 +86,7 @@ class ResidualMLP(nn.Module):
 
 class HybridEnergy(nn.Module):
     """HEAT Eq. 2: ``E_h(z) = E_q(z) + E_θ(φ(z))``. (N, D) -> (N,); ``φ`` is the prior's feature map
-    (``prior.features``: identity, or L2 normalisation for the "code" GMM form) so that the residual sees
+    (``prior.features``: identity, or L2 normalisation for a normalising GMM prior) so that the residual sees
     what the prior sees; ``input_noise`` std is added to the input of ``E_θ`` in training mode only."""
 
     def __init__(self, prior: nn.Module, residual: nn.Module, input_noise: float = 1e-4):
