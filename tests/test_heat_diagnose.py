@@ -95,5 +95,5 @@ def test_cli_quick_run_reports_the_detectors_fpr95_and_writes_its_tables(tmp_pat
         assert row[f"fpr95_{key}"] == pytest.approx(np.mean(fprs), abs=1e-9)
     md = (out / "heat-diagnose.md").read_text()
     assert f"{row['fpr95_prior']:.2f} → {row['fpr95_hybrid']:.2f}" in md
-    with pytest.raises(SystemExit, match="--priors"):
+    with pytest.raises(SystemExit, match=r"--priors: GMM-std not among .*EL, GMM, GMM \(raw\)"):
         main(["experiment", "heat-diagnose", "--dataset", "tabular", "--priors", "GMM-std", "--out", str(tmp_path / "x")])

@@ -1,7 +1,8 @@
 """What HEAT's residual ``E_θ`` learns, per prior and seed, on the benchmark's own detectors.
 ``ebm-ood experiment heat-diagnose [--dataset NAME] [--priors EL,GMM] [--quick] [--seeds N]``.
 
-For each prior (EL, GMM, GMM-std; those of the dataset kind) the prior alone and its hybrid are fitted
+For each prior (EL, GMM, GMM-std; those of the dataset kind; ``--priors "GMM (raw)"`` adds the GMM prior
+on raw features) the prior alone and its hybrid are fitted
 exactly as the benchmark's rows are (:func:`~ebm_ood.benchmark.runner.fit_method` on the shared CE
 backbone), then, in the prior's feature space ``φ`` (L2-normalised for the GMM priors, raw for EL):
 
@@ -34,13 +35,15 @@ from ebm_ood.heat.build import _WHICH
 from ebm_ood.heat.hybrid import negative_chains
 
 NAME = "heat-diagnose"
+RAW_GMM = "GMM (raw)"   # the benchmark's row of the GMM prior on raw features (its hybrid: "HEAT-GMM (raw)")
 SUMMARY = "HEAT: what the residual E_θ learns (negatives' moves, spreads, E_θ on ID vs OOD, FPR95 per seed)"
 
 
 def add_arguments(p) -> None:
     p.add_argument("--dataset", default="digits", help="ID dataset (default: digits)")
     p.add_argument("--priors", default=None,
-                   help="comma-separated HEAT priors (default: every prior of the dataset kind: EL, GMM[, GMM-std])")
+                   help="comma-separated HEAT priors (default: every prior of the dataset kind: EL, GMM[, GMM-std]); "
+                        "'GMM (raw)': the GMM prior on raw, not L2-normalised, features")
     p.add_argument("--negatives", type=int, default=1000, help="SGLD chains drawn per hybrid (default 1000)")
     add_run_arguments(p, os.path.join("results", "experiments", NAME), "tiny settings (seconds): quick presets",
                       full=False)
@@ -105,7 +108,7 @@ def run_experiment(d, seeds: list[int], preset: str, device: str, priors: list[s
             prior_spec, hybrid_spec = methods_for("heat", [p, f"HEAT-{p}"])
             prior_det, hybrid_det = fit_method(prior_spec, ctx), fit_method(hybrid_spec, ctx)
             ev_p, ev_h = evaluate(prior_det, d), evaluate(hybrid_det, d)
-            which = _WHICH[p]
+            which = _WHICH[p.split(" ")[0]]
             inner = hybrid_det.inner
             row = diagnose_hybrid(inner.hybrid_, inner.config, _features(ctx, d.x_train, which),
                                   _features(ctx, d.x_test, which),
@@ -126,7 +129,7 @@ def _mean(rows, key) -> float:
 def markdown(dataset: str, preset: str, seeds: list[int], results: dict, names: list[str]) -> str:
     """The three tables of the result (FPR95 per seed; negatives and spreads; E_θ means per set)."""
     lines = [f"HEAT residual diagnostics on {dataset} ({len(seeds)} seed(s), preset {preset}); distances in the "
-             "prior's feature space (L2-normalised for GMM / GMM-std, raw for EL).", "",
+             "prior's feature space (its own map: L2-normalised for GMM / GMM-std, raw for EL and GMM (raw)).", "",
              "| prior | " + " | ".join(f"seed {s}: prior → hybrid (Δ)" for s in seeds) + " | mean prior → hybrid |",
              "|---|" + "---|" * (len(seeds) + 1)]
     for p, rows in results.items():
@@ -156,8 +159,8 @@ def markdown(dataset: str, preset: str, seeds: list[int], results: dict, names: 
 
 def run(args) -> int:
     d = dataset_from_args(args)
-    kind_priors = list(priors_for(d.kind))
-    priors = kind_priors if args.priors is None else [p.strip() for p in args.priors.split(",") if p.strip()]
+    kind_priors = [*priors_for(d.kind), RAW_GMM]
+    priors = list(priors_for(d.kind)) if args.priors is None else [p.strip() for p in args.priors.split(",") if p.strip()]
     bad = [p for p in priors if p not in kind_priors]
     if bad or not priors:
         raise SystemExit(f"error: --priors: {', '.join(bad) or 'none given'} not among the priors of "
