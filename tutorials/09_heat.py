@@ -159,8 +159,8 @@ if plt is not None:
     save_figure(fig, "09_heat_banana_energies.png")
 
 # %% [markdown]
-# The prior's energy spans a few hundredths over the plot (it is divided by `T_G = 1e3`), the residual a few
-# tenths (about -0.1 along the arc, +0.1 in the hollow, more far from the data where it extrapolates): the
+# The prior's energy spans a few hundredths over the plot (it is divided by `T_G = 1e3`), the residual about
+# ten times more (about -0.1 along the arc, +0.1 or more in the hollow and beyond, of the order `1/λ`): the
 # hybrid looks like the residual, low along the arc and high in the hollow and beyond. The negatives (red)
 # fill the Gaussian's ellipse, hollow included: that is where `E_θ` is pushed up.
 #
