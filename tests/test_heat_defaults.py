@@ -106,3 +106,18 @@ def test_detector_name_override_and_raw_rows_differ():
     np.testing.assert_allclose(norm.score(x[:10]), ref(torch.as_tensor(f[:10], dtype=torch.float64)).numpy(),
                                rtol=1e-4, atol=1e-9)
     assert not np.allclose(raw.score(x), norm.score(x))
+
+
+def test_benchmark_has_raw_and_normalised_gmm_rows_on_both_kinds():
+    from ebm_ood.benchmark.methods import METHODS, RunContext, methods_for
+    from ebm_ood.data import get_dataset
+
+    names = [m.name for m in methods_for("heat")]
+    assert names.index("GMM") < names.index("GMM (raw)") and "HEAT-GMM (raw)" in names
+    for n in ("GMM (raw)", "HEAT-GMM (raw)"):
+        assert set(METHODS[n].kinds) == {"tabular", "image"} and METHODS[n].uses_labels
+    ctx = RunContext(dataset=get_dataset("tabular"), seed=0, preset="quick", classifier=None)
+    ctx.cache["backbone"] = _backbone()      # no training: the rows only need a backbone to be built
+    raw, norm = METHODS["HEAT-GMM (raw)"].build(ctx), METHODS["HEAT-GMM"].build(ctx)
+    assert raw.name == "HEAT-GMM (raw)" and not raw.inner.prior.normalize and raw.inner.residual
+    assert norm.inner.prior.normalize and METHODS["GMM (raw)"].build(ctx).inner.residual is False

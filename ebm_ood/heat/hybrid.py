@@ -183,19 +183,28 @@ def heat_config(preset: str = "default", **overrides) -> HEATConfig:
     return replace(preset_config(HEATConfig, HEAT_PRESETS, preset, train=TrainConfig), **overrides)
 
 
-def sample_negatives(hybrid: HybridEnergy, n: int, cfg: HEATConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Alg. 1 inner loop: ``z'_0 ~ q``, ``T`` SGLD steps on ``E_h``. Returns (n, D) or, with the
-    code's sampler, (2n, D) = chain ends and starts."""
+def negative_chains(hybrid: HybridEnergy, n: int, cfg: HEATConfig,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Alg. 1 inner loop: ``z'_0 ~ q`` (projected onto the feature domain for the "code" sampler), then
+    ``T`` SGLD steps on ``E_h``. Returns (starts (n, D), ends (n, D))."""
     z0 = hybrid.prior.sample(n, generator).to(next(hybrid.residual.parameters()).device)
     if cfg.sampler == "paper":
-        return sgld(hybrid, z0, n_steps=cfg.sgld_steps, step_size=cfg.step_size, step_end=cfg.step_end,
-                    form="langevin", schedule="linear", module=hybrid, generator=generator)
+        zt = sgld(hybrid, z0, n_steps=cfg.sgld_steps, step_size=cfg.step_size, step_end=cfg.step_end,
+                  form="langevin", schedule="linear", module=hybrid, generator=generator)
+        return z0, zt
     project = hybrid.prior.project                                    # ReLU (if non-negative) [+ L2]
     z0 = project(z0)                                                  # the code projects the starts too
     zt = sgld(hybrid, z0, n_steps=cfg.sgld_steps, step_size=cfg.step_size, step_end=cfg.step_end,
               noise_std=cfg.noise_std, noise_end=cfg.noise_end, form="decoupled", schedule="poly",
               project=project, module=hybrid, generator=generator)
-    return torch.cat([zt, z0])
+    return z0, zt
+
+
+def sample_negatives(hybrid: HybridEnergy, n: int, cfg: HEATConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The negatives of Alg. 1 (:func:`negative_chains`): the chain ends (n, D) or, with the code's
+    sampler, (2n, D) = chain ends and starts."""
+    z0, zt = negative_chains(hybrid, n, cfg, generator)
+    return zt if cfg.sampler == "paper" else torch.cat([zt, z0])
 
 
 def fit_stable_prior(prior: nn.Module, z: np.ndarray, y, cfg: HEATConfig, name: str = "HEAT") -> nn.Module:
