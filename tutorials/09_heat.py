@@ -35,7 +35,7 @@ import torch
 from ebm_ood.data import get_dataset
 from ebm_ood.backbone import Backbone
 from ebm_ood.heat.compose import Standardizer, compose_energies
-from ebm_ood.heat.hybrid import HEATDetector, heat_config, sample_negatives
+from ebm_ood.heat.hybrid import HEATDetector, heat_config, negative_chains
 from ebm_ood.heat.priors import ELPrior, GMMPrior
 from ebm_ood.methods.ce import CEClassifier, ce_config
 from ebm_ood.metrics import auroc, fpr_at_tpr
@@ -104,8 +104,7 @@ prior_toy = HEATDetector(GMMPrior(normalize=False), cfg, residual=False, seed=0)
 heat_toy = HEATDetector(GMMPrior(normalize=False), cfg, seed=0).fit(z_toy)
 h = heat_toy.hybrid_
 with torch.no_grad():
-    z_start = h.prior.sample(500, torch.Generator().manual_seed(1))
-    z_neg = sample_negatives(h, 500, cfg, torch.Generator().manual_seed(1))     # the same starts, then the chain
+    z_start, z_neg = negative_chains(h, 500, cfg, torch.Generator().manual_seed(1))   # z'_0 ~ q, then the chain
     e_theta_q = float(h.residual(z_start).mean())
     e_theta_arc = float(h.residual(torch.as_tensor(z_toy_test)).mean())
     e_theta_mode = float(h.residual(torch.as_tensor(mode[None])))
@@ -303,8 +302,7 @@ for name, det in hybrids.items():
     with torch.no_grad():
         eq_in, eq_near = hb.prior(z_in).numpy(), hb.prior(z_near).numpy()
         et_in, et_near = hb.residual_energy(z_in).numpy(), hb.residual_energy(z_near).numpy()
-        z_start = hb.prior.sample(500, torch.Generator().manual_seed(0))
-        z_end = sample_negatives(hb, 500, hcfg, torch.Generator().manual_seed(0))   # same starts, then the chain
+        z_start, z_end = negative_chains(hb, 500, hcfg, torch.Generator().manual_seed(0))   # z'_0 ~ q, the chain ends
         phi = hb.prior.features
         ztr = phi(torch.as_tensor(getattr(feats["train"], which[name])))
         nn_dist = float(torch.cdist(ztr[:500], ztr[500:]).min(1).values.mean())
