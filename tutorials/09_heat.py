@@ -319,10 +319,9 @@ for name, det in hybrids.items():
 #
 # * **EL** (`T = 1`): the logits' energy spreads by units on ID data, more than a hundred times `E_θ`'s spread
 #   there, so the residual cannot reorder anything and HEAT-EL scores like EL (to within a point).
-# * **The GMM priors** (`T_G = 1e3`): the prior's ID spread is a few hundredths, *smaller* than `E_θ`'s, so the
-#   hybrid's ranking is mostly the residual's — the mechanism of the toy. But here the prior is not wrong in a
-#   way `E_θ` can see: `E_θ` separates `digits-89` from ID much less well than the prior does (its gap/std is
-#   the smaller one), so adding it dilutes a good score, and every GMM hybrid, the one-Gaussian GMM-1 too,
+# * **The GMM priors** (`T_G = 1e3`): the prior's ID spread is about 0.02, *smaller* than `E_θ`'s, so the
+#   hybrid's ranking is mostly the residual's — the mechanism of the toy. But `E_θ` separates `digits-89` from
+#   ID much less well than the prior does (its gap/std is the smaller one), so adding it dilutes a good score, and every GMM hybrid, the one-Gaussian GMM-1 too,
 #   is **worse** than its prior in this run. The class-Gaussian on L2-normalised features is SSD+'s
 #   detector, already a strong one here (the FPR95 table above).
 # * **The negatives.** In the normalised features, the chain moves a negative by about as much as, or more
