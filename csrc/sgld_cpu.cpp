@@ -138,13 +138,7 @@ struct TileKeys {
 
 inline TileKeys tile_keys(uint32_t cw1, const Params& p) {
   TileKeys t;
-  uint32_t k0 = p.k0, k1 = p.k1;
-  for (int r = 0; r < 10; ++r) {
-    t.k0[r] = k0;
-    t.k1[r] = k1;
-    k0 += kPhiloxW0;
-    k1 += kPhiloxW1;
-  }
+  philox_round_keys(p.k0, p.k1, t.k0, t.k1);
   const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * p.o0;
   const uint32_t r1_c0 = static_cast<uint32_t>(p1 >> 32) ^ cw1 ^ t.k0[0];
   const uint32_t r1_c1 = static_cast<uint32_t>(p1);
