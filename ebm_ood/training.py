@@ -191,7 +191,7 @@ def train(modules: dict[str, nn.Module], step_fn: Callable, x: torch.Tensor, y: 
     if path and os.path.exists(path):
         start, evals_without_gain, best = resume_training(path, run_id, config.steps, state, hist, config.patience)
     good, last_finite, bs = snapshot(modules), {}, min(config.batch_size, x.shape[0])
-    with _progress(config.steps, start, name, config.progress) as bar:
+    with _Progress(config.steps, start, name, config.progress) as bar:
         for step in range(start, start if hist.stopped_early else config.steps):  # resumed after its stop: none
             xb, yb = _batch(x, y, bs, state.batches)
             for m in modules.values():
@@ -280,10 +280,6 @@ class _Progress:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _progress(total: int, start: int, name: str, enabled: bool) -> _Progress:
-    return _Progress(total, start, name, enabled)
 
 
 def to_tensor(x, device=None, dtype=torch.float32) -> torch.Tensor | None:

@@ -141,7 +141,8 @@ def setup(dataset, heat_steps: int) -> tuple[dict, dict, dict, dict]:
         "features (train split)": lambda: Backbone(net).extract(d.x_train),
         f"features (train split), batch {FEATURE_BATCH}": lambda: Backbone(net, batch_size=FEATURE_BATCH).extract(d.x_train),
     }
-    z = Backbone(net).extract(d.x_train).z
+    features, features_small = Backbone(net).extract(d.x_train), Backbone(net, batch_size=FEATURE_BATCH).extract(d.x_train)
+    z = features.z
     hcfg = heat_config("default")
     hcfg = replace(hcfg, train=replace(hcfg.train, steps=heat_steps, eval_every=heat_steps, progress=False))
     calls["GMM prior fit"] = lambda: HEATDetector(GMMPrior(), hcfg, residual=False).fit(z, d.y_train)
@@ -155,8 +156,7 @@ def setup(dataset, heat_steps: int) -> tuple[dict, dict, dict, dict]:
     same = {"CE step, channels-last": _same_after_one_step(_CEStep(net, cfg, x[b1], y[b1]),
                                                            _CEStep(net, cfg, x[b1], y[b1], channels_last=True)),
             f"CE step, batch {2 * bs}": False,
-            f"features (train split), batch {FEATURE_BATCH}": _same_features(Backbone(net).extract(d.x_train),
-                                                                             Backbone(net, batch_size=FEATURE_BATCH).extract(d.x_train))}
+            f"features (train split), batch {FEATURE_BATCH}": _same_features(features, features_small)}
     return calls, per_sample, per_unit, same
 
 
