@@ -132,7 +132,7 @@ def cpu_paths() -> tuple[str | None, list[str]]:
 
 _PATH_WORKER = ("import json, sys, torch; from ebm_ood.speed import sampler; torch.set_num_threads(1); "
                 "rows = sampler.bench_update(int(sys.argv[1]), sizes=tuple(int(n) for n in sys.argv[2].split(','))); "
-                "print(json.dumps({'path': torch.ops.ebm_ood.sgld_cpu_paths().split()[0], "
+                "print(json.dumps({'path': sampler.cpu_paths()[0], "
                 "'aten': torch.backends.cpu.get_cpu_capability(), 'rows': rows}))")
 
 
