@@ -16,12 +16,16 @@
 //     do not find the widening multiply of the low halves themselves (GCC 12 emulates a full 64-bit one).
 //     The counter words b >> 32, offset are the same for all blocks of a tile, so rounds 1 and 2 each have
 //     one multiply per block (the other is a scalar, tile_keys).
-//     The words leave as Box–Muller's pairs, (w0, w1) and (w2, w3) of a block side by side (a shift and a
-//     blend per vector), with the blocks in the lane order (lane_block) that makes step 2's output come out
-//     in element order from one in-segment zip (unpcklps / unpckhps, zip1 / zip2) per vector.
+//     Round 10 emits the words as Box–Muller's pairs, (w0, w2) and (w1, w3) of a block in one 64-bit lane
+//     each: hi(M0 c0) already sits in the high half of its product, so the pairs take two 32-bit blends
+//     (blend_halves) where the round's own shifts and xors would be followed by a re-packing. The blocks are
+//     in the lane order (lane_block) that makes step 2's output come out in element order from one
+//     in-segment zip (unpcklps / unpckhps, zip1 / zip2) per vector.
 //  2. Box–Muller (philox.h) over the group's pairs, a flat loop the compiler vectorises: every floating-point
 //     operation of the scalar definition in the same order, so the bits are those of the twin.
-//  3. The update (sgld_update.h) in element order, a flat unit-stride loop.
+//  3. The update (sgld_update.h) in element order, whole vectors (update_full; a tile's last partial group
+//     runs the scalar definition): the same operations, with the two selects as x86's max / min, which
+//     compilers do not find themselves (GCC 12 emits compare-and-blend sequences).
 
 #ifndef EBM_OOD_TILE_PARAMS
 #define EBM_OOD_TILE_PARAMS
