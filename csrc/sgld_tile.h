@@ -267,6 +267,7 @@ inline __attribute__((always_inline)) void update_full(T* __restrict xs, const T
   }
 }
 
+// Elements [start, start + count) of x, start a multiple of 4 and the tile's blocks sharing b >> 32.
 template <typename T>
 inline __attribute__((always_inline)) void tile(T* __restrict x, const T* __restrict g, int64_t start,
                                                 int64_t count, const TileParams& p) {
