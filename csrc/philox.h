@@ -78,13 +78,16 @@ EBM_HD void philox4x32_10(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3
 }
 
 // ln(u) for a normal float u in (0, 1): u = m 2^e, m re-centred to [sqrt(1/2), sqrt(2)), Cephes-style
-// degree-9 polynomial in x = m - 1, ln 2 split in two parts.
+// degree-9 polynomial in x = m - 1, ln 2 split in two parts. The integer steps are written for vector units
+// (a compare mask, no branch): x's bits xb keep u's mantissa bits under the exponent of m (or 2m), so
+// b - xb = e 2^23.
 EBM_HD float log_unit(float u) {
   const uint32_t b = float_bits(u);
-  const uint32_t mb = (b & 0x7FFFFFu) | 0x3F000000u;             // m in [0.5, 1), u = m 2^e
-  const uint32_t small = mb < 0x3F3504F3u ? 1u : 0u;              // m < sqrt(1/2) (bits of 0.70710678f)
-  const int32_t e = static_cast<int32_t>(b >> 23) - 126 - static_cast<int32_t>(small);
-  const float x = bits_float(mb + (small << 23)) - 1.0f;          // (small ? 2m : m) - 1, exact
+  const uint32_t mb = (b & 0x7FFFFFu) | 0x3F000000u;                                 // m in [0.5, 1)
+  const uint32_t small = bits_float(mb) < 0.70710678f ? 0xFFFFFFFFu : 0u;          // m < sqrt(1/2)
+  const uint32_t xb = mb + (small & 0x800000u);                                     // small ? 2m : m
+  const int32_t e = static_cast<int32_t>(b - xb) >> 23;                             // arithmetic shift: e <= 0
+  const float x = bits_float(xb) - 1.0f;                                            // exact
   const float fe = static_cast<float>(e);
   const float z = x * x;
   float p = 7.0376836292e-2f;
@@ -103,11 +106,13 @@ EBM_HD float log_unit(float u) {
   return r + fe * 0.693359375f;
 }
 
-// sin and cos of 2*pi*k/2^23 for k in [0, 2^23): exact reduction to the nearest quarter turn n and a
-// remainder phi in [-pi/4, pi/4), then short polynomials.
-EBM_HD void sincos_2pi(uint32_t k, float& s, float& c) {
-  const int32_t n = static_cast<int32_t>((k + (1u << 20)) >> 21);   // 0..4
-  const float phi = static_cast<float>(static_cast<int32_t>(k) - (n << 21)) * 7.490140565847857e-07f;  // pi/2^22
+// sin and cos of 2*pi*k/2^23 for k = wb >> 9 (the word's top 23 bits): exact reduction to the nearest quarter
+// turn n = (k + 2^20) >> 21 and a remainder phi in [-pi/4, pi/4), then short polynomials. In integer steps:
+// k - n 2^21 is k's low 21 bits (wb's bits 9..29) sign-extended, and t = wb + 2^29 holds n mod 4 in its top
+// two bits (all that is used of n).
+EBM_HD void sincos_2pi_word(uint32_t wb, float& s, float& c) {
+  const int32_t rem = static_cast<int32_t>(wb << 2) >> 11;                          // arithmetic shift
+  const float phi = static_cast<float>(rem) * 7.490140565847857e-07f;               // pi/2^22
   const float z = phi * phi;
   float sp = (z * -1.9515295891e-4f + 8.3321608736e-3f) * z + -1.6666654611e-1f;
   sp = ((sp * z) * phi) + phi;
@@ -115,21 +120,23 @@ EBM_HD void sincos_2pi(uint32_t k, float& s, float& c) {
   cp = (cp * z) * z;
   cp = cp - z * 0.5f;
   cp = cp + 1.0f;
-  // rotate (sin, cos) of phi by n quarter turns: swap on odd n, then sign flips (bit 31)
-  const uint32_t q = static_cast<uint32_t>(n);
-  const uint32_t swap = 0u - (q & 1u);
-  const uint32_t spb = float_bits(sp), cpb = float_bits(cp);
-  s = bits_float(((spb & ~swap) | (cpb & swap)) ^ ((q & 2u) << 30));
-  c = bits_float(((cpb & ~swap) | (spb & swap)) ^ (((q + 1u) & 2u) << 30));
+  // rotate (sin, cos) of phi by n quarter turns: swap on odd n (bit 30 of t), then the sign of sin flips when
+  // n & 2 (bit 31 of t) and that of cos when (n + 1) & 2, i.e. when bits 31 and 30 of t differ
+  const uint32_t t = wb + (1u << 29), t1 = t << 1;
+  const uint32_t swap = static_cast<uint32_t>(static_cast<int32_t>(t1) >> 31);
+  const uint32_t spb = float_bits(sp), cpb = float_bits(cp), diff = spb ^ cpb;
+  const uint32_t sb = (spb ^ (diff & swap)) ^ (t & 0x80000000u);                    // odd n ? cp : sp
+  s = bits_float(sb);
+  c = bits_float((sb ^ diff) ^ (t1 & 0x80000000u));                                 // odd n ? sp : cp
 }
 
 // Two independent N(0, 1) samples from two uniform words: u = (2 (wa >> 9) + 1) 2^-24 in (0, 1),
 // angle 2*pi (wb >> 9) 2^-23; (n0, n1) = sqrt(-2 ln u) (cos, sin).
 EBM_HD void box_muller(uint32_t wa, uint32_t wb, float& n0, float& n1) {
-  const float u = static_cast<float>(static_cast<int32_t>(((wa >> 9) << 1) | 1u)) * 5.960464477539063e-08f;
+  const float u = static_cast<float>(static_cast<int32_t>((wa >> 8) | 1u)) * 5.960464477539063e-08f;  // exact
   const float r = sqrtf(log_unit(u) * -2.0f);  // correctly rounded (IEEE) on host and device
   float s, c;
-  sincos_2pi(wb >> 9, s, c);
+  sincos_2pi_word(wb, s, c);
   n0 = r * c;
   n1 = r * s;
 }

@@ -9,9 +9,10 @@
 // tiles of kTile elements over threads (at::parallel_for), and each tile runs one of these kernels ("paths"),
 // which give the same numbers, bit for bit:
 //  * portable (sgld_tile.h): Philox in structure-of-arrays form on vector-extension types, then Box–Muller
-//    and the update as flat loops the compiler vectorises; one text, compiled once per instruction set:
-//    "baseline" (SSE2 on x86-64, NEON on ARM64, plain C++ elsewhere) and, with GCC on x86-64, "avx2" and
-//    "avx512" copies in `#pragma GCC target` regions, so the JIT-built library runs on any CPU.
+//    as a flat loop the compiler vectorises and the update on whole vectors; one text, compiled once per
+//    instruction set: "baseline" (SSE2 on x86-64, NEON on ARM64, plain C++ elsewhere) and, with GCC on
+//    x86-64, "avx2" and "avx512" copies in `#pragma GCC target` regions, so the JIT-built library runs on
+//    any CPU.
 //  * "avx512-intrinsics" (below): hand-written AVX-512F, about 10 % faster than the portable avx512 copy.
 // The op takes the first path of kPaths the CPU supports (__builtin_cpu_supports); EBM_OOD_SGLD_PATH=<name>
 // forces one, EBM_OOD_SGLD_GENERIC=1 skips the intrinsics (both read once); sgld_cpu_paths() says which.

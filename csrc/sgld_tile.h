@@ -16,17 +16,22 @@
 //     do not find the widening multiply of the low halves themselves (GCC 12 emulates a full 64-bit one).
 //     The counter words b >> 32, offset are the same for all blocks of a tile, so rounds 1 and 2 each have
 //     one multiply per block (the other is a scalar, tile_keys).
-//     The words leave as Box–Muller's pairs, (w0, w1) and (w2, w3) of a block side by side (a shift and a
-//     blend per vector), with the blocks in the lane order (lane_block) that makes step 2's output come out
-//     in element order from one in-segment zip (unpcklps / unpckhps, zip1 / zip2) per vector.
+//     Round 10 emits the words as Box–Muller's pairs, (w0, w2) and (w1, w3) of a block in one 64-bit lane
+//     each: hi(M0 c0) already sits in the high half of its product, so the pairs take two 32-bit blends
+//     (blend_halves) where the round's own shifts and xors would be followed by a re-packing. The blocks are
+//     in the lane order (lane_block) that makes step 2's output come out in element order from one
+//     in-segment zip (unpcklps / unpckhps, zip1 / zip2) per vector.
 //  2. Box–Muller (philox.h) over the group's pairs, a flat loop the compiler vectorises: every floating-point
 //     operation of the scalar definition in the same order, so the bits are those of the twin.
-//  3. The update (sgld_update.h) in element order, a flat unit-stride loop.
+//  3. The update (sgld_update.h) in element order, whole vectors (update_full; a tile's last partial group
+//     runs the scalar definition): the same operations, with the two selects as x86's max / min, which
+//     compilers do not find themselves (GCC 12 emits compare-and-blend sequences).
 
 #ifndef EBM_OOD_TILE_PARAMS
 #define EBM_OOD_TILE_PARAMS
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #elif defined(__aarch64__) && defined(__ARM_NEON)
@@ -69,6 +74,18 @@ inline __attribute__((always_inline)) void zip_segments(VecF32 c, VecF32 s, VecF
 #else
   lo = EBM_SHUFFLE(c, s, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
   hi = EBM_SHUFFLE(c, s, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+#endif
+}
+
+// Per 64-bit lane: the low 32 bits of a, the high 32 bits of b (vpblendd / blend, no lane crossing).
+inline __attribute__((always_inline)) VecU64 blend_halves(VecU64 a, VecU64 b) {
+  const VecU32 a32 = (VecU32)a, b32 = (VecU32)b;
+#if EBM_TILE_VBYTES == 16
+  return (VecU64)EBM_SHUFFLE(a32, b32, 0, 5, 2, 7);
+#elif EBM_TILE_VBYTES == 32
+  return (VecU64)EBM_SHUFFLE(a32, b32, 0, 9, 2, 11, 4, 13, 6, 15);
+#else
+  return (VecU64)EBM_SHUFFLE(a32, b32, 0, 17, 2, 19, 4, 21, 6, 23, 8, 25, 10, 27, 12, 29, 14, 31);
 #endif
 }
 #undef EBM_SHUFFLE
@@ -132,7 +149,7 @@ inline __attribute__((always_inline)) void philox_group(uint32_t bl, const TileK
     c3[q] = VecU64{} + t.r2_c3;
   }
 #pragma GCC unroll 8
-  for (int r = 2; r < 10; ++r) {
+  for (int r = 2; r < 9; ++r) {
     const uint64_t k0 = t.k0[r], k1 = t.k1[r];
 #pragma GCC unroll 16
     for (int q = 0; q < kGroupVecs; ++q) {
@@ -144,10 +161,109 @@ inline __attribute__((always_inline)) void philox_group(uint32_t bl, const TileK
       c3[q] = p0;
     }
   }
-  for (int q = 0; q < kGroupVecs; ++q) {     // the words as pairs: lane i of wa holds (w0, w2), of wb (w1, w3)
-    const VecU64 a = (c0[q] & 0xFFFFFFFFull) | (c2[q] << 32), b = (c1[q] & 0xFFFFFFFFull) | (c3[q] << 32);
+  // round 10, its words leaving as pairs: lane i of wa holds (w0, w2) = (hi(p1) ^ c1 ^ k0, hi(p0) ^ c3 ^ k1),
+  // of wb (w1, w3) = (lo(p1), lo(p0)); hi(p0) is already in the high half of p0
+  const VecU64 k01 = VecU64{} + (static_cast<uint64_t>(t.k0[9]) | static_cast<uint64_t>(t.k1[9]) << 32);
+#pragma GCC unroll 16
+  for (int q = 0; q < kGroupVecs; ++q) {
+    const VecU64 p0 = mul_even(c0[q], m0), p1 = mul_even(c2[q], m1);
+    const VecU64 a = blend_halves(p1 >> 32, p0) ^ blend_halves(c1[q], c3[q] << 32) ^ k01;
+    const VecU64 b = blend_halves(p1, p0 << 32);
     std::memcpy(wa + q * kW, &a, sizeof(a));
     std::memcpy(wb + q * kW, &b, sizeof(b));
+  }
+}
+
+typedef double VecF64 __attribute__((vector_size(EBM_TILE_VBYTES)));
+typedef float VecF32h __attribute__((vector_size(EBM_TILE_VBYTES / 2)));
+
+// sgld_update's selects `v < lo ? lo : v` and `v > hi ? hi : v` on a vector: x86's max(lo, v) / min(hi, v)
+// are exactly these (they return the second operand unless the first is strictly greater / less, so a NaN
+// v and signed zeros come out as the selects give them); elsewhere the selects themselves.
+inline __attribute__((always_inline)) VecF32 clamp_lo(VecF32 v, VecF32 lo) {
+#if EBM_TILE_MUL == 1
+  return (VecF32)_mm_max_ps((__m128)lo, (__m128)v);
+#elif EBM_TILE_MUL == 2
+  return (VecF32)_mm256_max_ps((__m256)lo, (__m256)v);
+#elif EBM_TILE_MUL == 3
+  return (VecF32)_mm512_max_ps((__m512)lo, (__m512)v);
+#else
+  return v < lo ? lo : v;
+#endif
+}
+inline __attribute__((always_inline)) VecF32 clamp_hi(VecF32 v, VecF32 hi) {
+#if EBM_TILE_MUL == 1
+  return (VecF32)_mm_min_ps((__m128)hi, (__m128)v);
+#elif EBM_TILE_MUL == 2
+  return (VecF32)_mm256_min_ps((__m256)hi, (__m256)v);
+#elif EBM_TILE_MUL == 3
+  return (VecF32)_mm512_min_ps((__m512)hi, (__m512)v);
+#else
+  return v > hi ? hi : v;
+#endif
+}
+inline __attribute__((always_inline)) VecF64 clamp_lo(VecF64 v, VecF64 lo) {
+#if EBM_TILE_MUL == 1
+  return (VecF64)_mm_max_pd((__m128d)lo, (__m128d)v);
+#elif EBM_TILE_MUL == 2
+  return (VecF64)_mm256_max_pd((__m256d)lo, (__m256d)v);
+#elif EBM_TILE_MUL == 3
+  return (VecF64)_mm512_max_pd((__m512d)lo, (__m512d)v);
+#else
+  return v < lo ? lo : v;
+#endif
+}
+inline __attribute__((always_inline)) VecF64 clamp_hi(VecF64 v, VecF64 hi) {
+#if EBM_TILE_MUL == 1
+  return (VecF64)_mm_min_pd((__m128d)hi, (__m128d)v);
+#elif EBM_TILE_MUL == 2
+  return (VecF64)_mm256_min_pd((__m256d)hi, (__m256d)v);
+#elif EBM_TILE_MUL == 3
+  return (VecF64)_mm512_min_pd((__m512d)hi, (__m512d)v);
+#else
+  return v > hi ? hi : v;
+#endif
+}
+
+// The update's scalars in every lane of a vector of T: VecF32 or VecF64. (Set lane by lane: VecF{} + s would
+// turn lo = -0.0 into +0.0.)
+template <typename T>
+struct UpdateVecs {
+  typedef typename std::conditional<sizeof(T) == 4, VecF32, VecF64>::type V;
+  V step, sd, lo, hi;
+  UpdateVecs(T step_, T sd_, T lo_, T hi_) {
+    for (int i = 0; i < static_cast<int>(sizeof(V) / sizeof(T)); ++i) {
+      step[i] = step_;
+      sd[i] = sd_;
+      lo[i] = lo_;
+      hi[i] = hi_;
+    }
+  }
+};
+
+// sgld_update (sgld_update.h) on 4 kLanes elements in whole vectors: the same operations in the same order,
+// the selects as clamp_lo / clamp_hi.
+template <typename T>
+inline __attribute__((always_inline)) void update_full(T* __restrict xs, const T* __restrict gs,
+                                                       const float* __restrict n, const UpdateVecs<T>& u) {
+  typedef typename UpdateVecs<T>::V V;
+  constexpr int kN = static_cast<int>(sizeof(V) / sizeof(T));
+#pragma GCC unroll 32
+  for (int e = 0; e < 4 * kLanes; e += kN) {
+    V x, g, nv;
+    std::memcpy(&x, xs + e, sizeof(x));
+    std::memcpy(&g, gs + e, sizeof(g));
+    if constexpr (sizeof(T) == 4) {
+      std::memcpy(&nv, n + e, sizeof(nv));
+    } else {
+      VecF32h nh;
+      std::memcpy(&nh, n + e, sizeof(nh));
+      nv = __builtin_convertvector(nh, VecF64);
+    }
+    V v = x - g * u.step;
+    v = v + nv * u.sd;
+    v = clamp_hi(clamp_lo(v, u.lo), u.hi);
+    std::memcpy(xs + e, &v, sizeof(v));
   }
 }
 
@@ -159,6 +275,7 @@ inline __attribute__((always_inline)) void tile(T* __restrict x, const T* __rest
   const TileKeys t = tile_keys(static_cast<uint32_t>(b0 >> 32), p);
   const T step = static_cast<T>(p.step_size), sd = static_cast<T>(p.noise_std);
   const T lo = static_cast<T>(p.lo), hi = static_cast<T>(p.hi);
+  const UpdateVecs<T> u(step, sd, lo, hi);
   for (int64_t i = 0; i < count; i += 4 * kLanes) {
     alignas(64) uint32_t wa[2 * kLanes], wb[2 * kLanes];
     alignas(64) float c[2 * kLanes], sn[2 * kLanes], n[4 * kLanes];
@@ -176,7 +293,7 @@ inline __attribute__((always_inline)) void tile(T* __restrict x, const T* __rest
     const T* gs = g + start + i;
     const int64_t m = count - i < 4 * kLanes ? count - i : 4 * kLanes;
     if (m == 4 * kLanes) {
-      for (int e = 0; e < 4 * kLanes; ++e) xs[e] = sgld_update<T>(xs[e], gs[e], step, sd, n[e], lo, hi);
+      update_full<T>(xs, gs, n, u);
     } else {
       for (int64_t e = 0; e < m; ++e) xs[e] = sgld_update<T>(xs[e], gs[e], step, sd, n[e], lo, hi);
     }
