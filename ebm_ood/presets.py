@@ -94,3 +94,49 @@ def _resolve(value, kind: str | None, where: str, dataset: str | None = None):
 FULL_STEPS = 10_000  # tabular
 FULL_EPOCHS = PerKind(tabular=None, image=50)
 FULL_BATCH_SIZE = PerDataset(AUTHORS_BATCH_SIZES, PerKind(tabular=512, image=32))
+
+
+# ``default`` is ``full`` made shorter by one stated factor (:func:`derived_default`): every training length
+# of ``full`` (``steps``, ``epochs``, ``warmup``, ``eval_every``) times ``DEFAULT_FACTOR`` of the dataset kind,
+# at ``full``'s batch sizes, learning rates, optimizer betas and model settings, except the settings a method's
+# table names as its cost reductions (each commented with its reason). Tabular data: 1/10 of App. B's 10,000
+# steps (1,000 steps of 512, still ~320 passes over the embedded tabular set); images: 1/2 of its 50 epochs
+# (25 epochs). With these the default ``ebm-ood benchmark`` costs about what it did with hand-set step counts
+# (README, Results: its wall time).
+DEFAULT_FACTOR = PerKind(tabular=1 / 10, image=1 / 2)
+SCHEDULE_FIELDS = ("steps", "epochs", "warmup", "eval_every")
+
+
+def scale_length(value, factor):
+    """A training length ``value`` times ``factor``, rounded to the nearest integer and at least 1 (0 stays
+    0, ``None`` stays ``None``). A :class:`PerKind` ``factor`` scales each kind's value by its own factor
+    (giving a :class:`PerKind`); a :class:`PerKind` / :class:`PerDataset` ``value`` is scaled value by value."""
+    if isinstance(factor, PerKind):
+        pick = lambda kind: getattr(value, kind) if isinstance(value, PerKind) else value  # noqa: E731
+        return PerKind(scale_length(pick("tabular"), factor.tabular), scale_length(pick("image"), factor.image))
+    if value is None:
+        return None
+    if isinstance(value, PerKind):
+        return PerKind(scale_length(value.tabular, factor), scale_length(value.image, factor))
+    if isinstance(value, PerDataset):
+        return PerDataset({k: scale_length(v, factor) for k, v in value.values.items()},
+                          scale_length(value.other, factor))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"value: expected a non-negative integer training length, got {value!r}")
+    if not 0 < factor <= 1:
+        raise ValueError(f"factor: expected a number in (0, 1], got {factor!r}")
+    return max(1, round(value * factor)) if value else 0
+
+
+def derived_default(full: dict, factor=DEFAULT_FACTOR, **reductions) -> dict:
+    """The ``default`` row of a method's table from its ``full`` row: ``full["train"]``'s
+    :data:`SCHEDULE_FIELDS` scaled by ``factor`` (:func:`scale_length`; default :data:`DEFAULT_FACTOR`),
+    every other value of ``full`` kept, then the fields in ``reductions`` (the method's stated cost
+    reductions) set, e.g. ``derived_default(CD_FULL, sgld_steps=PerKind(tabular=20, image=15))``."""
+    if "train" in reductions:
+        raise ValueError("reductions: the training schedule is full's scaled by factor; 'train' cannot be set")
+    row = copy.deepcopy(full)
+    row["train"] = {k: scale_length(v, factor) if k in SCHEDULE_FIELDS else copy.deepcopy(v)
+                    for k, v in full.get("train", {}).items()}
+    row.update(copy.deepcopy(reductions))
+    return row

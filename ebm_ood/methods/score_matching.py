@@ -44,7 +44,7 @@ from ebm_ood.detector import Detector, labels_for_gamma
 from ebm_ood.energy import JEMEnergy
 from ebm_ood.nn import MLP, build_network
 from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train
-from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
+from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, derived_default, preset_config
 from ebm_ood.checks import check_positive
 
 PROJECTIONS = ("rademacher", "gaussian")
@@ -165,10 +165,12 @@ class SmoothLeakyReLU(nn.Module):
 
 
 def score_matching_network(input_shape: tuple[int, ...], out_dim: int, activation: str = "smooth_leaky_relu",
-                           image_network: str = "mlp", widen: int = 2, bottleneck: float | None = None,
+                           image_network: str = "wrn", widen: int = 2, bottleneck: float | None = None,
                            bottleneck_form: str = "expand") -> nn.Module:
-    """The logits network ``f`` for ``E(x) = -logsumexp f(x)``: the paper's 5-layer MLP (flattening images
-    when ``image_network="mlp"``) with ``activation``; ``image_network="wrn"`` uses the SmallWRN (LeakyReLU)."""
+    """The logits network ``f`` for ``E(x) = -logsumexp f(x)``: on vectors (D,) the paper's 5-layer MLP with
+    ``activation``; on images (C, H, W) the paper's WideResNet-10-2 (``image_network="wrn"``: SmallWRN of
+    widening ``widen``, LeakyReLU, ``activation`` unused) or, with ``image_network="mlp"``, the MLP on the
+    flattened pixels (C·H·W → 100×4 → ``out_dim``)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
     if len(input_shape) not in (1, 3):
@@ -195,7 +197,7 @@ class SSMConfig:
     gamma: float = 0.0  # weight of γ·CrossEntropy(f(x), y) (the "-S" variants); 0 = unsupervised, y ignored
     num_outputs: int | None = None  # logits of f; default: num_classes when γ > 0, else 1 (the authors' code)
     activation: str = "smooth_leaky_relu"  # "leaky_relu" = the paper's / code's network
-    image_network: str = "mlp"  # "wrn": SmallWRN (LeakyReLU only)
+    image_network: str = "wrn"  # images: the paper's WideResNet-10-2 (SmallWRN, LeakyReLU); "mlp": the flattened-pixel MLP
     widen: int = 2
     bottleneck: float | None = None
     bottleneck_form: str = "expand"  # see ebm_ood.nn.wrn
@@ -206,23 +208,25 @@ class SSMConfig:
     #                                    (so γ·CE weighs C·H times more); see ssm_reduction_divisor
 
 
+SSM_FULL = {
+    "train": dict(
+        steps=FULL_STEPS,             # Elflein App. B: tabular 10,000 steps
+        epochs=FULL_EPOCHS,           # Elflein App. B: images 50 epochs (steps = 50 · ⌈N / batch⌉)
+        batch_size=FULL_BATCH_SIZE,   # configs/dataset/*.yaml: 32 CIFAR-10, 64 FMNIST, 512 tabular
+        lr=PerKind(tabular=1e-3, image=1e-4),  # not stated: the authors' fc_ssm.yaml / img_ssm.yaml
+        betas=(0.9, 0.999),  # Elflein App. B: Adam's defaults
+        warmup=2500,         # Elflein App. B: "across all models"
+        eval_every=250,      # ours: not stated
+    ),
+    "variance_reduction": True,  # Elflein App. B: SSM-VR
+    "projection": "rademacher",  # Elflein App. B: "multivariate Rademacher distribution"
+    "n_projections": 1,          # Elflein App. B: "a single projection vector"
+}
+
 SSM_PRESETS = {
     "quick": {"train": dict(steps=60, batch_size=64, lr=1e-3, eval_every=20)},
-    "default": {},  # the SSMConfig defaults
-    "full": {
-        "train": dict(
-            steps=FULL_STEPS,             # Elflein App. B: tabular 10,000 steps
-            epochs=FULL_EPOCHS,           # Elflein App. B: images 50 epochs (steps = 50 · ⌈N / batch⌉)
-            batch_size=FULL_BATCH_SIZE,   # configs/dataset/*.yaml: 32 CIFAR-10, 64 FMNIST, 512 tabular
-            lr=PerKind(tabular=1e-3, image=1e-4),  # not stated: the authors' fc_ssm.yaml / img_ssm.yaml
-            betas=(0.9, 0.999),  # Elflein App. B: Adam's defaults
-            warmup=2500,         # Elflein App. B: "across all models"
-            eval_every=250,      # ours: not stated
-        ),
-        "variance_reduction": True,  # Elflein App. B: SSM-VR
-        "projection": "rademacher",  # Elflein App. B: "multivariate Rademacher distribution"
-        "n_projections": 1,          # Elflein App. B: "a single projection vector"
-    },
+    "default": derived_default(SSM_FULL),  # no cost reductions
+    "full": SSM_FULL,
 }
 
 
