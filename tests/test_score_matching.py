@@ -183,6 +183,24 @@ def test_the_papers_wrn_is_the_image_network_of_every_preset(preset):
         score_matching_network((1, 8, 8), 1, image_network="cnn")
 
 
+def test_the_wrn_takes_the_smooth_activation_so_its_curvature_is_seen():
+    """With LeakyReLU the energy is piecewise linear in x and autograd's Hessian-vector product is 0; the
+    smooth activation (SSM's default) gives the WRN's energy curvature, ``activation="leaky_relu"`` the code's."""
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    curv = {}
+    for act in ("smooth_leaky_relu", "leaky_relu"):
+        torch.manual_seed(0)
+        net = score_matching_network((1, 8, 8), 1, activation=act).double()
+        assert net.activation == act
+        xr = x.clone().requires_grad_(True)
+        g = torch.autograd.grad(net(xr).sum(), xr, create_graph=True)[0]
+        curv[act] = torch.autograd.grad((g * torch.ones_like(g)).sum(), xr)[0].abs().max().item()
+    assert curv["smooth_leaky_relu"] > 1e-6 and curv["leaky_relu"] == 0.0
+    assert SSMDetector(quick(steps=2)).fit(x.float().numpy()).net_.activation == "smooth_leaky_relu"
+    with pytest.raises(ValueError, match="activation"):
+        SmallWRN(1, 1, activation="relu")
+
+
 def test_input_noise_switch_perturbs_training_batches_by_its_std(monkeypatch):
     """``data_noise_std`` (the authors' image config: 0.1) adds N(0, std²) to every training batch; 0 leaves
     the batches as drawn from the data."""

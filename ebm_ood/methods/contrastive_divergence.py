@@ -159,7 +159,8 @@ CD_PRESETS = {
 
 def cd_config(preset: str = "default", kind: str = "image", dataset: str | None = None) -> CDConfig:
     """The ``preset`` row of :data:`CD_PRESETS` for ``kind``: ``quick`` (tests: seconds), ``default``
-    (≤ ~60 s on 2 CPU cores for the embedded datasets), ``full`` (Elflein App. B: 100 SGLD steps of size 1,
+    (``full``'s schedule × ``presets.DEFAULT_FACTOR``, with 20 / 15 SGLD steps, a 2,000 / 1,000 buffer and
+    WRN-10-1), ``full`` (Elflein App. B: 100 SGLD steps of size 1,
     buffer 10,000, ρ = 0.05, lr 1e-3, warm-up 2,500, input noise of variance 0.1 on images, 10,000 steps on
     tabular data). The paper trains images for 50 epochs: ``full`` counts them at the authors' batch sizes
     (``presets.FULL_BATCH_SIZE``: 32 CIFAR-10, 64 FMNIST, 512 tabular; give ``dataset``), ``50 · ⌈N / batch⌉`` steps. Kept from the authors' code (see ``CDConfig``): the

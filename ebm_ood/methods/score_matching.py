@@ -18,9 +18,9 @@ networks use LeakyReLU, whose second derivative is zero almost everywhere; with 
 ``tr ∇ₓs = tr Jᵀ(diag p - p pᵀ)J ≥ 0`` and the objective is minimised by a flat energy (the kinks'
 curvature is invisible to autograd). The authors' code trains exactly that (LeakyReLU MLP, one output).
 We default to a *smooth* LeakyReLU, ``a·x + (1-a)·softplus(x)`` (same slopes at ±∞), and
-keep ``activation="leaky_relu"`` as the code's option. For images the default energy network is the MLP
-on flattened pixels because :class:`~ebm_ood.nn.SmallWRN` hard-codes its LeakyReLU
-(``image_network="wrn"`` gives the paper's and the code's WRN-10-2).
+keep ``activation="leaky_relu"`` as the code's option. For images the energy network is the paper's
+WRN-10-2 (:class:`~ebm_ood.nn.SmallWRN`) with the same activation rule; ``image_network="mlp"`` gives the MLP
+on flattened pixels.
 
 **Projections.** The paper (App. B) and the authors' code (``SSM(noise_type="radermacher")``, never
 overridden in their configs) both draw Rademacher ``v``; ``projection="gaussian"`` is the option.
@@ -42,7 +42,7 @@ from torch.nn import functional as F
 
 from ebm_ood.detector import Detector, labels_for_gamma
 from ebm_ood.energy import JEMEnergy
-from ebm_ood.nn import MLP, build_network
+from ebm_ood.nn import MLP, SmallWRN
 from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train
 from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, derived_default, preset_config
 from ebm_ood.checks import check_positive
@@ -169,14 +169,15 @@ def score_matching_network(input_shape: tuple[int, ...], out_dim: int, activatio
                            bottleneck_form: str = "expand") -> nn.Module:
     """The logits network ``f`` for ``E(x) = -logsumexp f(x)``: on vectors (D,) the paper's 5-layer MLP with
     ``activation``; on images (C, H, W) the paper's WideResNet-10-2 (``image_network="wrn"``: SmallWRN of
-    widening ``widen``, LeakyReLU, ``activation`` unused) or, with ``image_network="mlp"``, the MLP on the
-    flattened pixels (C·H·W → 100×4 → ``out_dim``)."""
+    widening ``widen`` with ``activation``) or, with ``image_network="mlp"``, the MLP on the flattened pixels
+    (C·H·W → 100×4 → ``out_dim``)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
     if len(input_shape) not in (1, 3):
         raise ValueError(f"input_shape: expected (D,) or (C, H, W), got {input_shape}")
     if len(input_shape) == 3 and image_network == "wrn":
-        return build_network(input_shape, out_dim, widen=widen, bottleneck=bottleneck, bottleneck_form=bottleneck_form)
+        return SmallWRN(input_shape[0], out_dim, width=widen, bottleneck=bottleneck, bottleneck_form=bottleneck_form,
+                        activation=activation)
     if len(input_shape) == 3 and image_network != "mlp":
         raise ValueError(f"image_network: expected 'mlp' or 'wrn', got {image_network!r}")
     mlp = MLP(int(np.prod(input_shape)), out_dim)
@@ -197,7 +198,7 @@ class SSMConfig:
     gamma: float = 0.0  # weight of γ·CrossEntropy(f(x), y) (the "-S" variants); 0 = unsupervised, y ignored
     num_outputs: int | None = None  # logits of f; default: num_classes when γ > 0, else 1 (the authors' code)
     activation: str = "smooth_leaky_relu"  # "leaky_relu" = the paper's / code's network
-    image_network: str = "wrn"  # images: the paper's WideResNet-10-2 (SmallWRN, LeakyReLU); "mlp": the flattened-pixel MLP
+    image_network: str = "wrn"  # images: the paper's WideResNet-10-2 (SmallWRN); "mlp": the flattened-pixel MLP
     widen: int = 2
     bottleneck: float | None = None
     bottleneck_form: str = "expand"  # see ebm_ood.nn.wrn
@@ -232,8 +233,8 @@ SSM_PRESETS = {
 
 def ssm_config(preset: str = "default", kind: str = "image", dataset: str | None = None) -> SSMConfig:
     """The ``preset`` row of :data:`SSM_PRESETS` for ``kind``: ``quick`` (tests, seconds), ``default``
-    (≤ ~60 s per embedded dataset on 2 cores), ``full`` (Elflein App. B: SSM-VR with one Rademacher
-    projection, warm-up 2,500, 10,000 steps on tabular data). The paper states no learning rate: ``full``
+    (``full``'s schedule × ``presets.DEFAULT_FACTOR``), ``full`` (Elflein App. B: SSM-VR with one Rademacher
+    projection, warm-up 2,500, 10,000 steps on tabular data; on images the paper's WRN-10-2). The paper states no learning rate: ``full``
     takes the authors' configs' (``fc_ssm.yaml`` 1e-3 on tabular data, ``img_ssm.yaml`` 1e-4 on images;
     their AdamW and StepLR decay are not reproduced).
     The paper trains images for 50 epochs: ``full`` counts them at the authors' batch sizes

@@ -266,14 +266,14 @@ VERA_PRESETS = {
 
 
 def vera_config(preset: str = "default", kind: str = "image", dataset: str | None = None) -> VERAConfig:
-    """The ``preset`` row of :data:`VERA_PRESETS` for ``kind``: ``quick`` (tests), ``default`` (≤ ~60 s per
-    embedded dataset on 2 cores; larger learning rates, λ = 1 and σ₀ = 0.1 so that it learns within budget),
+    """The ``preset`` row of :data:`VERA_PRESETS` for ``kind``: ``quick`` (tests), ``default`` (``full``'s
+    schedule × ``presets.DEFAULT_FACTOR``, with λ = 1 and σ₀ = 0.1 so that it learns within budget),
     ``full`` (Elflein App. B: lr 3e-4 EBM / 6e-4 generator, Adam β = (0, 0.9), λ = 1e-4, η₀ = 0.1, latent
     dimension 16 (tabular) / 128 (images), warm-up 2,500, 10,000 steps on tabular data; from the authors'
     code, where the paper defers to Grathwohl et al.'s defaults: M = 20, gradient penalty 0.1, posterior
-    lr 3e-5). ``form="code"`` (every preset): β = (0, 0.9) for the EBM's optimizer too (App. B states it for
-    the generator only; the authors' code passes one β pair to both optimizers), and the [0.01, 0.3] clamp
-    on the generator's σ only (the authors' code); ``form="paper"`` gives App. B's β pairs and η clamp.
+    lr 3e-5). ``form="paper"`` (every preset): App. B's β pairs (β = (0, 0.9) for the generator, Adam's defaults
+    for the EBM and posterior optimizers) and its η clamp to [0.01, 0.3]; ``form="code"`` gives the authors'
+    code's: one β pair for every optimizer, η not clamped.
     The paper trains images for 50 epochs: ``full`` counts them at the authors' batch sizes
     (``presets.FULL_BATCH_SIZE``: 32 CIFAR-10, 64 FMNIST, 512 tabular; give ``dataset``), ``50 · ⌈N / batch⌉`` steps."""
     return preset_config(VERAConfig, VERA_PRESETS, preset, kind, dataset, train=TrainConfig)

@@ -72,7 +72,7 @@ FLOW_PRESETS = {
 
 def flow_config(preset: str = "default", kind: str = "image", dataset: str | None = None) -> FlowConfig:
     """The ``preset`` row of :data:`FLOW_PRESETS` for ``kind``: ``quick`` (tests, seconds), ``default``
-    (≲ 60 s per embedded dataset on 2 cores), ``full`` (Elflein App. B/C: 20 radial layers; Glow L = 3,
+    (``full``'s schedule × ``presets.DEFAULT_FACTOR``, Glow L = 2, K = 4, 32 channels), ``full`` (Elflein App. B/C: 20 radial layers; Glow L = 3,
     K = 32, 512 channels; lr 1e-3, warm-up 2,500, early stopping with patience 10 — here 10 validations,
     one every 500 steps; 10,000 steps on tabular data).
     The paper trains images for 50 epochs: ``full`` counts them at the authors' batch sizes
