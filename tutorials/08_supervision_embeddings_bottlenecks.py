@@ -174,10 +174,9 @@ print(embeddings.render(emb))
 # full-rank 1×1 convs are one linear map that folds into the preceding block's last conv and shortcut — the
 # next block starts with a LeakyReLU, so they cannot fold forward), so the comparison is against the
 # network *without* necks. The live
-# cell uses CD, like the measured rows below. (SSM is left out on purpose: a bottleneck needs the conv energy,
-# whose LeakyReLU has zero curvature and makes score matching degenerate — see
-# `ebm_ood/methods/score_matching.py` — and its "no bottleneck" model is a different network from the
-# γ sweep's SSM, so the two would not agree.)
+# cell uses CD, like the measured rows below. (SSM's image energy is the same WRN, with a smooth LeakyReLU
+# so that score matching sees its curvature — see `ebm_ood/methods/score_matching.py`; `--methods SSM`
+# runs it with bottlenecks too.)
 
 # %%
 bn = bottleneck.run_experiment(bottleneck.BottleneckConfig(SETTINGS_CD, factors=(0.2,) if FAST else (0.2, 1.0)))

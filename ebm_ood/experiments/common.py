@@ -126,7 +126,8 @@ def supports(method: str, option: str) -> bool:
 
 def method_config(method: str, settings: Settings, kind: str, **overrides):
     """``method``'s config for ``settings.preset`` and ``kind`` ("image" | "tabular") — the benchmark's —
-    with a progress bar (on stderr) unless the preset is quick, ``settings.steps`` applied, :data:`QUICK_OVERRIDES` for the quick preset,
+    with a progress bar (on stderr) unless the preset is quick, ``settings.steps`` applied (in place of the
+    preset's epochs too), :data:`QUICK_OVERRIDES` for the quick preset,
     and ``overrides`` (config fields) set."""
     _, make = _method(method)
     cfg = make(settings.preset, kind)
@@ -138,7 +139,7 @@ def method_config(method: str, settings: Settings, kind: str, **overrides):
     if settings.preset == "quick":
         overrides = {**{k: v for k, v in QUICK_OVERRIDES.get(method, {}).items() if k in known}, **overrides}
     if settings.steps is not None:
-        train = replace(train, steps=settings.steps, eval_every=min(train.eval_every, settings.steps),
+        train = replace(train, steps=settings.steps, epochs=None, eval_every=min(train.eval_every, settings.steps),
                         warmup=min(train.warmup, settings.steps // 4))
     return replace(cfg, train=train, **overrides)
 
