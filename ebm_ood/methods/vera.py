@@ -21,9 +21,9 @@ warm-up, posterior lr 3e-5 and a BatchNorm MLP generator (a ResNet generator on 
 LeakyReLU(0.2) MLP generator without batch norm and a small transposed-conv generator. App. B's sentence on
 clamping to [0.01, 0.3] names η, but the code clamps the generator's σ (``min_sigma``/``max_sigma``) and
 initialises η at 0.1 without a clamp; and App. B states β = (0, 0.9) for the generator only, while the code
-passes that pair to every optimizer. ``form="code"`` (default) follows the code; ``form="paper"``
-(:data:`VERA_FORMS`) clamps η to [0.01, 0.3] as well and gives the EBM and posterior optimizers Adam's
-default β (their η is per latent dimension, ours one scalar).
+passes that pair to every optimizer. ``form="paper"`` (default, :data:`VERA_FORMS`) clamps η to
+[0.01, 0.3] as well and gives the EBM and posterior optimizers Adam's default β; ``form="code"`` follows
+the code (its η is per latent dimension, ours one scalar).
 **Gradient penalty.** The code differentiates the batch *mean* of the log density,
 ``∇ₓ mean_n log p(x_n) = ∇ₓ log p(x_n) / N``, so its weight 0.1 acts as 0.1/N² on the per-sample
 penalty; ``grad_penalty_form="batch_mean"`` reproduces that, ``"per_sample"`` (default) penalises each
