@@ -25,7 +25,7 @@
 # Markdown + JSON (+ PNG when matplotlib is installed). Here we call the same functions from Python on the
 # embedded `digits` data (8×8 digits 0–7 in distribution; natural OOD: digits 8–9 and photo patches;
 # non-natural: noise, constants, unnormalised images) and tiny budgets so the chapter runs in minutes:
-# sliced score matching (SSM, the fastest method) for Experiments 2–3 and Figure 2, contrastive divergence
+# sliced score matching (SSM) for Experiments 2–3 and Figure 2, contrastive divergence
 # (CD, the method of the measured tables) for Experiments 4–6. The tables quoted in the text come from the
 # commands at larger budgets (stated each time; they are not this live run); after each one, a sentence says
 # how the live output at the default size (120 steps) compares.
@@ -110,14 +110,14 @@ save_figure(gamma_sweep.draw(sweep), os.path.join(FIGURES, "08_gamma_sweep.png")
 # the chance level; only the near-OOD set digits-89 gains at γ = 1 (68.2 → 69.4).
 #
 # The live sweep (120 steps, SSM's WRN energy) does not show that collapse: at γ = 1 every set scores at
-# least its γ = 0 AUC-PR, so supervision raises both groups in its Table-2 row (natural +25.7 %,
+# least its γ = 0 AUC-PR (to the printed 0.1 point), so supervision raises both groups in its Table-2 row (natural +25.7 %,
 # non-natural +4.7 %), and digits-89 gains at γ = 1 (55.0 → 64.0) as in the 200-step run; γ = 0.1 and 10
 # lower some sets (constant 79.7 → 70.6 and 68.0).
 
 # %%
 if not FAST:  # the sentences above, at the default size
-    assert all(res[gamma_sweep.label("SSM", 1.0)][o]["aupr_out_bal"] >= res[gamma_sweep.label("SSM", 0.0)][o]["aupr_out_bal"]
-               for o in GROUPS)
+    assert all(res[gamma_sweep.label("SSM", 1.0)][o]["aupr_out_bal"]
+               >= res[gamma_sweep.label("SSM", 0.0)][o]["aupr_out_bal"] - 5e-4 for o in GROUPS)  # to 0.1 point
     assert table2["SSM"]["natural"] > 0 and table2["SSM"]["non-natural"] > 0
 
 # %% [markdown]
@@ -149,8 +149,17 @@ save_figure(density_vs_norm.draw(dens), os.path.join(FIGURES, "08_density_vs_nor
 #
 # The paper's picture (density growing away from the data as γ grows) appears only for SSM at γ = 10;
 # our unsupervised CD is the model whose density grows along the ray, and supervision makes CD's fall. The
-# live SSM table agrees: the density falls steeply along the ray at γ = 0 and 1, and is flat at γ = 10
-# (a change of a few tenths of a nat at most).
+# live SSM table (SSM's WRN energy, 120 steps) has the density falling along the ray at every γ, less steeply
+# as γ grows (α = 16: about −12,000 nats at γ = 0, −2,400 at γ = 1, −230 at γ = 10): in this budget
+# supervision flattens the fall, but never turns it into growth.
+
+# %%
+if not FAST:  # the sentence above, at the default size
+    far = {g: ys[-1] for g, ys in dens["curves"]["SSM"].items()}
+    assert all(y < 0 for ys in dens["curves"]["SSM"].values() for y in ys[1:]), dens["curves"]
+    assert far["0"] < far["1"] < far["10"] < 0, far
+
+# %% [markdown]
 #
 # ## Experiment 3 — density estimation on embeddings (Table 3)
 #
