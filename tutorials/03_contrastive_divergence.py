@@ -106,7 +106,8 @@ modes = 0.7 * np.stack([np.cos(angles), np.sin(angles)], 1)
 x2d = (modes[rng.integers(0, 8, 2000)] + rng.normal(0, 0.05, (2000, 2))).astype(np.float32)
 
 base = cd_config("default", "tabular")
-cfg2d = replace(base, train=replace(base.train, steps=250 if FAST else 1500, warmup=50, lr=2e-3, progress=False),
+cfg2d = replace(base, train=replace(base.train, steps=250 if FAST else 1500, batch_size=64, warmup=50, lr=2e-3,
+                                    eval_every=100, progress=False),
                 sgld_steps=20, buffer_size=1000, mlp_width=64, mlp_depth=4, select="last")
 toy = CDDetector(cfg2d, seed=0).fit(x2d)
 print("training steps:", toy.history_.steps_done)
@@ -240,8 +241,9 @@ assert same and torch.equal(buffer, library.buffer_.buffer)
 # %%
 digits = get_dataset("digits")
 cfg = cd_config("quick" if FAST else "default", digits.kind)
-cfg = replace(cfg, train=replace(cfg.train, progress=False,
-                                 eval_every=10 if FAST else cfg.train.eval_every))   # validate every 10 / 50 steps
+cfg = replace(cfg, train=replace(cfg.train, progress=False, eval_every=10 if FAST else 50))  # validate every 10 / 50 steps
+if not FAST:  # this chapter's budget: 500 steps of 64 (the `default` preset trains 25 epochs of 32, ~3 × longer)
+    cfg = replace(cfg, train=replace(cfg.train, steps=500, epochs=None, batch_size=64, warmup=50))
 cd = CDDetector(cfg, seed=0).fit(digits.x_train, validation=digits.x_val)
 print(f"best ID-validation step {cd.history_.best_step} of {cd.history_.steps_done}")
 s_id = cd.score(digits.x_test)
