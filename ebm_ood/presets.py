@@ -1,7 +1,9 @@
 """The three presets every method's settings come in, and the dataset kinds they are written for.
 
 * ``quick``: seconds, for tests and tutorials in fast mode;
-* ``default``: the embedded datasets on a laptop CPU (``ebm-ood benchmark``);
+* ``default``: the embedded datasets on a laptop CPU (``ebm-ood benchmark``); for the generative methods
+  (CD, SSM, VERA, NF) ``full`` with every training length scaled by :data:`DEFAULT_FACTOR`
+  (:func:`derived_default`);
 * ``full``: the papers' hyperparameters (hours on a CPU).
 
 Each method keeps one table of the three next to its config (``CE_PRESETS``, ``CD_PRESETS``,
