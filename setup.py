@@ -14,7 +14,7 @@ from setuptools.command.build_py import build_py as _build_py
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-CSRC = ("philox.h", "sgld_update.h", "sgld_cpu.cpp", "sgld_cuda.cu")
+CSRC = ("philox.h", "sgld_update.h", "sgld_tile.h", "sgld_cpu.cpp", "sgld_cuda.cu")
 # One list of compiler flags for both builds (read without importing torch or the package).
 _FLAGS = runpy.run_path(os.path.join(HERE, "ebm_ood", "sampling", "build_flags.py"))
 CXX_FLAGS, NVCC_FLAGS, LD_FLAGS = _FLAGS["CXX_FLAGS"], _FLAGS["NVCC_FLAGS"], _FLAGS["LD_FLAGS"]
@@ -70,8 +70,9 @@ setup(
     python_requires=">=3.9",
     install_requires=["torch>=2.1", "numpy", "scikit-learn", "tqdm", "Pillow", "ninja", "pybind11"],
     extras_require={
-        "test": ["pytest", "hypothesis", "scipy"],
+        "test": ["pytest", "hypothesis", "scipy", "distributed"],
         "plots": ["matplotlib"],
+        "dist": ["distributed"],
     },
     entry_points={"console_scripts": ["ebm-ood=ebm_ood.cli:main"]},
     cmdclass=_CMDCLASS,

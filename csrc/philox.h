@@ -57,6 +57,16 @@ EBM_HD void philox_round(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3,
   c2 = n2;
 }
 
+// The ten round keys of Philox4x32-10 for the key (k0, k1): round r uses (k0 + r W0, k1 + r W1).
+EBM_HD void philox_round_keys(uint32_t k0, uint32_t k1, uint32_t out0[10], uint32_t out1[10]) {
+  for (int r = 0; r < 10; ++r) {
+    out0[r] = k0;
+    out1[r] = k1;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+}
+
 // Philox4x32-10: the counter words become the four output words.
 EBM_HD void philox4x32_10(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3, uint32_t k0, uint32_t k1) {
   philox_round(c0, c1, c2, c3, k0, k1);

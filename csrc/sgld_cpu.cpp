@@ -6,15 +6,18 @@
 // (seed, offset, element index). No autograd: the op is a sampler update on detached tensors.
 //
 // Speed: plain PyTorch spends most of its time in single-threaded randn. Here the work is split into
-// tiles of kTile elements over threads (at::parallel_for), and each tile runs one of two kernels that give
-// the same numbers, bit for bit:
-//  * generic (any CPU): three flat loops over lanes -- Philox words, Box–Muller, update -- that the compiler
-//    auto-vectorises, compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time (GCC function
-//    multiversioning), so the JIT-built library runs on any x86-64 CPU.
-//  * AVX-512 (tile_f32_avx512 / tile_f64_avx512, GCC/Clang on x86-64): intrinsics in target("avx512f")
-//    functions, used when __builtin_cpu_supports("avx512f") says the CPU and OS have AVX-512F, unless
-//    EBM_OOD_SGLD_GENERIC is set to a value other than "0" (read once); -DEBM_OOD_NO_AVX512 leaves it out.
-//    One pass per 128 elements (32 Philox blocks), nothing stored between the steps:
+// tiles of kTile elements over threads (at::parallel_for), and each tile runs one of these kernels ("paths"),
+// which give the same numbers, bit for bit:
+//  * portable (sgld_tile.h): Philox in structure-of-arrays form on vector-extension types, then Box–Muller
+//    and the update as flat loops the compiler vectorises; one text, compiled once per instruction set:
+//    "baseline" (SSE2 on x86-64, NEON on ARM64, plain C++ elsewhere) and, with GCC on x86-64, "avx2" and
+//    "avx512" copies in `#pragma GCC target` regions, so the JIT-built library runs on any CPU.
+//  * "avx512-intrinsics" (below): hand-written AVX-512F, about 10 % faster than the portable avx512 copy.
+// The op takes the first path of kPaths the CPU supports (__builtin_cpu_supports); EBM_OOD_SGLD_PATH=<name>
+// forces one, EBM_OOD_SGLD_GENERIC=1 skips the intrinsics (both read once); sgld_cpu_paths() says which.
+// The AVX-512 intrinsics (tile_f32_avx512 / tile_f64_avx512, GCC/Clang on x86-64) are target("avx512f")
+// functions; -DEBM_OOD_NO_AVX512 leaves them out. One pass per 128 elements (32 Philox blocks), nothing
+// stored between the steps:
 //    - Philox: four independent groups of eight blocks, one block per 64-bit lane, interleaved op by op to
 //      hide the multiplier latency. A word lives in the low half of its lane (the high half is don't-care),
 //      so mulhilo(M, c) is one vpmuludq, its high word one 64-bit shift away, and the three-way xor one
@@ -31,7 +34,7 @@
 //      exponent of u with vgetexpps, the angle remainder by sign extension, the quadrant from wb + 2^29).
 //    - The update is sgld_update.h's: vmaxps(lo, v) / vminps(hi, v) are its selects, NaN included; masked
 //      loads and stores cover a tile's last partial 128 elements.
-//    The per-element definitions stay in philox.h and sgld_update.h, shared by the generic and CUDA kernels.
+//    The per-element definitions stay in philox.h and sgld_update.h, shared by every kernel, CUDA included.
 #include <Python.h>
 #include <ATen/MemoryOverlap.h>
 #include <ATen/Parallel.h>
@@ -43,6 +46,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(EBM_OOD_NO_AVX512)
 #include <immintrin.h>
@@ -62,70 +66,53 @@ const char* cuda_error_name(int code);
 }  // namespace ebm_ood
 #endif
 
+// The portable kernel (sgld_tile.h), one copy per instruction set: the architecture's baseline vectors (SSE2 on
+// x86-64, NEON on ARM64, plain C++ elsewhere) and, with GCC on x86-64, AVX2 and AVX-512F copies.
+#define EBM_TILE_NS portable_baseline
+#define EBM_TILE_VBYTES 16
+#if defined(__x86_64__) || defined(_M_X64)
+#define EBM_TILE_MUL 1
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#define EBM_TILE_MUL 4
+#else
+#define EBM_TILE_MUL 0
+#endif
+#include "sgld_tile.h"
+#undef EBM_TILE_NS
+#undef EBM_TILE_VBYTES
+#undef EBM_TILE_MUL
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define EBM_OOD_X86_COPIES 1
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#define EBM_TILE_NS portable_avx2
+#define EBM_TILE_VBYTES 32
+#define EBM_TILE_MUL 2
+#include "sgld_tile.h"
+#undef EBM_TILE_NS
+#undef EBM_TILE_VBYTES
+#undef EBM_TILE_MUL
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#define EBM_TILE_NS portable_avx512
+#define EBM_TILE_VBYTES 64
+#define EBM_TILE_MUL 3
+#include "sgld_tile.h"
+#undef EBM_TILE_NS
+#undef EBM_TILE_VBYTES
+#undef EBM_TILE_MUL
+#pragma GCC pop_options
+#endif
+
 namespace ebm_ood {
 namespace {
 
+using Params = TileParams;
 constexpr int64_t kTile = 1024;              // elements per tile (a multiple of 4: whole Philox blocks)
-constexpr int64_t kTileBlocks = kTile / 4;
 // Below 64 tiles (64k elements) one thread is faster: waking a thread pool costs more than the work.
 constexpr int64_t kGrainTiles = 64;
-
-struct Params {
-  uint32_t k0, k1, o0, o1;                   // Philox key (seed) and counter high words (offset)
-  double step_size, noise_std, lo, hi;
-};
-
-// One tile: elements [start, start + count) of x, start a multiple of 4.
-template <typename T>
-inline __attribute__((always_inline)) void tile_body(T* __restrict x, const T* __restrict g, int64_t start,
-                                                     int64_t count, const Params& p) {
-  alignas(64) uint32_t w0[kTileBlocks], w1[kTileBlocks], w2[kTileBlocks], w3[kTileBlocks];
-  alignas(64) float n0[kTileBlocks], n1[kTileBlocks], n2[kTileBlocks], n3[kTileBlocks];
-  const int64_t nb = (count + 3) / 4;
-  const uint64_t b0 = static_cast<uint64_t>(start) / 4;
-  for (int64_t j = 0; j < nb; ++j) {         // Philox over lanes
-    const uint64_t b = b0 + static_cast<uint64_t>(j);
-    uint32_t c0 = static_cast<uint32_t>(b), c1 = static_cast<uint32_t>(b >> 32), c2 = p.o0, c3 = p.o1;
-    philox4x32_10(c0, c1, c2, c3, p.k0, p.k1);
-    w0[j] = c0; w1[j] = c1; w2[j] = c2; w3[j] = c3;
-  }
-  for (int64_t j = 0; j < nb; ++j) {         // Box–Muller over lanes
-    box_muller(w0[j], w1[j], n0[j], n1[j]);
-    box_muller(w2[j], w3[j], n2[j], n3[j]);
-  }
-  const T step = static_cast<T>(p.step_size), sd = static_cast<T>(p.noise_std);
-  const T lo = static_cast<T>(p.lo), hi = static_cast<T>(p.hi);
-  T* xs = x + start;
-  const T* gs = g + start;
-  if (count == kTile) {                      // full tile: fixed trip count, vectorised update
-    for (int64_t j = 0; j < kTileBlocks; ++j) {
-      xs[4 * j + 0] = sgld_update<T>(xs[4 * j + 0], gs[4 * j + 0], step, sd, n0[j], lo, hi);
-      xs[4 * j + 1] = sgld_update<T>(xs[4 * j + 1], gs[4 * j + 1], step, sd, n1[j], lo, hi);
-      xs[4 * j + 2] = sgld_update<T>(xs[4 * j + 2], gs[4 * j + 2], step, sd, n2[j], lo, hi);
-      xs[4 * j + 3] = sgld_update<T>(xs[4 * j + 3], gs[4 * j + 3], step, sd, n3[j], lo, hi);
-    }
-  } else {
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t j = i / 4, l = i % 4;
-      const float n = l == 0 ? n0[j] : (l == 1 ? n1[j] : (l == 2 ? n2[j] : n3[j]));
-      xs[i] = sgld_update<T>(xs[i], gs[i], step, sd, n, lo, hi);
-    }
-  }
-}
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define EBM_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define EBM_MULTIVERSION
-#endif
-
-EBM_MULTIVERSION void tile_f32(float* x, const float* g, int64_t start, int64_t count, const Params& p) {
-  tile_body<float>(x, g, start, count, p);
-}
-
-EBM_MULTIVERSION void tile_f64(double* x, const double* g, int64_t start, int64_t count, const Params& p) {
-  tile_body<double>(x, g, start, count, p);
-}
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(EBM_OOD_NO_AVX512)
 #define EBM_OOD_AVX512_KERNEL 1
@@ -151,13 +138,7 @@ struct TileKeys {
 
 inline TileKeys tile_keys(uint32_t cw1, const Params& p) {
   TileKeys t;
-  uint32_t k0 = p.k0, k1 = p.k1;
-  for (int r = 0; r < 10; ++r) {
-    t.k0[r] = k0;
-    t.k1[r] = k1;
-    k0 += kPhiloxW0;
-    k1 += kPhiloxW1;
-  }
+  philox_round_keys(p.k0, p.k1, t.k0, t.k1);
   const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * p.o0;
   const uint32_t r1_c0 = static_cast<uint32_t>(p1 >> 32) ^ cw1 ^ t.k0[0];
   const uint32_t r1_c1 = static_cast<uint32_t>(p1);
@@ -372,19 +353,77 @@ __attribute__((target("avx512f"))) void tile_f64_avx512(double* x, const double*
   }
 }
 
-// The AVX-512 kernels run when the CPU (and OS) support AVX-512F and EBM_OOD_SGLD_GENERIC is unset or "0".
-bool use_avx512() {
-  static const bool use = [] {
-    const char* env = std::getenv("EBM_OOD_SGLD_GENERIC");
-    const bool generic = env != nullptr && env[0] != '\0' && std::strcmp(env, "0") != 0;
-    return !generic && __builtin_cpu_supports("avx512f");
-  }();
-  return use;
-}
 #endif
 
 using TileF32 = void (*)(float*, const float*, int64_t, int64_t, const Params&);
 using TileF64 = void (*)(double*, const double*, int64_t, int64_t, const Params&);
+
+// The CPU kernels ("paths"), fastest first; the op runs the first one this CPU can run.
+struct Path {
+  const char* name;
+  TileF32 f32;
+  TileF64 f64;
+  bool (*supported)();
+};
+
+bool always() { return true; }
+#if defined(__GNUC__) && defined(__x86_64__)
+bool has_avx2() { return __builtin_cpu_supports("avx2"); }
+bool has_avx512f() { return __builtin_cpu_supports("avx512f"); }
+#endif
+
+const Path kPaths[] = {
+#ifdef EBM_OOD_AVX512_KERNEL
+    {"avx512-intrinsics", tile_f32_avx512, tile_f64_avx512, has_avx512f},
+#endif
+#ifdef EBM_OOD_X86_COPIES
+    {"avx512", portable_avx512::tile_f32, portable_avx512::tile_f64, has_avx512f},
+    {"avx2", portable_avx2::tile_f32, portable_avx2::tile_f64, has_avx2},
+#endif
+    {"baseline", portable_baseline::tile_f32, portable_baseline::tile_f64, always},
+};
+
+// The names of the paths this build has, for messages.
+std::string path_names() {
+  std::string names;
+  for (const Path& q : kPaths) names += std::string(names.empty() ? "" : ", ") + q.name;
+  return names;
+}
+
+// The path in use, chosen once: $EBM_OOD_SGLD_PATH names one (refused if this CPU or build cannot run it);
+// otherwise EBM_OOD_SGLD_GENERIC set to anything but "0" skips the hand-written intrinsics; otherwise the
+// fastest path the CPU supports. All paths give the same bits.
+const Path& cpu_path() {
+  static const Path* chosen = [] {
+    const char* want = std::getenv("EBM_OOD_SGLD_PATH");
+    if (want != nullptr && want[0] != '\0') {
+      for (const Path& q : kPaths) {
+        if (std::strcmp(q.name, want) == 0) {
+          TORCH_CHECK(q.supported(), "EBM_OOD_SGLD_PATH=", want, ": this CPU cannot run that kernel; choose one "
+                      "of the paths it supports (unset the variable to take the fastest)");
+          return &q;
+        }
+      }
+      TORCH_CHECK(false, "EBM_OOD_SGLD_PATH=", want, " is not a kernel of this build; choose one of: ",
+                  path_names());
+    }
+    const char* env = std::getenv("EBM_OOD_SGLD_GENERIC");
+    const bool generic = env != nullptr && env[0] != '\0' && std::strcmp(env, "0") != 0;
+    for (const Path& q : kPaths) {
+      if (generic && std::strcmp(q.name, "avx512-intrinsics") == 0) continue;
+      if (q.supported()) return &q;
+    }
+    return &kPaths[sizeof(kPaths) / sizeof(kPaths[0]) - 1];
+  }();
+  return *chosen;
+}
+
+// "name supported" for every path of this build, the chosen one first (for the benchmark and tests).
+std::string sgld_cpu_paths() {
+  std::string out = cpu_path().name;
+  for (const Path& q : kPaths) out += std::string(" ") + q.name + (q.supported() ? ":yes" : ":no");
+  return out;
+}
 
 template <typename T>
 void run_tiles(void (*tile)(T*, const T*, int64_t, int64_t, const Params&), T* x, const T* g, int64_t numel,
@@ -445,18 +484,11 @@ void sgld_step_cpu(at::Tensor& x, const at::Tensor& grad, double step_size, doub
   const Params p = checked_params(x, grad, step_size, noise_std, clamp_min, clamp_max, seed, offset);
   TORCH_CHECK(x.device().is_cpu(), "sgld_step_ (CPU): x must be on the CPU");
   x.unsafeGetTensorImpl()->bump_version();  // an in-place op: autograd must see that x changed
-  TileF32 tile32 = tile_f32;
-  TileF64 tile64 = tile_f64;
-#ifdef EBM_OOD_AVX512_KERNEL
-  if (use_avx512()) {
-    tile32 = tile_f32_avx512;
-    tile64 = tile_f64_avx512;
-  }
-#endif
+  const Path& path = cpu_path();
   if (x.scalar_type() == at::kFloat) {
-    run_tiles<float>(tile32, x.data_ptr<float>(), grad.data_ptr<float>(), x.numel(), p);
+    run_tiles<float>(path.f32, x.data_ptr<float>(), grad.data_ptr<float>(), x.numel(), p);
   } else {
-    run_tiles<double>(tile64, x.data_ptr<double>(), grad.data_ptr<double>(), x.numel(), p);
+    run_tiles<double>(path.f64, x.data_ptr<double>(), grad.data_ptr<double>(), x.numel(), p);
   }
 }
 
@@ -490,6 +522,8 @@ void sgld_step_meta(at::Tensor& x, const at::Tensor& grad, double step_size, dou
 TORCH_LIBRARY(ebm_ood, m) {
   m.def("sgld_step_(Tensor(a!) x, Tensor grad, float step_size, float noise_std, float clamp_min, "
         "float clamp_max, Scalar seed, Scalar offset) -> ()");
+  // The CPU kernel in use and the ones this build has: "chosen name:yes|no ..." (read by the benchmark).
+  m.def("sgld_cpu_paths() -> str", &sgld_cpu_paths);
 }
 
 TORCH_LIBRARY_IMPL(ebm_ood, CPU, m) { m.impl("sgld_step_", &sgld_step_cpu); }

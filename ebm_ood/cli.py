@@ -17,19 +17,22 @@ from ebm_ood.benchmark import command as benchmark
 from ebm_ood.benchmark.cell_log import CellLogError
 from ebm_ood.data import dataset_names, get_dataset
 from ebm_ood.flags import RunFailed
-from ebm_ood.experiments import (bottleneck, density_vs_norm, embeddings, gamma_sweep, heat_beta, heat_lambda,
-                                 heat_lowdata, samples, smoothness, supervision)
+from ebm_ood.experiments import (bottleneck, density_vs_norm, embeddings, gamma_sweep, heat_beta, heat_diagnose,
+                                 heat_lambda, heat_lowdata, samples, smoothness, supervision)
 from ebm_ood.speed import detectors as speed_detectors
 from ebm_ood.speed import sampler as speed_sampler
 from ebm_ood.speed import threads as speed_threads
+from ebm_ood.speed import units as speed_units
 
-BENCHES = {"sampler": speed_sampler, "detectors": speed_detectors, "threads": speed_threads}
+BENCHES = {"sampler": speed_sampler, "detectors": speed_detectors, "threads": speed_threads, "units": speed_units}
 EXPERIMENTS = {
     # Elflein et al. 2021, §4.2–4.3 and App. A
     "supervision": supervision, "gamma-sweep": gamma_sweep, "density-vs-norm": density_vs_norm,
     "embeddings": embeddings, "bottleneck": bottleneck, "smoothness": smoothness, "samples": samples,
     # Lafon et al. 2023 (HEAT), Fig. 3 and Fig. 4
     "heat-lambda": heat_lambda, "heat-beta": heat_beta, "heat-lowdata": heat_lowdata,
+    # HEAT: what the residual learns (no figure of the paper)
+    "heat-diagnose": heat_diagnose,
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -190,7 +191,7 @@ def train(modules: dict[str, nn.Module], step_fn: Callable, x: torch.Tensor, y: 
     if path and os.path.exists(path):
         start, evals_without_gain, best = resume_training(path, run_id, config.steps, state, hist, config.patience)
     good, last_finite, bs = snapshot(modules), {}, min(config.batch_size, x.shape[0])
-    with _progress(config.steps, start, name, config.progress) as bar:
+    with _Progress(config.steps, start, name, config.progress) as bar:
         for step in range(start, start if hist.stopped_early else config.steps):  # resumed after its stop: none
             xb, yb = _batch(x, y, bs, state.batches)
             for m in modules.values():
@@ -208,7 +209,7 @@ def train(modules: dict[str, nn.Module], step_fn: Callable, x: torch.Tensor, y: 
             if problem := check_params(modules, config.max_param):
                 raise diverged(name, step, problem, modules, good, last_finite)
             last_finite = _values(losses, logs)
-            bar.update(1)
+            bar.update(last_finite)
             if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
                 value = float(validate()) if validate is not None else float(step)
                 hist.logs.append((step + 1, {**last_finite, "val": value}))
@@ -229,10 +230,56 @@ def train(modules: dict[str, nn.Module], step_fn: Callable, x: torch.Tensor, y: 
     return hist
 
 
-def _progress(total: int, start: int, name: str, enabled: bool):
-    from tqdm.auto import tqdm
+PROGRESS_ENV = "EBM_OOD_PROGRESS_SECONDS"  # seconds between progress lines when stderr is not a terminal
+PROGRESS_SECONDS = 30.0
 
-    return tqdm(total=total, initial=start, desc=name, leave=False, disable=(not enabled) or None, dynamic_ncols=True)
+
+class _Progress:
+    """Training progress on stderr, from values the step already computed (so it never changes a result):
+    on a terminal a tqdm bar (step, rate, ETA) with the last step's losses; otherwise (a log file, a worker
+    of ``--jobs``/``--executor dask``) one line every :data:`PROGRESS_SECONDS` seconds (``$EBM_OOD_PROGRESS_SECONDS``)
+    ``NAME: step s/total (p%), loss_<opt> v, t s elapsed, ETA e s``; nothing when ``enabled`` is False."""
+
+    def __init__(self, total: int, start: int, name: str, enabled: bool):
+        import time
+
+        self.total, self.start, self.name, self.step, self.clock = total, start, name, start, time.monotonic
+        self.t0 = self.last = self.clock()
+        self.bar = self.every = None
+        if not enabled:
+            return
+        if sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=start, desc=name, leave=False, dynamic_ncols=True, file=sys.stderr)
+        else:
+            raw = os.environ.get(PROGRESS_ENV, "").strip()
+            try:
+                self.every = max(0.0, float(raw)) if raw else PROGRESS_SECONDS
+            except ValueError:
+                raise ValueError(f"{PROGRESS_ENV}: expected a number of seconds, got {raw!r}") from None
+
+    def update(self, values: dict[str, float]) -> None:
+        """One step done; ``values``: its losses and logged floats (:func:`_values`)."""
+        self.step += 1
+        losses = {k: v for k, v in values.items() if k.startswith("loss_")}
+        if self.bar is not None:
+            self.bar.set_postfix(losses, refresh=False)
+            self.bar.update(1)
+        elif self.every is not None and self.clock() - self.last >= self.every:
+            self.last = now = self.clock()
+            done = self.step - self.start
+            eta = (now - self.t0) / done * (self.total - self.step)
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
+            print(f"{self.name}: step {self.step}/{self.total} ({100 * self.step // max(self.total, 1)}%), {shown}, "
+                  f"{now - self.t0:.0f} s elapsed, ETA {eta:.0f} s", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def to_tensor(x, device=None, dtype=torch.float32) -> torch.Tensor | None:

@@ -25,8 +25,9 @@ torch.set_num_threads(1)
 NUMERIC_TESTS = (
     "test_api.py", "test_baselines.py", "test_bottleneck_linear.py", "test_ce_and_api.py",
     "test_class_gaussian.py", "test_contrastive_divergence.py", "test_divergence_guard.py", "test_energy.py",
-    "test_evaluation.py", "test_exercises.py", "test_glow.py", "test_heat_compose.py", "test_heat_fidelity.py",
-    "test_heat_hybrid.py", "test_heat_priors.py", "test_inputs.py", "test_metrics.py", "test_nn.py",
+    "test_evaluation.py", "test_exercises.py", "test_glow.py", "test_heat_compose.py", "test_heat_defaults.py",
+    "test_heat_diagnose.py", "test_heat_fidelity.py", "test_heat_hybrid.py", "test_heat_mechanism.py",
+    "test_heat_priors.py", "test_inputs.py", "test_metrics.py", "test_nn.py",
     "test_op_contract.py", "test_own_model_trust.py", "test_persist.py", "test_philox.py", "test_radial_flow.py",
     "test_replay_buffer.py", "test_score_matching.py", "test_sgld.py", "test_sgld_op.py",
     "test_ssm_reduction.py", "test_tensor_inputs.py", "test_threads.py", "test_training.py", "test_vera.py",

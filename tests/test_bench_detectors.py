@@ -9,7 +9,7 @@ from ebm_ood.speed import detectors as bench
 
 DETECTORS = ["MSP", "MaxLogit", "ODIN (head only)", "Mahalanobis", "SSD+", "KNN", "ViM", "DICE", "ReAct",
              "KNN peer: sklearn brute"] + (["KNN peer: faiss IndexFlatIP"] if importlib.util.find_spec("faiss") else [])
-HEAT_PARTS = ["HEAT: EL prior E_q", "HEAT: GMM prior E_q (paper form)", "HEAT: GMM prior E_q (code form, L2)",
+HEAT_PARTS = ["HEAT: EL prior E_q", "HEAT: GMM prior E_q (L2-normalised features)", "HEAT: GMM prior E_q (raw features)",
               "HEAT: residual MLP E_θ forward", "HEAT: hybrid E_q + E_θ (GMM)",
               "HEAT: composition Eq. 7 of 3 standardised energies", "HEAT: full score (3 hybrids + composition)"]
 

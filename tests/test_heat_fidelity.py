@@ -140,7 +140,7 @@ def test_gmm_prior_with_fewer_samples_than_dimensions_has_finite_temperature():
     rng = np.random.default_rng(9)
     z = rng.normal(size=(5, 20))
     with pytest.warns(DegenerateCovarianceWarning, match="temperature"):
-        prior = GMMPrior().fit(z)
+        prior = GMMPrior(temperature="auto").fit(z)
     assert prior.t_.item() == 1.0
     e = prior(torch.as_tensor(rng.normal(size=(10, 20)))).numpy()
     assert np.isfinite(e).all() and e.max() < 1e9
@@ -262,7 +262,7 @@ def test_algorithm1_matches_a_transparent_reimplementation():
     """Alg. 1 on a 2-D GMM prior, 4 iterations: batch z ~ D_z, z'_0 ~ q, Eq. 4 chain, L_Tot (Eq. 6) =
     mean E_θ(z) - mean E_θ(z') + λ mean(E_θ²) pooled, Adam step on θ — by hand vs ``train_hybrid``."""
     z, y = _features(n=300, d=2, seed=11)
-    prior = GMMPrior().fit(z, y)
+    prior = GMMPrior(normalize=False, temperature="auto").fit(z, y)
     steps, bs, lam, seed = 4, 32, 10.0, 5
     cfg = replace(_cfg(sgld_steps=5, step_size=1e-2, step_end=1e-3, input_noise=0.0, width=8),
                   train=TrainConfig(steps=steps, batch_size=bs, lr=1e-2, eval_every=steps, progress=False))

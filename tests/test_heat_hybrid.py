@@ -14,7 +14,7 @@ from ebm_ood.training import TrainConfig
 
 def _gauss_prior(seed=0, n=200, d=3):
     z = np.random.default_rng(seed).normal(size=(n, d)) + 2.0
-    return GMMPrior().fit(z), z
+    return GMMPrior(normalize=False, temperature="auto").fit(z), z
 
 
 def _random_residual(d, seed=0):
@@ -115,7 +115,7 @@ def test_heat_corrects_a_misspecified_gaussian_on_a_banana():
     z = _banana(2000, rng)
     cfg = heat_config("quick", lam=1.0, width=64, step_size=1e-3, step_end=1e-4,
                       train=TrainConfig(steps=120, batch_size=128, lr=2e-3, eval_every=120, progress=False))
-    det = HEATDetector(GMMPrior(), cfg, device="cpu", seed=0).fit(z)
+    det = HEATDetector(GMMPrior(normalize=False, temperature="auto"), cfg, device="cpu", seed=0).fit(z)
     mode = z.mean(0)                                       # the Gaussian's mode, inside the arc
     hollow = (mode + np.array([[0.0, 0.0], [0.25, -0.1], [-0.25, -0.1]])).astype(np.float32)
     arc = _banana(300, np.random.default_rng(1))
@@ -129,7 +129,7 @@ def test_heat_corrects_a_misspecified_gaussian_on_a_banana():
 
 def test_detector_prior_only_scores_equal_the_prior_and_errors():
     prior, z = _gauss_prior(seed=4)
-    det = HEATDetector(GMMPrior(), residual=False).fit(z)
+    det = HEATDetector(GMMPrior(normalize=False, temperature="auto"), residual=False).fit(z)
     np.testing.assert_allclose(det.score(z[:7]), prior(torch.as_tensor(z[:7], dtype=torch.float32)).numpy(), rtol=1e-6)
     assert det.name == "GMM" and HEATDetector(GMMPrior()).name == "HEAT-GMM"
     with pytest.raises(ValueError, match="x"):

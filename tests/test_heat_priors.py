@@ -35,7 +35,7 @@ def test_gmm_paper_energy_matches_scipy():
     logpdf, _, cov = _scipy_components(z, y, zq)
     # -½ d² = logpdf + ½ log det(2π Σ)
     half_d2 = logpdf + 0.5 * np.linalg.slogdet(2 * np.pi * cov)[1]
-    prior = GMMPrior(temperature=1.0).fit(z, y)
+    prior = GMMPrior(temperature=1.0, normalize=False).fit(z, y)
     e = prior(torch.as_tensor(zq, dtype=torch.float64)).numpy()
     np.testing.assert_allclose(e, -logsumexp(half_d2, axis=1), rtol=1e-9, atol=1e-9)
 
@@ -54,7 +54,7 @@ def test_gmm_code_energy_is_full_negative_log_density_over_tg():
 
 def test_auto_temperature_gives_unit_std_on_training_features():
     z, y = _features(seed=3)
-    for prior in (GMMPrior().fit(z, y), ELPrior(np.ones((3, 4)), np.zeros(3)).fit(z, y)):
+    for prior in (GMMPrior(temperature="auto").fit(z, y), ELPrior(np.ones((3, 4)), np.zeros(3), temperature="auto").fit(z, y)):
         e = prior(torch.as_tensor(z, dtype=torch.float32)).double().numpy()
         assert abs(e.std() - 1.0) < 1e-5
         raw = prior.raw_energy(torch.as_tensor(z, dtype=torch.float64)).numpy()
@@ -92,7 +92,7 @@ def test_streamed_prior_equals_in_memory_prior():
 
 def test_samplers_draw_from_the_fitted_gaussians():
     z, y = _features(n=2000, seed=7)
-    prior = GMMPrior().fit(z, y)
+    prior = GMMPrior(normalize=False).fit(z, y)
     s = prior.sample(20000, torch.Generator().manual_seed(0)).double().numpy()
     np.testing.assert_allclose(s.mean(0), z.mean(0), atol=0.05)   # mixture mean = weighted class means
     assert torch.equal(prior.sample(7, torch.Generator().manual_seed(3)), prior.sample(7, torch.Generator().manual_seed(3)))
@@ -166,7 +166,7 @@ def test_el_energy_is_finite_and_falls_when_a_logit_rises(w, b, zq, k, delta):
 
 
 def test_projection_onto_the_feature_domain_against_numpy():
-    """``project``: ReLU on non-negative (post-ReLU) features, then the code GMM form's L2 normalisation."""
+    """``project``: ReLU on non-negative (post-ReLU) features, then a normalising GMM prior's L2 map."""
     rng = np.random.default_rng(7)
     y = np.repeat(np.arange(3), 20)
     z_nonneg = np.abs(rng.normal(size=(60, 5))).astype(np.float32)
@@ -175,7 +175,9 @@ def test_projection_onto_the_feature_domain_against_numpy():
     q[:, 0] = q[:, 0].abs() + 0.1                   # every row keeps a positive coordinate through the ReLU
     relu = np.maximum(q.numpy(), 0)
     l2 = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
-    cases = [(GMMPrior(form="code").fit(z_nonneg, y), l2(relu)), (GMMPrior(form="paper").fit(z_nonneg, y), relu),
-             (GMMPrior(form="code").fit(z_real, y), l2(q.numpy())), (GMMPrior(form="paper").fit(z_real, y), q.numpy())]
+    cases = [(GMMPrior(form="code").fit(z_nonneg, y), l2(relu)), (GMMPrior(form="paper").fit(z_nonneg, y), l2(relu)),
+             (GMMPrior(form="paper", normalize=False).fit(z_nonneg, y), relu),
+             (GMMPrior(form="code").fit(z_real, y), l2(q.numpy())), (GMMPrior(form="paper").fit(z_real, y), l2(q.numpy())),
+             (GMMPrior(form="code", normalize=False).fit(z_real, y), q.numpy())]
     for prior, want in cases:
         np.testing.assert_allclose(prior.project(q).numpy(), want, rtol=1e-6, atol=1e-7)

@@ -171,13 +171,14 @@ assert np.allclose(x_twin.double().numpy(), reference, atol=1e-6)
 # ## 4. The CPU kernel and the registration
 #
 # `sgld_cpu.cpp` splits the tensor into tiles of 1024 elements handed to threads with `at::parallel_for`.
-# A tile runs one of two kernels that give the same numbers, bit for bit. The generic one is three flat
-# loops — Philox words, Box–Muller, update — simple enough for the compiler to vectorise; GCC's
-# `target_clones` compiles it for AVX-512, AVX2 and baseline x86-64 and picks one at load time. On a CPU with
-# AVX-512 a hand-vectorised kernel runs instead, one pass per 128 elements: 32 Philox blocks in flight, one
-# per 64-bit lane; Box–Muller on 16 lanes with the same float operations in the same order; the normals come
-# out in element order and go straight into the update (`EBM_OOD_SGLD_GENERIC=1` selects the generic
-# kernel). (A scalar loop drawing with `std::normal_distribution` is *slower* than plain
+# A tile runs one of several kernels ("paths") that give the same numbers, bit for bit. The portable one
+# (`sgld_tile.h`) runs Philox on 16 or 32 blocks at once in structure-of-arrays form, one block per 64-bit lane of
+# GCC/Clang vector types, then Box–Muller and the update as flat loops the compiler vectorises; it is compiled
+# once per instruction set (baseline SSE2 / NEON, and with GCC on x86-64 AVX2 and AVX-512 copies), and the
+# op picks the best one the CPU has at load time. On a CPU with AVX-512 a hand-vectorised kernel runs
+# instead, one pass per 128 elements with the normals going straight into the update
+# (`EBM_OOD_SGLD_PATH=avx2` etc. forces a path, `torch.ops.ebm_ood.sgld_cpu_paths()` lists them).
+# (A scalar loop drawing with `std::normal_distribution` is *slower* than plain
 # PyTorch: winning needs threads **and** SIMD.)
 #
 # The op is declared once, with a *schema*, and implemented per dispatch key:

@@ -7,7 +7,7 @@ Rules (README, Reliability):
 * Nothing is touched before :meth:`CellLog.start`, which the commands call after every flag is checked.
 * ``lock`` (and ``start``) takes an exclusive ``flock`` on the output folder (released by :meth:`CellLog.close` or
   when the process dies): a second run into the same folder is refused (:class:`RunLockedError`).
-* An existing log whose header equals this run's (its flags minus ``--jobs``/``--json``/``--out``, the
+* An existing log whose header equals this run's (its flags minus ``--jobs``/``--json``/``--out``/``--executor``/``--scheduler``, the
   thread count, and the sha256 of the user files it reads: ``--classifier`` FILE, data folder files) is resumed: its finished cells are kept and not run again (failed cells are run
   again). A log of another run is never deleted: it is renamed aside to ``<name>.1``, ``<name>.2``, ...
 * Each cell is one ``write`` of a whole line; a write that fails (full disk, read-only file) is undone
@@ -30,7 +30,7 @@ try:
 except ImportError:  # pragma: no cover - not on Linux/macOS: runs are not locked
     fcntl = None
 
-RUN_NEUTRAL_FLAGS = ("jobs", "json", "out")  # flags that never change a cell's numbers
+RUN_NEUTRAL_FLAGS = ("jobs", "json", "out", "executor", "scheduler")  # flags that never change a cell's numbers
 
 
 @dataclass

@@ -14,6 +14,7 @@ from ebm_ood.benchmark.methods import METHODS, methods_for
 from ebm_ood.benchmark import report
 from ebm_ood.benchmark.classifier_file import load_classifier
 from ebm_ood.benchmark.cell_log import CellLogError, RunLockedError
+from ebm_ood.benchmark.dask_executor import SchedulerUnreachable
 from ebm_ood.benchmark.runner import kept_results, run_benchmark
 from ebm_ood.tables import ELFLEIN_METRIC, METRIC_LABELS
 from ebm_ood.data import dataset_names, get_dataset
@@ -38,6 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="worker processes running (dataset, seed) units in parallel, each with --threads torch "
                         "threads; results are identical to --jobs 1 (default: CPU cores // --threads)")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="who runs the units: local worker processes (default), or a Dask distributed cluster "
+                        "(extra: pip install -e \".[dist]\"): the one at --scheduler, else a local one of --jobs "
+                        "worker processes; results are identical to --jobs 1")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --executor dask: a running Dask scheduler (e.g. tcp://host:8786) whose workers run "
+                        "the units, each with ebm_ood and the datasets installed (dask worker ADDRESS --nthreads 1)")
     p.set_defaults(outputs=("results.json", "results.md"), cells="results.cells.jsonl")
     p.add_argument("--json", action="store_true", help="print the JSON instead of Markdown")
     p.add_argument("--metric", choices=tuple(METRIC_LABELS), default=ELFLEIN_METRIC,
@@ -119,6 +127,25 @@ def check_classifier(args, specs) -> None:
         raise SystemExit(f"error: {err}")
 
 
+def check_executor(args) -> None:
+    """``--executor`` / ``--scheduler`` / ``--jobs``: a scheduler only with the dask executor and without
+    ``--jobs`` (its workers run the units), and the dask executor only with Dask distributed installed."""
+    if args.scheduler is not None and args.executor != "dask":
+        raise SystemExit("error: --scheduler: needs --executor dask (the local executor runs --jobs worker processes)")
+    if args.scheduler is not None and args.jobs is not None:
+        raise SystemExit("error: --jobs: the workers of --scheduler run the units; leave --jobs out (start as many "
+                         "dask workers as you want units at once)")
+    if args.scheduler is not None and not args.scheduler.strip():
+        raise SystemExit("error: --scheduler: expected an address such as tcp://host:8786, got an empty string")
+    if args.executor == "dask":
+        from ebm_ood.benchmark.dask_executor import require_dask
+
+        try:
+            require_dask()
+        except ImportError as err:
+            raise SystemExit(f"error: --executor dask: {err}")
+
+
 def _write(path: str, text: str) -> str | None:
     """``write_atomic(path, text)``; on an OS error (read-only folder, full disk) None and a line naming the path."""
     try:
@@ -134,6 +161,7 @@ def run(args) -> int:
     printed, from every cell kept)."""
     specs = specs_from_args(args)
     check_classifier(args, specs)
+    check_executor(args)
     device = check_run_arguments(args)
     datasets = load_datasets([dataset_source(n) for n in args.dataset] if args.dataset else list(DEFAULT_DATASETS))
     preset, jobs = preset_of(args), jobs_of(args)
@@ -147,7 +175,9 @@ def run(args) -> int:
     try:
         results, timings = run_benchmark(list(datasets), specs, args.seeds, preset=preset, device=device,
                                          log=log_stderr, on_cell=cell_log, jobs=jobs, classifier=args.classifier,
-                                         done=done)
+                                         done=done, executor=args.executor, scheduler=args.scheduler)
+    except SchedulerUnreachable as err:  # nothing ran
+        raise RunFailed(f"error: --scheduler: {err}")
     except CellLogError as err:  # e.g. a full disk: the tables of the cells kept, then the error
         stopped = err
         results, timings = kept_results([d.name for d in datasets.values()], specs, args.seeds, cell_log.kept)

@@ -21,5 +21,10 @@ def render_markdown(results: dict, timings: dict, groups: dict, specs, *, preset
         if heat:
             parts += [f"## {title}: FPR95 ↓ / AUROC ↑ (%) — HEAT Table 1 style (near = natural, far = non-natural)", "",
                       heat_table(heat, groups[dataset]), ""]
-    parts += ["## Wall time per method", "", timing_table(timings), "", f"Total: {total_seconds:.1f} s"]
+    parts += ["## Wall time per method", "", timing_table(timings), "",
+              "Each row is its cells' own wall times summed over the seeds (the cell that first needs the seed's "
+              "shared CE classifier or backbone includes its training); cells run by parallel workers overlap, so "
+              "the rows can add up to more than the total.", "",
+              f"Total: {total_seconds:.1f} s wall-clock time of the whole run (cells kept from an earlier run "
+              "not included)."]
     return "\n".join(parts)

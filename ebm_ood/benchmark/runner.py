@@ -9,6 +9,7 @@ and a rerun skips the cells it already holds (``done``).
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -130,15 +131,23 @@ def _units(named, specs: list[MethodSpec], seeds, done: dict | None = None) -> l
     return units
 
 
+EXECUTORS = ("local", "dask")
+
+
 def _run_parallel(named: list[tuple[str | OODDataset, OODDataset]], specs: list[MethodSpec], seeds, preset: str,
-                  device: str, log, on_cell, jobs: int, classifier: str | None, cells: dict, done: dict) -> None:
+                  device: str, log, on_cell, jobs: int, classifier: str | None, cells: dict, done: dict,
+                  executor: str = "local", scheduler: str | None = None) -> None:
     """Fill ``cells[dataset][method][seed]`` with the cells not in ``done``, computed in worker processes
-    (:func:`~ebm_ood.benchmark.workers.run_in_workers`); a worker that dies fails its unit's cells."""
+    (:func:`~ebm_ood.benchmark.workers.run_in_workers`) or on a Dask cluster
+    (:func:`~ebm_ood.benchmark.dask_executor.run_on_dask`); a worker that dies fails its unit's cells."""
     import torch
 
-    from ebm_ood.benchmark.workers import run_in_workers
-
     units = _units(named, specs, seeds, done)
+    if executor == "dask":  # a data folder by its absolute path: a worker's working folder may differ
+        from ebm_ood.data.folder import is_data_folder
+
+        units = [(os.path.abspath(src) if isinstance(src, str) and is_data_folder(src) else src, *rest)
+                 for src, *rest in units]
     tasks = [(source, names, seed, preset, device, classifier) for source, _, seed, names in units]
     name_of = {id(task): d.name for task, (_, d, _, _) in zip(tasks, units)}
 
@@ -150,13 +159,23 @@ def _run_parallel(named: list[tuple[str | OODDataset, OODDataset]], specs: list[
             cells[name_of[id(task)]][spec_name][seed] = cell
             _report(name_of[id(task)], seed, spec_name, cell, log, on_cell)
 
-    if tasks:
+    if not tasks:
+        return
+    if executor == "dask":
+        from ebm_ood.benchmark.dask_executor import run_on_dask
+
+        run_on_dask(tasks, _worker_init, (torch.get_num_threads(),), _run_unit, on_result, scheduler=scheduler,
+                    workers=jobs, log=log)
+    else:
+        from ebm_ood.benchmark.workers import run_in_workers
+
         run_in_workers(tasks, jobs, _worker_init, (torch.get_num_threads(),), _run_unit, on_result)
 
 
 def run_benchmark(datasets: list[str | OODDataset], specs: list[MethodSpec], seeds: list[int], preset: str = "default",
                   device: str = "cpu", log=print, on_cell=None, jobs: int = 1,
-                  classifier: str | None = None, done: dict | None = None) -> tuple[dict, dict]:
+                  classifier: str | None = None, done: dict | None = None, executor: str = "local",
+                  scheduler: str | None = None) -> tuple[dict, dict]:
     """``datasets``: registered names or loaded datasets (every name is loaded before any training).
     Returns ``(results, timings)``: results ``{dataset: {method: {ood_set: {metric: mean, metric_std:
     std}}}}`` and timings ``{dataset: {method: seconds summed over seeds}}``; each dataset runs only the
@@ -172,9 +191,22 @@ def run_benchmark(datasets: list[str | OODDataset], specs: list[MethodSpec], see
     seed's CE classifier and one per standalone method (:func:`_units`); every cell is computed exactly as
     in the serial run, so the results are identical, and ``on_cell`` sees the cells in the order they
     finish. ``classifier`` (``"FILE.py:FUNCTION"``, :mod:`~ebm_ood.benchmark.classifier_file`) replaces
-    the CE classifier that the post-hoc detectors and HEAT build on."""
+    the CE classifier that the post-hoc detectors and HEAT build on.
+
+    ``executor="dask"`` runs the same units on a Dask distributed cluster instead
+    (:mod:`~ebm_ood.benchmark.dask_executor`, extra ``dist``): the running scheduler at ``scheduler``
+    (an address such as ``tcp://host:8786``), or without one a local cluster of ``jobs`` worker processes;
+    the results are identical to ``jobs=1`` and ``on_cell`` is called in this process as units finish."""
     if int(jobs) != jobs or jobs < 1:
         raise ValueError(f"jobs: expected a positive integer, got {jobs!r}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if scheduler is not None and executor != "dask":
+        raise ValueError(f"scheduler: a scheduler address needs executor='dask', got executor={executor!r}")
+    if executor == "dask":
+        from ebm_ood.benchmark.dask_executor import require_dask
+
+        require_dask()
     done = dict(done or {})
     loaded = [(d, get_dataset(d) if isinstance(d, str) else d) for d in datasets]
     cells = {d.name: {s.name: {} for s in specs if d.kind in s.kinds} for _, d in loaded}
@@ -182,9 +214,10 @@ def run_benchmark(datasets: list[str | OODDataset], specs: list[MethodSpec], see
         if method in cells.get(name, {}) and seed in seeds:
             cells[name][method][seed] = cell
             log(f"[{name} seed={seed}] {method}: kept from an earlier run ({cell.error or 'ok'})")
-    if jobs > 1 and len(_units(loaded, specs, seeds)) > 1:
+    if executor == "dask" or (jobs > 1 and len(_units(loaded, specs, seeds)) > 1):
         _check_registered(specs)
-        _run_parallel(loaded, specs, seeds, preset, device, log, on_cell, int(jobs), classifier, cells, done)
+        _run_parallel(loaded, specs, seeds, preset, device, log, on_cell, int(jobs), classifier, cells, done,
+                      executor, scheduler)
     else:
         for _, d in loaded:
             for seed in seeds:

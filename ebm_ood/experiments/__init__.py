@@ -10,6 +10,6 @@ files), ``SUMMARY`` (its line in ``ebm-ood experiment --help``), ``add_arguments
 (writing results).
 
 Lafon et al. 2023 (HEAT): ``heat-lambda`` (Fig. 3a), ``heat-beta`` (Fig. 3b, Table 3), ``heat-lowdata``
-(Fig. 4); each exposes ``add_arguments(parser)`` and ``run(args) -> int``, sharing
+(Fig. 4), and ``heat-diagnose`` (what the residual ``E_θ`` learns; no figure of the paper); each exposes ``add_arguments(parser)`` and ``run(args) -> int``, sharing
 :mod:`ebm_ood.experiments.heat_common`. The CLI names are listed in ``ebm_ood.cli.EXPERIMENTS``.
 """

@@ -27,18 +27,22 @@ CODE_SETTINGS = {
 }
 
 
-def make_prior(backbone: Backbone, prior: str, form: str = "paper", reg: float = 1e-6, domain: str = "auto"):
+def make_prior(backbone: Backbone, prior: str, form: str = "paper", reg: float = 1e-6, domain: str = "auto",
+               normalize: bool = True, temperature=None):
     """A fresh prior module: "EL" (the backbone's head), "GMM", "GMM-std" (paper/code ``form``), or
     "EBM" (no prior: the plain-EBM baseline of HEAT Table 2 / Fig. 4). ``reg``: the Gaussian's ridge,
     relative to the mean within-class variance; ``domain``: the feature domain ("auto": read from the
-    training features; see :mod:`ebm_ood.heat.priors`)."""
+    training features; see :mod:`ebm_ood.heat.priors`); ``normalize``: the GMM priors read L2-normalised
+    features (default, HEAT's SSD+ prior) or raw ones (False); ``temperature``: the prior's ``T`` (None:
+    the prior's default, ``T_G = 1e3`` for GMM / GMM-std and 1 for EL; "auto": the ID energy std)."""
     if form not in ("paper", "code"):
         raise ValueError(f"form: expected 'paper' or 'code', got {form!r}")
+    t = {} if temperature is None else {"temperature": temperature}
     if prior == "EL":
         w, b = backbone.weight_bias()
-        return ELPrior(w, b, init="gaussian" if form == "paper" else "normal", reg=reg, domain=domain)
+        return ELPrior(w, b, init="gaussian" if form == "paper" else "normal", reg=reg, domain=domain, **t)
     if prior in ("GMM", "GMM-std"):
-        return GMMPrior(form=form, reg=reg, domain=domain)
+        return GMMPrior(form=form, reg=reg, domain=domain, normalize=normalize, **t)
     if prior == "EBM":
         return NoPrior(reg=reg, domain=domain)
     raise ValueError(f"prior: expected one of {PRIORS + ('EBM',)}, got {prior!r}")
@@ -46,17 +50,19 @@ def make_prior(backbone: Backbone, prior: str, form: str = "paper", reg: float =
 
 def make_heat_detector(backbone: Backbone, prior: str, residual: bool = True, preset: str = "default",
                        seed: int = 0, form: str = "paper", reg: float = 1e-6, domain: str = "auto",
+                       normalize: bool = True, temperature=None, name: str | None = None,
                        **overrides) -> FeatureSpaceDetector:
     """Prior alone (``residual=False``: "EL", "GMM", "GMM-std") or its hybrid ("HEAT-<prior>"), on raw
     inputs. ``form="code"``: the authors' code throughout (prior form and :data:`CODE_SETTINGS`).
-    ``reg``, ``domain``: see :func:`make_prior`. ``overrides`` are
+    ``reg``, ``domain``, ``normalize``, ``temperature``: see :func:`make_prior`; ``name``: the table name
+    (default "<prior>" or "HEAT-<prior>"). ``overrides`` are
     :class:`~ebm_ood.heat.hybrid.HEATConfig` fields (e.g. ``lam``); they win over ``form``'s settings."""
     if prior == "GMM-std" and not backbone.has_feature_map:
         raise ValueError(f"prior: GMM-std needs a conv backbone (std-pooled spatial features); "
                          f"{type(backbone.net).__name__} has no feature_map (pass Backbone(..., feature_map=...)) "
                          "— or use EL or GMM")
-    p = make_prior(backbone, prior, form, reg, domain)
-    name = f"HEAT-{prior}" if residual else prior
+    p = make_prior(backbone, prior, form, reg, domain, normalize, temperature)
+    name = name or (f"HEAT-{prior}" if residual else prior)
     settings = {**(CODE_SETTINGS[prior] if form == "code" else {}), **overrides}
     det = HEATDetector(p, heat_config(preset, **settings), residual=residual, device=backbone.device,
                        seed=seed, name=name)

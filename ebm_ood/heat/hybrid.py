@@ -12,7 +12,7 @@ one hidden layer object, so its hidden layers share weights — a bug we do not 
 (default, as the paper and the authors' code) or "skip" (residual blocks ``h + act(W h)``). Ours,
 documented: the MLP standardises its input with fixed training-feature statistics, and its last layer
 starts at zero so that training starts from ``E_h = E_q``. ``E_θ`` sees the features through the prior's
-map (:meth:`~ebm_ood.heat.priors._GaussianBuffers.features`: L2-normalised for the "code" GMM form, as
+map (:meth:`~ebm_ood.heat.priors._GaussianBuffers.features`: L2-normalised for a normalising GMM prior, as
 the authors' code normalises ``z`` before the loss and the scorer). Model selection: none (the last
 weights; no OOD data is used).
 
@@ -24,7 +24,7 @@ Sampler (``HEATConfig.sampler``): "paper" — Langevin form (Eq. 4), 20 steps, �
 negatives = chain ends, starts ``z'_0 ~ q``. "code" — the authors' code: decoupled step α and noise σ
 with quadratic decay within the chain, the starts projected onto the feature domain and every step
 projected too (:meth:`~ebm_ood.heat.priors._GaussianBuffers.project`: ReLU for non-negative features,
-then L2 for the "code" GMM form), negatives = chain ends **and** projected starts. The authors' per-prior
+then L2 for a normalising GMM prior), negatives = chain ends **and** projected starts. The authors' per-prior
 settings are :data:`ebm_ood.heat.build.CODE_SETTINGS`. The paper's appendix quotes the noise
 5e-3 → 5e-4 too; with Eq. 4 the noise is fixed by η, so those numbers only apply to "code".
 """
@@ -86,7 +86,7 @@ class ResidualMLP(nn.Module):
 
 class HybridEnergy(nn.Module):
     """HEAT Eq. 2: ``E_h(z) = E_q(z) + E_θ(φ(z))``. (N, D) -> (N,); ``φ`` is the prior's feature map
-    (``prior.features``: identity, or L2 normalisation for the "code" GMM form) so that the residual sees
+    (``prior.features``: identity, or L2 normalisation for a normalising GMM prior) so that the residual sees
     what the prior sees; ``input_noise`` std is added to the input of ``E_θ`` in training mode only."""
 
     def __init__(self, prior: nn.Module, residual: nn.Module, input_noise: float = 1e-4):
@@ -183,19 +183,28 @@ def heat_config(preset: str = "default", **overrides) -> HEATConfig:
     return replace(preset_config(HEATConfig, HEAT_PRESETS, preset, train=TrainConfig), **overrides)
 
 
-def sample_negatives(hybrid: HybridEnergy, n: int, cfg: HEATConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Alg. 1 inner loop: ``z'_0 ~ q``, ``T`` SGLD steps on ``E_h``. Returns (n, D) or, with the
-    code's sampler, (2n, D) = chain ends and starts."""
+def negative_chains(hybrid: HybridEnergy, n: int, cfg: HEATConfig,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Alg. 1 inner loop: ``z'_0 ~ q`` (projected onto the feature domain for the "code" sampler), then
+    ``T`` SGLD steps on ``E_h``. Returns (starts (n, D), ends (n, D))."""
     z0 = hybrid.prior.sample(n, generator).to(next(hybrid.residual.parameters()).device)
     if cfg.sampler == "paper":
-        return sgld(hybrid, z0, n_steps=cfg.sgld_steps, step_size=cfg.step_size, step_end=cfg.step_end,
-                    form="langevin", schedule="linear", module=hybrid, generator=generator)
+        zt = sgld(hybrid, z0, n_steps=cfg.sgld_steps, step_size=cfg.step_size, step_end=cfg.step_end,
+                  form="langevin", schedule="linear", module=hybrid, generator=generator)
+        return z0, zt
     project = hybrid.prior.project                                    # ReLU (if non-negative) [+ L2]
     z0 = project(z0)                                                  # the code projects the starts too
     zt = sgld(hybrid, z0, n_steps=cfg.sgld_steps, step_size=cfg.step_size, step_end=cfg.step_end,
               noise_std=cfg.noise_std, noise_end=cfg.noise_end, form="decoupled", schedule="poly",
               project=project, module=hybrid, generator=generator)
-    return torch.cat([zt, z0])
+    return z0, zt
+
+
+def sample_negatives(hybrid: HybridEnergy, n: int, cfg: HEATConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The negatives of Alg. 1 (:func:`negative_chains`): the chain ends (n, D) or, with the code's
+    sampler, (2n, D) = chain ends and starts."""
+    z0, zt = negative_chains(hybrid, n, cfg, generator)
+    return zt if cfg.sampler == "paper" else torch.cat([zt, z0])
 
 
 def fit_stable_prior(prior: nn.Module, z: np.ndarray, y, cfg: HEATConfig, name: str = "HEAT") -> nn.Module:

@@ -8,11 +8,18 @@ SGLD), ``sample(n, generator)`` -> (n, D).
 * :class:`ELPrior` — energy-logits (Liu et al. 2020; HEAT §3.2): ``E(z) = -τ · logsumexp(fc(z) / τ)``
   with the backbone's linear head ``fc(z) = W z + b``.
 * :class:`GMMPrior` — class-conditional Gaussians with one shared covariance (HEAT §3.2). Paper form
-  ``E(z) = -logsumexp_c -½ (z - μ_c)ᵀ Σ⁻¹ (z - μ_c)``. The authors' code (``form="code"``) L2-normalises
-  ``z`` first and uses the full ``-log q(z) / T_G`` with class-frequency weights, ``T_G = 1e3``.
-* Every prior energy is divided by a temperature ``T`` (HEAT App. B: ``T_G``); by default ("auto") the
-  std of the raw energy on ID training features, so the residual ``E_θ`` (kept O(1/λ) by Eq. 5) can
-  matter whatever the feature scale. ``temperature=1`` is the verbatim formula.
+  ``E(z) = -logsumexp_c -½ (ẑ - μ_c)ᵀ Σ⁻¹ (ẑ - μ_c)``; the authors' code (``form="code"``) uses the
+  full ``-log q(ẑ)`` with class-frequency weights. Both on ``ẑ = z / ‖z‖`` by default
+  (``normalize=True``): the GMM HEAT corrects is SSD+'s (Sehwag et al. 2021, Mahalanobis on L2-normalised
+  features) — HEAT Table 1's GMM row (CIFAR-10: 52.6/89.0, ..., 35.1/93.3) is Table 4's SSD+ row — and
+  the authors' code normalises (``config/default.yaml``: ``normalize: True``, read by the GMM configs).
+  ``normalize=False``: the raw features.
+* Every prior energy is divided by a temperature ``T``. Defaults: ``T_G = 1e3`` for the GMM priors
+  (HEAT App. B: "temperature scaling on the mixture of Gaussian distributions energy with temperature
+  T_G = 1e3"; the authors' code: ``temperature_prior: 1e3`` in ``heat_gmm*_c10.yaml``) and ``T = 1`` for
+  EL (App. B scales only the GMM energy; the code: ``temperature_prior: 1e0`` in ``heat_el_c10.yaml``).
+  ``temperature="auto"`` (a switch, not the paper's) sets ``T`` to the std of the raw energy on ID
+  training features.
   GMM-std is the same prior fitted on std-pooled features (the detector picks the features).
 * :class:`NoPrior` — ``E_q = 0``: the "fully data-driven EBM" baseline of HEAT Table 2 / Fig. 4; it
   keeps a Gaussian proposal to start SGLD.
@@ -26,7 +33,7 @@ ReLU-projected. This project's backbones may end in LeakyReLU (features of both 
 would put the negatives in a region no real feature visits. ``domain="auto"`` (default) reads it from
 the training features at fit time: ``"nonneg"`` if every coordinate is >= 0 (project with ReLU), else
 ``"real"`` (no ReLU). :meth:`_GaussianBuffers.project` is that projection (plus the L2 normalisation of
-the "code" GMM form); :meth:`_GaussianBuffers.features` is the map every energy applies to ``z`` first.
+a normalising GMM prior); :meth:`_GaussianBuffers.features` is the map every energy applies to ``z`` first.
 
 Ridge. Σ gets ``reg · s · I`` with ``s`` the mean within-class variance of the training features
 (:meth:`~ebm_ood.class_gaussian.ClassGaussianStats.ridge_scale`), so a dead feature channel (zero
@@ -44,7 +51,7 @@ from torch import nn
 from ebm_ood.class_gaussian import ClassGaussian, DegenerateCovarianceWarning, fit_class_gaussian
 from ebm_ood.energy import energy_from_logits
 from ebm_ood.errors import NotFittedError
-from ebm_ood.checks import check_array, check_positive
+from ebm_ood.checks import check_array, check_bool, check_positive
 
 DOMAINS = ("auto", "nonneg", "real")
 _GAUSSIAN_FIELDS = ("means", "cov", "chol", "whiten", "precision", "counts", "log_weights", "logdet")
@@ -54,13 +61,16 @@ class _GaussianBuffers(nn.Module):
     """Base of the priors: a fitted :class:`ClassGaussian` held as buffers (moves with ``.to(device)``,
     saved in state_dict), and the energy temperature: ``forward(z) = raw_energy(z) / T``.
 
-    ``T = "auto"`` sets ``T`` at fit time to the standard deviation of ``raw_energy`` on the training
-    features, so that the prior's ID energies spread over O(1) whatever the feature scale. HEAT App. B
-    divides the GMM energy by ``T_G = 1e3`` for the same reason (its features are L2-normalised 512-d
-    vectors); a fixed number reproduces that, ``T = 1`` gives the formulas verbatim.
+    A number is used as it is (HEAT App. B: ``T_G = 1e3`` for the GMM priors; ``T = 1`` is the formula
+    verbatim). ``T = "auto"`` sets ``T`` at fit time to the standard deviation of ``raw_energy`` on the
+    training features, so that the prior's ID energies spread over O(1) whatever the feature scale — a
+    rule of ours, not the paper's. The two are not interchangeable: with ``T_G = 1e3`` on L2-normalised
+    features the prior's ID energies spread over ~1e-2, so the residual ``E_θ`` (kept to about ±1/λ by
+    Eq. 5) outweighs the prior's ordering of ID-like points; with "auto" the prior's ID spread is 1, ten
+    times ``E_θ``'s range at λ = 10.
     """
 
-    normalize = False   # the "code" GMM form L2-normalises z before its energy
+    normalize = False   # GMMPrior(normalize=True) L2-normalises z before its energy
 
     def _init_common(self, temperature, reg: float, domain: str) -> None:
         """Check and store the temperature, the relative ridge ``reg`` and the feature ``domain``."""
@@ -78,8 +88,8 @@ class _GaussianBuffers(nn.Module):
             self.domain_ = "nonneg" if float(np.min(z)) >= 0 else "real"
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
-        """The map applied to ``z`` before every energy: L2 normalisation for the "code" GMM form, else
-        identity. (N, D) -> (N, D)."""
+        """The map applied to ``z`` before every energy: L2 normalisation for a GMM prior with
+        ``normalize=True``, else identity. (N, D) -> (N, D)."""
         return F.normalize(z, dim=-1) if self.normalize else z
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
@@ -126,14 +136,15 @@ class ELPrior(_GaussianBuffers):
     """Energy-logits prior (Liu et al. 2020; HEAT §3.2): raw energy ``-τ · logsumexp_c (W z + b)_c / τ``
     with the backbone's linear head, divided by the energy temperature ``T`` (see the base class).
 
-    weight (C, D), bias (C,): the head. logit_temperature: τ (Liu et al.: 1). init: "gaussian" (default,
+    weight (C, D), bias (C,): the head. logit_temperature: τ (Liu et al.: 1). temperature: ``T`` (default 1,
+    the paper's and the authors' code's; "auto": see the base class). init: "gaussian" (default,
     ours) or "normal" (authors' code) — how ``sample`` draws SGLD starting points. reg: relative ridge of
     the Gaussian proposal; domain: the feature domain (module docstring).
     """
 
     name = "EL"
 
-    def __init__(self, weight, bias, logit_temperature: float = 1.0, temperature="auto", init: str = "gaussian",
+    def __init__(self, weight, bias, logit_temperature: float = 1.0, temperature=1.0, init: str = "gaussian",
                  reg: float = 1e-6, domain: str = "auto"):
         super().__init__()
         check_positive(logit_temperature, "logit_temperature")
@@ -174,10 +185,14 @@ class ELPrior(_GaussianBuffers):
 class GMMPrior(_GaussianBuffers):
     """Class-conditional Gaussian prior with shared covariance (HEAT §3.2; Lee et al. 2018).
 
-    form="paper" (default): raw energy ``-logsumexp_c(-½ d²_c(z))``, ``d²_c`` the squared Mahalanobis
-      distance to the class mean ``μ_c``; energy temperature ``T`` "auto" by default (base class).
-    form="code" (authors' code): ``z ← z / ‖z‖`` first, raw energy the full ``-log q(z)``,
-      ``q = Σ_c π_c N(μ_c, Σ)`` with class-frequency weights; ``T = T_G = 1e3`` by default.
+    form="paper" (default): raw energy ``-logsumexp_c(-½ d²_c(ẑ))``, ``d²_c`` the squared Mahalanobis
+      distance to the class mean ``μ_c``.
+    form="code" (authors' code): raw energy the full ``-log q(ẑ)``, ``q = Σ_c π_c N(μ_c, Σ)`` with
+      class-frequency weights.
+    normalize (default True, both forms): ``ẑ = z / ‖z‖`` (the Gaussian is fitted on, and the energy and
+      ``E_θ`` read, L2-normalised features; see the module docstring for the source); False: ``ẑ = z``.
+    temperature: ``T`` (default ``T_G = 1e3``, HEAT App. B and the authors' code, both forms; "auto": see
+      the base class). The energy is ``raw / T``.
     Σ is the ML covariance of class-centred features plus ``reg · s · I``, ``s`` the mean within-class
     variance (default reg 1e-6 in both forms; the authors' code adds an absolute 1e-12), fitted with :class:`~ebm_ood.class_gaussian.ClassGaussianStats`, streamed
     in chunks when ``fit`` gets a ``batch_size``.
@@ -185,13 +200,14 @@ class GMMPrior(_GaussianBuffers):
 
     name = "GMM"
 
-    def __init__(self, form: str = "paper", temperature=None, reg: float = 1e-6, domain: str = "auto"):
+    def __init__(self, form: str = "paper", temperature=1e3, reg: float = 1e-6, domain: str = "auto",
+                 normalize: bool = True):
         super().__init__()
         if form not in ("paper", "code"):
             raise ValueError(f"form: expected 'paper' or 'code', got {form!r}")
         self.form = form
-        self.normalize = form == "code"
-        self._init_common(("auto" if form == "paper" else 1e3) if temperature is None else temperature, reg, domain)
+        self.normalize = check_bool(normalize, "normalize")
+        self._init_common(temperature, reg, domain)
 
     def fit(self, z, y=None, batch_size: int | None = None) -> "GMMPrior":
         """z (N, D) numpy features, y (N,) labels (None: one Gaussian); streamed in ``batch_size`` chunks."""
@@ -211,8 +227,9 @@ class GMMPrior(_GaussianBuffers):
 
     def max_curvature(self) -> float | None:
         """An upper bound of the largest eigenvalue of the Hessian ``∇²_z E_q``: ``1 / (λ_min(Σ) T)`` for
-        the paper form (the mixture's Hessian is ``Σ⁻¹`` minus a covariance, divided by ``T``); None for the
-        code form (its L2 map is projected after each SGLD step). SGLD with gradient step ``a`` overshoots
+        the paper form (the mixture's Hessian is ``Σ⁻¹`` minus a covariance, divided by ``T``; with
+        ``normalize`` it is the bound in the normalised coordinates, which the map ``z / ‖z‖`` scales by
+        ``1 / ‖z‖²`` — 1 near the unit sphere the prior's samples live on); None for the code form. SGLD with gradient step ``a`` overshoots
         along a direction of curvature ``κ`` when ``a κ > 1`` and diverges when ``a κ > 2``."""
         if self.form != "paper":
             return None

@@ -5,8 +5,9 @@ This is the only module that knows whether the compiled op (``csrc/``, registere
 
 1. ``ebm_ood._C`` built ahead of time by ``setup.py`` (``pip install --no-build-isolation -e .``);
 2. otherwise a just-in-time build of ``csrc/`` with ``torch.utils.cpp_extension.load`` (ninja), cached under
-   ``$EBM_OOD_EXTENSIONS_DIR`` (default ``~/.cache/ebm_ood/torch_extensions``); the first compile prints
-   one line; concurrent runs build once (``build_lock.py``: a killed build never blocks a later one);
+   ``$EBM_OOD_EXTENSIONS_DIR`` (default ``~/.cache/ebm_ood/torch_extensions``) in a folder of its own per
+   checkout (``build_name``), so two clones never rebuild each other's op; the first compile prints one
+   line; concurrent runs build once (``build_lock.py``: a killed build never blocks a later one);
 3. otherwise (no compiler, build error) the twin below, with a one-line warning.
 ``EBM_OOD_FORCE_TWIN=1`` forces the twin.
 
@@ -36,7 +37,7 @@ from ebm_ood.sampling.build_flags import CXX_FLAGS, LD_FLAGS, NVCC_FLAGS  # shar
 from ebm_ood.sampling.build_lock import build_lock
 
 _STATE: dict = {"backend": None}
-_SOURCES = ("philox.h", "sgld_update.h", "sgld_cpu.cpp")
+_SOURCES = ("philox.h", "sgld_update.h", "sgld_tile.h", "sgld_cpu.cpp")
 
 
 def _csrc_dir() -> Path | None:
@@ -48,25 +49,36 @@ def _csrc_dir() -> Path | None:
     return None
 
 
-def _jit_build() -> None:
-    """Compile ``csrc/`` with ninja (once per source/flags/torch/python version) and load it.
+def build_name(src: Path, sources: list[Path], cflags: list[str]) -> str:
+    """The JIT build's name and folder: a hash of the source folder's absolute path, the sources' bytes, the
+    flags and the torch/python versions.
+
+    The path is part of it because ninja's build file records absolute source paths: two checkouts sharing
+    one folder would each rewrite it and recompile the op on every alternate use.
+    """
+    digest = hashlib.sha1(f"{Path(src).resolve()}\0".encode())
+    for f in (*sources, *(src / h for h in _SOURCES if h.endswith(".h"))):
+        digest.update(f.read_bytes())
+    digest.update(f"{torch.__version__}-{sys.version_info[:2]}-{cflags}-{NVCC_FLAGS}".encode())
+    return f"ebm_ood_sgld_{digest.hexdigest()[:12]}"
+
+
+def _jit_build(src: Path | None = None) -> None:
+    """Compile ``src`` (default: this checkout's ``csrc/``) with ninja, once per source folder, source bytes,
+    flags and torch/python version, and load it.
 
     The CUDA kernel is added when torch has a usable CUDA device and toolkit.
     """
     from torch.utils import cpp_extension
 
-    src = _csrc_dir()
+    src = _csrc_dir() if src is None else Path(src)
     if src is None:
         raise RuntimeError("the csrc/ sources were not found next to the package")
     sources, cflags = [src / "sgld_cpu.cpp"], list(CXX_FLAGS)
     if torch.cuda.is_available() and cpp_extension.CUDA_HOME is not None and (src / "sgld_cuda.cu").is_file():
         sources.append(src / "sgld_cuda.cu")
         cflags.append("-DEBM_OOD_WITH_CUDA")
-    digest = hashlib.sha1()
-    for f in (*sources, src / "philox.h", src / "sgld_update.h"):
-        digest.update(f.read_bytes())
-    digest.update(f"{torch.__version__}-{sys.version_info[:2]}-{cflags}-{NVCC_FLAGS}".encode())
-    name = f"ebm_ood_sgld_{digest.hexdigest()[:12]}"
+    name = build_name(src, sources, cflags)
     root = Path(os.environ.get("EBM_OOD_EXTENSIONS_DIR", Path.home() / ".cache" / "ebm_ood" / "torch_extensions"))
     build_dir = root / name
     with build_lock(build_dir):  # one builder at a time; clears torch's lock left by a killed build

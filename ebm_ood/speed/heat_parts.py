@@ -17,11 +17,11 @@ from ebm_ood.heat.priors import ELPrior, GMMPrior
 def timers(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, w: np.ndarray, b: np.ndarray) -> dict:
     """name → a zero-argument call that scores ``z_test`` (M, D) with one part of HEAT."""
     el = ELPrior(w, b).fit(z_train, y_train).eval()
-    gmm = GMMPrior().fit(z_train, y_train).eval()
-    gmm_code = GMMPrior(form="code").fit(z_train, y_train).eval()
+    gmm = GMMPrior().fit(z_train, y_train).eval()                    # the default: L2-normalised features
+    gmm_raw = GMMPrior(normalize=False).fit(z_train, y_train).eval()
     mlp = ResidualMLP(z_train.shape[1]).eval()  # width 2·D (1024 for 512-d features, as in the paper)
     mlp.set_input_stats(z_train)
-    hybrids = [HybridEnergy(p, m).eval() for p, m in ((el, mlp), (gmm, mlp), (gmm_code, mlp))]
+    hybrids = [HybridEnergy(p, m).eval() for p, m in ((el, mlp), (gmm, mlp), (gmm_raw, mlp))]
     z = torch.as_tensor(z_test)
 
     def no_grad(fn):
@@ -32,8 +32,8 @@ def timers(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, w: np.n
 
     out = {
         "HEAT: EL prior E_q": no_grad(lambda: el(z)),
-        "HEAT: GMM prior E_q (paper form)": no_grad(lambda: gmm(z)),
-        "HEAT: GMM prior E_q (code form, L2)": no_grad(lambda: gmm_code(z)),
+        "HEAT: GMM prior E_q (L2-normalised features)": no_grad(lambda: gmm(z)),
+        "HEAT: GMM prior E_q (raw features)": no_grad(lambda: gmm_raw(z)),
         "HEAT: residual MLP E_θ forward": no_grad(lambda: mlp(z)),
         "HEAT: hybrid E_q + E_θ (GMM)": no_grad(lambda: hybrids[1](z)),
     }
@@ -43,7 +43,7 @@ def timers(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, w: np.n
 
 def compose_timers(hybrids, z: torch.Tensor, z_train: np.ndarray) -> dict:
     """Eq. 7 (β = 0) on the standardised energies of the three hybrids, alone and as the full HEAT score.
-    The third hybrid (GMM, authors' code form) stands in for HEAT-GMM-std: same cost, other features."""
+    The third hybrid (GMM on raw features) stands in for HEAT-GMM-std: same cost, other features."""
     def energies(a: torch.Tensor) -> np.ndarray:   # (N, 3) float64
         with torch.no_grad():
             return torch.stack([h(a) for h in hybrids], 1).double().numpy()

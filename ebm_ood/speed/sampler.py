@@ -1,6 +1,6 @@
 """Speed of the SGLD sampler: the fused update op against its peers, and whole 100-step chains.
 
-Run: ``ebm-ood bench sampler [--json] [--rounds 15] [--threads 1] [--no-compile] [--device cpu|cuda]``.
+Run: ``ebm-ood bench sampler [--json] [--rounds 15] [--threads 1] [--no-compile] [--no-paths] [--device cpu|cuda]``.
 
 1. One update ``x <- clamp(x - a g + b n)``, float32, 1k ... 4M elements, by
    * ``fused``: ``ebm_ood.sampling.ops.sgld_step_`` (the C++ op, or its twin without a compiler);
@@ -11,6 +11,10 @@ Run: ``ebm-ood bench sampler [--json] [--rounds 15] [--threads 1] [--no-compile]
    * ``copy``: ``y.copy_(x)``, the memory floor.
    Each is reported in ns and CPU cycles per element, and the ratios ``eager / fused`` and
    ``compile / fused`` as the median of per-round ratios with their interquartile range.
+   Then one row per CPU kernel ("path") this machine can run (``torch.ops.ebm_ood.sgld_cpu_paths()``:
+   the hand-written AVX-512 one, the portable avx512 / avx2 / baseline copies), each in a fresh process with
+   ``EBM_OOD_SGLD_PATH`` forcing the kernel and ``ATEN_CPU_CAPABILITY`` the matching ATen kernels for the
+   eager peer (what a CPU with only that instruction set runs), fused against eager at 50k and 1M elements.
 2. A 100-step chain, batch 64, on the tabular MLP energy (5 layers, width 100, 18 inputs) and on a small
    conv energy (the SmallWRN on 1x8x8 digits), both as the EBM methods use them (``JEMEnergy`` with one
    logit): ``sampling.sgld`` vs a JEM-style loop (``x.requires_grad_(); g = autograd.grad(E(x).sum(), x);
@@ -33,6 +37,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from typing import Callable
@@ -108,6 +113,42 @@ def bench_update(rounds: int, sizes=SIZES, compiled: dict | None = None, device:
             quantised_c = row["fused_quantised"] or row["compile_quantised"]
             row["vs_compile"] = None if quantised_c else ratio_summary(samples["compile"], samples["fused"])
         rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- per path
+# The ATen kernels a CPU with only a path's instruction set runs (ATEN_CPU_CAPABILITY).
+ATEN_OF_PATH = {"avx512-intrinsics": "avx512", "avx512": "avx512", "avx2": "avx2", "baseline": "default"}
+PATH_SIZES = (50_000, 1_000_000)
+
+
+def cpu_paths() -> tuple[str | None, list[str]]:
+    """(the CPU path the op takes here, the paths this CPU can run); (None, []) with the twin."""
+    if ops.backend() != "extension":
+        return None, []
+    chosen, *paths = torch.ops.ebm_ood.sgld_cpu_paths().split()
+    return chosen, [name for name, ok in (w.split(":") for w in paths) if ok == "yes"]
+
+
+_PATH_WORKER = ("import json, sys, torch; from ebm_ood.speed import sampler; torch.set_num_threads(1); "
+                "rows = sampler.bench_update(int(sys.argv[1]), sizes=tuple(int(n) for n in sys.argv[2].split(','))); "
+                "print(json.dumps({'path': sampler.cpu_paths()[0], "
+                "'aten': torch.backends.cpu.get_cpu_capability(), 'rows': rows}))")
+
+
+def bench_paths(rounds: int, sizes=PATH_SIZES) -> list[dict]:
+    """Fused vs eager, one thread, per CPU path this machine runs, each in its own process (the op reads
+    ``EBM_OOD_SGLD_PATH`` once per process). Rows: path, aten, and bench_update's fields."""
+    rows = []
+    for path in cpu_paths()[1]:
+        env = {**os.environ, "EBM_OOD_SGLD_PATH": path, "ATEN_CPU_CAPABILITY": ATEN_OF_PATH.get(path, "default")}
+        env.pop("EBM_OOD_SGLD_GENERIC", None)
+        r = subprocess.run([sys.executable, "-c", _PATH_WORKER, str(rounds), ",".join(map(str, sizes))],
+                           capture_output=True, text=True, env=env, timeout=1800)
+        if r.returncode != 0:
+            raise RuntimeError(f"bench sampler: the {path} path failed: {r.stderr.strip().splitlines()[-1:]}")
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        rows += [{"path": out["path"], "aten": out["aten"], **row} for row in out["rows"]]
     return rows
 
 
@@ -200,7 +241,7 @@ def _cell(row: dict, name: str) -> str:
 
 def render(result: dict) -> str:
     lines = [f"SGLD update x <- clamp(x - a g + b n), float32, device={result['device']}, "
-             f"backend={result['backend']}, load average {result['load_avg']:.1f}, clock "
+             f"backend={result['backend']}, cpu path={result.get('cpu_path') or '-'}, load average {result['load_avg']:.1f}, clock "
              f"{result['ghz'] or float('nan'):.2f} GHz (nominal), {result['rounds']} interleaved rounds",
              "ns per element (CPU cycles per element); ratios = median of per-round ratios [interquartile range]",
              "", "| elements | threads | fused | eager | compile | floor (no RNG) | copy | eager / fused "
@@ -210,6 +251,15 @@ def render(result: dict) -> str:
         lines.append(f"| {r['numel']:,} | {label} | {_cell(r, 'fused')} | {_cell(r, 'eager')} | "
                      f"{_cell(r, 'compile')} | {_cell(r, 'floor')} | {_cell(r, 'copy')} | {_ratio(r['vs_eager'])} | "
                      f"{_ratio(r.get('vs_compile')) if 'vs_compile' in r else '-'} |")
+    if result.get("paths"):
+        lines += ["", f"Per CPU kernel (path), one thread, each in its own process: this CPU takes "
+                  f"{result['cpu_path']}; ATen = the eager peer's ATEN_CPU_CAPABILITY", "",
+                  "| path | ATen | elements | fused | eager | eager / fused |", "|---|---|---|---|---|---|"]
+        for r in result["paths"]:
+            lines.append(f"| {r['path']} | {r['aten']} | {r['numel']:,} | {_cell(r, 'fused')} | {_cell(r, 'eager')} | "
+                         f"{_ratio(r['vs_eager'])} |")
+    elif result.get("cpu_path"):
+        lines.append(f"\nCPU kernel (path) of the fused op here: {result['cpu_path']}")
     if result["compile_note"]:
         lines.append(f"\ntorch.compile peer unavailable: {result['compile_note']}")
     elif result["update"] and "compile_s" in result["update"][0]:
@@ -243,6 +293,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile peers (they compile "
                         "C++ on first use, about a minute)")
     parser.add_argument("--no-chains", action="store_true", help="time the update only")
+    parser.add_argument("--no-paths", action="store_true", help="skip the per-CPU-kernel rows (one process each)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="cpu (default) or cuda: check the CUDA kernel bit for bit against the twin, then time it")
 
@@ -276,18 +327,19 @@ def run(args) -> int:
             torch.set_num_threads(2)
             two = bench_update(args.rounds, sizes=(1_000_000,), device=args.device)
             torch.set_num_threads(args.threads)
+        paths = [] if args.no_paths or args.device == "cuda" else bench_paths(args.rounds)
         chains = [] if args.no_chains or args.device == "cuda" else bench_chains(max(5, args.rounds // 2))
     finally:
         torch.set_num_threads(previous)
     by_e = {r["energy"]: r for r in chains}
-    result = {"device": args.device, "backend": backend, "threads": args.threads, "torch": torch.__version__,
+    result = {"device": args.device, "backend": backend, "cpu_path": cpu_paths()[0], "threads": args.threads, "torch": torch.__version__,
               "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"), "ghz": cpu_ghz(),
               "rounds": args.rounds, "compile_note": None if args.no_compile else note,
               "speedup_1m": _speedup(upd, 1_000_000, "vs_eager"), "speedup_50k": _speedup(upd, 50_000, "vs_eager"),
               "vs_compile_1m": _speedup(upd, 1_000_000, "vs_compile"),
               "overhead_mlp": by_e["mlp"]["overhead"] if "mlp" in by_e else None,
               "overhead_conv": by_e["conv"]["overhead"] if "conv" in by_e else None,
-              "update": upd, "update_2threads": two, "chains": chains, "cuda_check": cuda_check}
+              "update": upd, "update_2threads": two, "paths": paths, "chains": chains, "cuda_check": cuda_check}
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 1 if any(r["differing"] for r in cuda_check) else 0
 

@@ -111,7 +111,7 @@ def check_exercise_3(answer) -> bool:
 def check_exercise_4(heat_gmm_energy) -> bool:
     """Implement it: ``heat_gmm_energy(z (N, D), means (C, D), cov (D, D)) -> (N,)``, the raw energy of
     HEAT's GMM prior in the paper's form, ``-logsumexp_c(-½ (z - μ_c)ᵀ Σ⁻¹ (z - μ_c))`` (no ``π_c``, no
-    normaliser). Compared with the library's ``GMMPrior(form="paper", temperature=1)`` fitted on features
+    normaliser). Compared with the library's ``GMMPrior(form="paper", temperature=1, normalize=False)`` fitted on features
     and labels the check draws (it passes the prior's fitted ``means`` and ``cov``)."""
     ex = EX.format(4)
     import torch
@@ -120,7 +120,7 @@ def check_exercise_4(heat_gmm_energy) -> bool:
     rng = np.random.default_rng(94)
     y = rng.integers(0, 3, 600)
     feats = rng.normal(0, 1, (600, 4)) @ rng.normal(0, 1, (4, 4)) + rng.normal(0, 3, (3, 4))[y]
-    prior = GMMPrior(form="paper", temperature=1.0, domain="real").fit(feats, y)
+    prior = GMMPrior(form="paper", temperature=1.0, domain="real", normalize=False).fit(feats, y)
     g = prior.gaussian
     z = torch.as_tensor(rng.normal(0, 3, (40, 4)), dtype=g.means.dtype)
     with torch.no_grad():
