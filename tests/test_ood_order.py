@@ -68,3 +68,19 @@ def test_the_default_order_is_shuffled_by_the_seed(name):
         n = len(default.x_test)
         in_range = lambda a: np.all((a >= -1) & (a <= 1), axis=(1, 2, 3))  # noqa: E731
         assert 0 < in_range(stored.ood["noise"].x[:n]).mean() < 0.2 < in_range(default.ood["noise"].x[:n]).mean()
+
+
+def test_a_sets_order_depends_on_the_seed_and_its_name_only():
+    """The permutation of one set is the same whichever other sets come before it, and in any dict order."""
+    rng = np.random.default_rng(1)
+    a, b, c = (rng.normal(size=(n, 3)).astype("float32") for n in (50, 40, 30))
+    ids = rng.normal(size=(10, 3)).astype("float32"), np.zeros(10, np.int64)
+
+    def data(sets):
+        return OODDataset("toy", "tabular", *ids, *ids, *ids, ood={k: OODSet(x, NATURAL) for k, x in sets})
+
+    alone = shuffle_ood(data([("b", b)]), seed=3).ood["b"].x
+    for sets in ([("a", a), ("b", b), ("c", c)], [("c", c), ("b", b)], [("a", a), ("b", b)]):
+        np.testing.assert_array_equal(shuffle_ood(data(sets), seed=3).ood["b"].x, alone)
+    assert not np.array_equal(shuffle_ood(data([("b", b)]), seed=4).ood["b"].x, alone)       # the seed
+    assert not np.array_equal(shuffle_ood(data([("b2", b)]), seed=3).ood["b2"].x, alone)     # the name
