@@ -21,11 +21,14 @@ Paper vs the authors' code (every difference: ``docs/paper_vs_code.md``), and wh
   validation batches: ``data_noise_std=0.1`` gives their amount on training batches.
 * Supervised runs (code): class-conditional SGLD on ``E(x, y) = -f(x)[y]`` with ``y ~ U{0..C-1}``, the
   buffer split into per-class chunks, 20 steps (``conditional_sgld_steps``).
-* Model selection: the code used OOD validation data; we use ID data only — the training objective on
-  the ID validation set, its negatives being the latest SGLD samples (``select="val_loss"``), or the last
-  weights (``select="last"``). Caveat: the CD loss is not a likelihood. With the penalty it is lowest,
+* Model selection: the code used OOD validation data; we use ID data only. By default the last weights
+  are kept (``select="last"``): the CD loss is no measure of fit, so no ID-only criterion ranks CD's
+  checkpoints. It is not a likelihood (the ``log Z`` it leaves out changes from one checkpoint to the next),
+  and it sits near 0 whenever the chains keep up with the model; with the penalty it is lowest,
   ``-1/(2α)`` at ``E⁺ = -1/(2α)``, ``E⁻ = +1/(2α)``, when the model separates the data from chains that
-  lag behind it, so ``val_loss`` favours such checkpoints (e.g. early ones).
+  lag behind it. ``select="val_loss"`` (an option) keeps the checkpoint with the lowest training objective
+  on the ID validation set against the latest SGLD negatives, i.e. the largest such gap (often an early
+  checkpoint).
 """
 from __future__ import annotations
 
@@ -110,7 +113,7 @@ class CDConfig:
     gamma: float = 0.0  # weight of CrossEntropy(f(x), y) (CD-S); 0 = unsupervised, labels ignored
     conditional_sgld: bool = True  # with gamma > 0: class-conditional SGLD, per-class buffer chunks (code)
     conditional_sgld_steps: int = 20  # SGLD steps of the class-conditional sampler (code: 20)
-    select: str = "val_loss"  # model selection on ID validation data: "val_loss" | "last"
+    select: str = "last"  # "last": the final weights; "val_loss": the lowest CD objective on ID validation data
     widen: int = 2  # WRN widening factor (images)
     bottleneck: float | None = None  # 1x1-conv bottleneck factor (images)
     bottleneck_form: str = "expand"  # "expand": C → ⌊f·C⌋ → C (the authors'); "reduce": C → ⌊f·C⌋ (ebm_ood.nn.wrn)
