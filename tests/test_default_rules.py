@@ -78,5 +78,12 @@ def test_cd_and_vera_end_with_the_weights_of_their_last_step(detector, config):
     cfg = config("quick", "tabular")
     det = detector(cfg, seed=0).fit(x)
     assert det.history_.best_step == det.history_.steps_done == cfg.train.steps
-    # no criterion was evaluated: the trainer records the step itself as each validation's value
-    assert [v["val"] for _, v in det.history_.logs] == [float(s) for s, _ in det.history_.logs]
+    # no criterion was evaluated: the trainer records the (0-based) step index as each validation's value
+    assert [v["val"] for _, v in det.history_.logs] == [float(s - 1) for s, _ in det.history_.logs]
+
+
+@pytest.mark.parametrize("preset", ["default", "full"])
+def test_ssm_adds_the_authors_input_noise_on_images_only(preset):
+    # without it the SSM objective is unbounded below on images with constant pixels (SSM_FULL's comment)
+    assert ssm_config(preset, "image").data_noise_std == 0.1
+    assert ssm_config(preset, "tabular").data_noise_std == 0.0
