@@ -73,16 +73,18 @@ def test_segment_splits_scaling_and_held_out_sky(segment_root):
 
 
 def test_segment_non_natural_sets_follow_app_d(segment_root):
-    ds = get_dataset("segment", seed=3, data_root=segment_root[0])
+    ds = get_dataset("segment", seed=3, ood_order="stored", data_root=segment_root[0])  # built order: N, then U
     assert ds.ood["held-out"].group == NATURAL
     noise, const = ds.ood["noise"], ds.ood["constant"]
     assert noise.group == NON_NATURAL and const.group == NON_NATURAL
     assert noise.x.shape == const.x.shape == (6, 18)
     assert np.all(const.x == const.x[:, :1]) and np.all(np.abs(const.x) <= 1)
     assert np.all(np.abs(noise.x[3:]) <= 1)  # the second half is U(-1, 1)
-    again = get_dataset("segment", seed=3, data_root=segment_root[0])
+    again = get_dataset("segment", seed=3, ood_order="stored", data_root=segment_root[0])
     assert np.array_equal(again.ood["noise"].x, noise.x)
-    other = get_dataset("segment", seed=4, data_root=segment_root[0])
+    shuffled = get_dataset("segment", seed=3, data_root=segment_root[0]).ood["noise"].x  # the default order
+    assert sorted(map(bytes, shuffled)) == sorted(map(bytes, noise.x))
+    other = get_dataset("segment", seed=4, ood_order="stored", data_root=segment_root[0])
     assert np.array_equal(other.x_train, ds.x_train)  # the split is fixed (split_seed), not the training seed
     assert not np.array_equal(other.ood["noise"].x, noise.x)
 

@@ -107,7 +107,7 @@ x2d = (modes[rng.integers(0, 8, 2000)] + rng.normal(0, 0.05, (2000, 2))).astype(
 
 base = cd_config("default", "tabular")
 cfg2d = replace(base, train=replace(base.train, steps=250 if FAST else 1500, batch_size=64, warmup=50, lr=2e-3,
-                                    eval_every=100, progress=False),
+                                    eval_every=100, progress=False, warmup_share=None),
                 sgld_steps=20, buffer_size=1000, mlp_width=64, mlp_depth=4, select="last")
 toy = CDDetector(cfg2d, seed=0).fit(x2d)
 print("training steps:", toy.history_.steps_done)
