@@ -137,8 +137,9 @@ def balanced_length(n_id: int, n_ood: int, max_items: int = AUTHORS_MAX_ITEMS,
 
 def balance(score_id, score_ood, max_items: int = AUTHORS_MAX_ITEMS,
             batch_size: int = AUTHORS_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """The first :func:`balanced_length` scores of each set, in their stored order (the authors' test
-    loaders do not shuffle). Returns ``(score_id[:n], score_ood[:n])``."""
+    """The first :func:`balanced_length` scores of each set, in the order given (the authors' test
+    loaders do not shuffle; ``get_dataset`` puts every OOD set in a random order fixed by the seed, so the
+    first n are a random sample). Returns ``(score_id[:n], score_ood[:n])``."""
     a, b = _check_pair(score_id, score_ood)
     n = balanced_length(len(a), len(b), max_items, batch_size)
     return a[:n], b[:n]

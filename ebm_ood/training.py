@@ -33,7 +33,7 @@ from ebm_ood.resume import (TrainingState, data_fingerprint, restore, resume_tra
                             snapshot)
 
 __all__ = ["TrainConfig", "History", "train", "to_tensor", "batched_mean", "seed_everything", "data_fingerprint",
-           "run_identity", "steps_for_epochs"]
+           "run_identity", "steps_for_epochs", "effective_warmup"]
 
 @dataclass
 class TrainConfig:
@@ -54,6 +54,7 @@ class TrainConfig:
     lrs: dict = field(default_factory=dict)  # per-optimizer learning rates, e.g. {"gen": 6e-5}
     group_betas: dict = field(default_factory=dict)  # per-optimizer Adam betas, e.g. {"ebm": (0.9, 0.999)}
     epochs: int | None = None  # when set, replaces steps by steps_for_epochs(epochs, N, batch_size)
+    warmup_share: float | None = None  # when set, the warm-up is at most this share of the run (effective_warmup)
 
 
 def steps_for_epochs(epochs: int, n: int, batch_size: int) -> int:
@@ -64,6 +65,17 @@ def steps_for_epochs(epochs: int, n: int, batch_size: int) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{what}: expected a positive integer, got {value!r}")
     return int(epochs) * -(-int(n) // int(batch_size))
+
+
+def effective_warmup(warmup: int, steps: int, share: float | None) -> int:
+    """The warm-up steps a run of ``steps`` steps takes: ``warmup``, or with a ``share`` at most that share
+    of the run, ``min(warmup, ⌊share · steps⌋)`` (so a warm-up written in steps never outlasts a run whose
+    length is counted in epochs of a small dataset)."""
+    if share is None:
+        return int(warmup)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ValueError(f"warmup_share: expected None or a number in (0, 1], got {share!r}")
+    return min(int(warmup), math.floor(share * int(steps)))
 
 
 @dataclass
@@ -113,7 +125,8 @@ def _check_config(config: TrainConfig, groups: dict[str, list[str]]) -> None:
 def _check_inputs(modules: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor | None, config: TrainConfig,
                   groups: dict[str, list[str]]) -> TrainConfig:
     """Raise on bad arguments; return ``config``, its ``steps`` replaced by :func:`steps_for_epochs` of
-    the ``len(x)`` training samples when ``config.epochs`` is set."""
+    the ``len(x)`` training samples when ``config.epochs`` is set and its ``warmup`` by
+    :func:`effective_warmup` of those steps."""
     _check_config(config, groups)
     for g, names in groups.items():
         if unknown := [n for n in names if n not in modules]:
@@ -123,9 +136,9 @@ def _check_inputs(modules: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
         raise ValueError("x: expected at least one training sample, got none")
     if y is not None and y.shape[0] != n:
         raise ValueError(f"y: expected {n} labels (one per sample of x), got {y.shape[0]}")
-    if config.epochs is None:
-        return config
-    return replace(config, steps=steps_for_epochs(config.epochs, n, config.batch_size))
+    if config.epochs is not None:
+        config = replace(config, steps=steps_for_epochs(config.epochs, n, config.batch_size))
+    return replace(config, warmup=effective_warmup(config.warmup, config.steps, config.warmup_share))
 
 
 def _params(modules: dict[str, nn.Module], names) -> list[nn.Parameter]:

@@ -266,7 +266,8 @@ def test_divergence_guard_planted_nan_names_step_and_restores_weights():
     x, _ = _two_class_data()
     torch.manual_seed(0)
     net = _PlantedNaN(MLP(4, 1, width=16, depth=3), after=25)
-    det = CDDetector(_quick(train={"steps": 100, "eval_every": 10}), seed=0, net=net)
+    # select="val_loss": each validation runs the network, which records the weights it saw
+    det = CDDetector(_quick(train={"steps": 100, "eval_every": 10}), seed=0, net=net, select="val_loss")
     with pytest.raises(DivergenceError, match="at step 25") as info:
         det.fit(x)
     assert info.value.step == 25 and "non-finite" in info.value.reason

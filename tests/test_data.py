@@ -8,7 +8,7 @@ from ebm_ood.data.nonnatural import constant_set, noise_set, smoothness_set
 
 
 def test_digits_split_and_scaling_match_sklearn():
-    d = get_dataset("digits")
+    d = get_dataset("digits", ood_order="stored")  # oodomain row i is ID test image i as built
     raw = load_digits()
     n_id = int((raw.target <= 7).sum())
     assert len(d.x_train) + len(d.x_val) + len(d.x_test) == n_id

@@ -255,3 +255,12 @@ def test_long_experiment_runs_show_progress_and_quick_ones_stay_quiet():
     for preset, shown in (("quick", False), ("default", True), ("full", True)):
         for m in EBM_METHODS:
             assert method_config(m, Settings(preset=preset), "image").train.progress is shown
+
+
+@pytest.mark.parametrize("preset", ["default", "full"])
+def test_steps_flag_replaces_the_presets_epochs(preset):
+    """``--steps N`` trains N steps also where the preset counts epochs (images: ``default`` and ``full``)."""
+    for m in EBM_METHODS:
+        assert method_config(m, Settings(preset=preset), "image").train.epochs is not None
+        train = method_config(m, Settings(preset=preset, steps=200), "image").train
+        assert (train.steps, train.epochs) == (200, None)

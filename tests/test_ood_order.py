@@ -1,5 +1,6 @@
-"""``get_dataset(..., ood_order="shuffled")``: every OOD set in a random order fixed by the seed, so the
-balanced protocol's first n samples are a random subset; the default keeps the stored order."""
+"""``get_dataset(..., ood_order="shuffled")``, the default: every OOD set in a random order fixed by the seed,
+so the balanced protocol's first n samples are a random subset; ``ood_order="stored"`` keeps the order the
+set was built or stored in (the authors' loaders)."""
 import numpy as np
 import pytest
 
@@ -14,7 +15,7 @@ def _rows(a):
 
 
 def test_shuffled_sets_are_permutations_fixed_by_the_seed():
-    stored = get_dataset("tabular", seed=0)
+    stored = get_dataset("tabular", seed=0, ood_order="stored")
     a, b = get_dataset("tabular", seed=0, ood_order="shuffled"), get_dataset("tabular", seed=0, ood_order="shuffled")
     assert list(a.ood) == list(stored.ood)
     for k in stored.ood:
@@ -51,3 +52,35 @@ def test_a_class_sorted_set_keeps_every_class_in_its_first_rows():
 def test_bad_order_is_refused():
     with pytest.raises(ValueError, match="ood_order"):
         get_dataset("tabular", ood_order="random")
+
+
+@pytest.mark.parametrize("name", ["tabular", "digits"])
+def test_the_default_order_is_shuffled_by_the_seed(name):
+    """A loaded set's first n rows are a random sample by default: the digits noise set (N(0, 1) rows, then
+    U(-1, 1) rows) truncated to the ID test size keeps both kinds."""
+    default, shuffled = get_dataset(name, seed=0), get_dataset(name, seed=0, ood_order="shuffled")
+    stored = get_dataset(name, seed=0, ood_order="stored")
+    assert default.meta["ood_order"] == "shuffled"
+    for k in default.ood:
+        np.testing.assert_array_equal(default.ood[k].x, shuffled.ood[k].x)
+    assert not np.array_equal(default.ood["noise"].x, stored.ood["noise"].x)
+    if name == "digits":
+        n = len(default.x_test)
+        in_range = lambda a: np.all((a >= -1) & (a <= 1), axis=(1, 2, 3))  # noqa: E731
+        assert 0 < in_range(stored.ood["noise"].x[:n]).mean() < 0.2 < in_range(default.ood["noise"].x[:n]).mean()
+
+
+def test_a_sets_order_depends_on_the_seed_and_its_name_only():
+    """The permutation of one set is the same whichever other sets come before it, and in any dict order."""
+    rng = np.random.default_rng(1)
+    a, b, c = (rng.normal(size=(n, 3)).astype("float32") for n in (50, 40, 30))
+    ids = rng.normal(size=(10, 3)).astype("float32"), np.zeros(10, np.int64)
+
+    def data(sets):
+        return OODDataset("toy", "tabular", *ids, *ids, *ids, ood={k: OODSet(x, NATURAL) for k, x in sets})
+
+    alone = shuffle_ood(data([("b", b)]), seed=3).ood["b"].x
+    for sets in ([("a", a), ("b", b), ("c", c)], [("c", c), ("b", b)], [("a", a), ("b", b)]):
+        np.testing.assert_array_equal(shuffle_ood(data(sets), seed=3).ood["b"].x, alone)
+    assert not np.array_equal(shuffle_ood(data([("b", b)]), seed=4).ood["b"].x, alone)       # the seed
+    assert not np.array_equal(shuffle_ood(data([("b2", b)]), seed=3).ood["b2"].x, alone)     # the name

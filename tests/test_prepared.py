@@ -52,7 +52,7 @@ def _match_rows(f0: np.ndarray, ids: list[int]) -> np.ndarray:
 
 def test_segment_splits_scaling_and_held_out_sky(segment_root):
     root, rows = segment_root
-    ds = get_dataset("segment", data_root=root)
+    ds = get_dataset("segment", ood_order="stored", data_root=root)
     assert ds.kind == "tabular" and ds.input_shape == (18,) and ds.num_classes == 6
     assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (48, 6, 6)  # 60 ID rows, 80/10/10
     assert ds.meta["id_classes"] == ["brickface", "foliage", "cement", "window", "path", "grass"]
@@ -73,16 +73,18 @@ def test_segment_splits_scaling_and_held_out_sky(segment_root):
 
 
 def test_segment_non_natural_sets_follow_app_d(segment_root):
-    ds = get_dataset("segment", seed=3, data_root=segment_root[0])
+    ds = get_dataset("segment", seed=3, ood_order="stored", data_root=segment_root[0])  # built order: N, then U
     assert ds.ood["held-out"].group == NATURAL
     noise, const = ds.ood["noise"], ds.ood["constant"]
     assert noise.group == NON_NATURAL and const.group == NON_NATURAL
     assert noise.x.shape == const.x.shape == (6, 18)
     assert np.all(const.x == const.x[:, :1]) and np.all(np.abs(const.x) <= 1)
     assert np.all(np.abs(noise.x[3:]) <= 1)  # the second half is U(-1, 1)
-    again = get_dataset("segment", seed=3, data_root=segment_root[0])
+    again = get_dataset("segment", seed=3, ood_order="stored", data_root=segment_root[0])
     assert np.array_equal(again.ood["noise"].x, noise.x)
-    other = get_dataset("segment", seed=4, data_root=segment_root[0])
+    shuffled = get_dataset("segment", seed=3, data_root=segment_root[0]).ood["noise"].x  # the default order
+    assert sorted(map(bytes, shuffled)) == sorted(map(bytes, noise.x))
+    other = get_dataset("segment", seed=4, ood_order="stored", data_root=segment_root[0])
     assert np.array_equal(other.x_train, ds.x_train)  # the split is fixed (split_seed), not the training seed
     assert not np.array_equal(other.ood["noise"].x, noise.x)
 
@@ -127,7 +129,7 @@ def test_fmnist_pairings_scaling_and_oodomain(tmp_path, monkeypatch):
     _, fm_test = _write_image_set(tmp_path, "fmnist", rng)
     _, mn_test = _write_image_set(tmp_path, "mnist", rng)
     with pytest.warns(UserWarning, match="python data_scripts/prepare.py kmnist"):
-        ds = get_dataset("fmnist", data_root=tmp_path)
+        ds = get_dataset("fmnist", ood_order="stored", data_root=tmp_path)
     assert ds.kind == "image" and ds.input_shape == (1, 28, 28) and ds.num_classes == 10
     assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (90, 10, 10)
     np.testing.assert_allclose(ds.x_test, fm_test / 127.5 - 1.0, atol=1e-6)
@@ -144,7 +146,7 @@ def test_fmnist_pairings_scaling_and_oodomain(tmp_path, monkeypatch):
     monkeypatch.setattr(prepared, "load_split", lambda path: reads.append(path.parent.name + "/" + path.name)
                         or load_split(path))
     with pytest.warns(UserWarning, match="notmnist"):
-        ds = get_dataset("fmnist", data_root=tmp_path)
+        ds = get_dataset("fmnist", ood_order="stored", data_root=tmp_path)
     assert ds.meta["oodomain_source"] == "kmnist" and np.array_equal(ds.ood["oodomain"].x, km_test)
     np.testing.assert_allclose(ds.ood["kmnist"].x, km_test / 127.5 - 1.0, atol=1e-6)
     assert sorted(reads) == ["fmnist/test.npz", "fmnist/train.npz", "kmnist/test.npz", "mnist/test.npz"]  # each once

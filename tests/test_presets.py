@@ -128,9 +128,14 @@ def test_every_full_value_names_its_source(module):
     """Each leaf value of a ``full`` preset carries a comment naming where it comes from."""
     src = inspect.getsource(module)
     name = next(n for n, t in vars(module).items() if t is TABLES[module])
-    full = src[src.index(f"{name} = {{"):]
-    full = full[full.index('"full": {'):]
-    lines = full[:full.index("\n    },")].splitlines()[1:]
+    own = next((n for n, t in vars(module).items() if t is TABLES[module]["full"]), None)  # e.g. CD_FULL
+    if own is not None:  # the full row is a module-level dict that the table (and its default) refer to
+        full = src[src.index(f"{own} = {{"):]
+        lines = full[:full.index("\n}")].splitlines()[1:]
+    else:
+        full = src[src.index(f"{name} = {{"):]
+        full = full[full.index('"full": {'):]
+        lines = full[:full.index("\n    },")].splitlines()[1:]
     leaf = re.compile(r'^\s*("\w+"|\w+)\s*[:=]')
     values = [ln for ln in lines if leaf.match(ln) and not ln.rstrip().endswith("(")]
     assert len(values) >= 5

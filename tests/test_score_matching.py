@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ebm_ood.errors import NotFittedError
+from ebm_ood.nn import SmallWRN
 from ebm_ood.methods.score_matching import (
     SSMDetector, SmoothLeakyReLU, exact_score_matching_loss, model_score, random_projections,
     score_matching_network, sliced_score_matching_loss, ssm_config,
@@ -159,13 +160,45 @@ def test_errors():
         score_matching_network((2, 3), 1)
 
 
-def test_images_use_flattened_mlp_and_score_is_energy():
+@pytest.mark.parametrize("network", ["wrn", "mlp"])
+def test_image_network_and_score_is_energy(network):
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (64, 1, 8, 8)).astype(np.float32)
-    det = SSMDetector(quick(steps=5)).fit(x)
+    det = SSMDetector(quick(steps=5), image_network=network).fit(x)
+    assert isinstance(det.net_, SmallWRN) == (network == "wrn")
     with torch.no_grad():
         want = -torch.logsumexp(det.net_(torch.tensor(x)), dim=1).double().numpy()
     np.testing.assert_allclose(det.score(x), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["quick", "default", "full"])
+def test_the_papers_wrn_is_the_image_network_of_every_preset(preset):
+    """Elflein App. C: WideResNet-10-2 for every image model, SSM's included; the MLP on flattened pixels
+    is the option ``image_network="mlp"``."""
+    assert ssm_config(preset, "image").image_network == "wrn"
+    x = np.random.default_rng(0).uniform(-1, 1, (64, 1, 8, 8)).astype(np.float32)
+    assert isinstance(SSMDetector(quick(steps=2)).fit(x).net_, SmallWRN)
+    assert isinstance(score_matching_network((1, 8, 8), 1), SmallWRN)
+    with pytest.raises(ValueError, match="image_network"):
+        score_matching_network((1, 8, 8), 1, image_network="cnn")
+
+
+def test_the_wrn_takes_the_smooth_activation_so_its_curvature_is_seen():
+    """With LeakyReLU the energy is piecewise linear in x and autograd's Hessian-vector product is 0; the
+    smooth activation (SSM's default) gives the WRN's energy curvature, ``activation="leaky_relu"`` the code's."""
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    curv = {}
+    for act in ("smooth_leaky_relu", "leaky_relu"):
+        torch.manual_seed(0)
+        net = score_matching_network((1, 8, 8), 1, activation=act).double()
+        assert net.activation == act
+        xr = x.clone().requires_grad_(True)
+        g = torch.autograd.grad(net(xr).sum(), xr, create_graph=True)[0]
+        curv[act] = torch.autograd.grad((g * torch.ones_like(g)).sum(), xr)[0].abs().max().item()
+    assert curv["smooth_leaky_relu"] > 1e-6 and curv["leaky_relu"] == 0.0
+    assert SSMDetector(quick(steps=2)).fit(x.float().numpy()).net_.activation == "smooth_leaky_relu"
+    with pytest.raises(ValueError, match="activation"):
+        SmallWRN(1, 1, activation="relu")
 
 
 def test_input_noise_switch_perturbs_training_batches_by_its_std(monkeypatch):

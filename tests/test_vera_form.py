@@ -1,5 +1,5 @@
 """VERA's paper form (Elflein App. B): η clamped to [0.01, 0.3] and Adam β = (0, 0.9) for the generator
-only (the EBM and posterior optimizers keep Adam's defaults); the default ``form="code"`` passes one β
+only (the EBM and posterior optimizers keep Adam's defaults), the default; ``form="code"`` passes one β
 pair to every optimizer and leaves η unclamped, as the authors' code."""
 import math
 
@@ -28,12 +28,20 @@ def _optimizers(monkeypatch, **overrides):
 
 
 def test_code_form_gives_every_optimizer_the_one_pair(monkeypatch):
-    _, betas = _optimizers(monkeypatch)
+    _, betas = _optimizers(monkeypatch, form="code")
     assert betas == {"ebm": (0.0, 0.9), "gen": (0.0, 0.9), "post": (0.0, 0.9)}
 
 
 def test_paper_form_gives_the_generator_its_pair_and_the_rest_adam_defaults(monkeypatch):
     _, betas = _optimizers(monkeypatch, form="paper")
+    assert betas == {"ebm": (0.9, 0.999), "gen": (0.0, 0.9), "post": (0.9, 0.999)}
+
+
+@pytest.mark.parametrize("preset", ["quick", "default", "full"])
+def test_the_paper_form_is_the_default_of_every_preset(monkeypatch, preset):
+    for kind in ("tabular", "image"):
+        assert vera_config(preset, kind).form == "paper"
+    _, betas = _optimizers(monkeypatch)
     assert betas == {"ebm": (0.9, 0.999), "gen": (0.0, 0.9), "post": (0.9, 0.999)}
 
 

@@ -25,11 +25,13 @@ def dataset_names() -> list[str]:
     return sorted(DATASETS)
 
 
-def get_dataset(name: str, seed: int = 0, ood_order: str = "stored", **kwargs) -> OODDataset:
+def get_dataset(name: str, seed: int = 0, ood_order: str = "shuffled", **kwargs) -> OODDataset:
     """Load a dataset of :data:`DATASETS`, or the data folder at path ``name``
     (:func:`~ebm_ood.data.folder.load_folder`); unknown names list the valid ones. ``ood_order``:
-    ``"stored"`` keeps each OOD set in the order it was built or stored; ``"shuffled"`` puts it in a random
-    order fixed by ``seed`` (:func:`~ebm_ood.data.dataset.shuffle_ood`)."""
+    ``"shuffled"`` (default) puts each OOD set in a random order fixed by ``seed``
+    (:func:`~ebm_ood.data.dataset.shuffle_ood`), so that the balanced protocol's "first n samples" is a random
+    sample; ``"stored"`` keeps the order it was built or stored in (the authors' loaders: the file's order,
+    e.g. UCI Sensorless sorted by class, and their noise sets built one kind after the other)."""
     if ood_order not in OOD_ORDERS:
         raise ValueError(f"ood_order: expected one of {', '.join(OOD_ORDERS)}, got {ood_order!r}")
     if name not in DATASETS and folder.is_data_folder(name):

@@ -4,6 +4,7 @@ a dict of OOD test sets (:class:`OODSet`), each marked *natural* (real data from
 :mod:`ebm_ood.data.catalog`."""
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -40,12 +41,19 @@ class OODDataset:
         return [k for k, v in self.ood.items() if group is None or v.group == group]
 
 
+def ood_permutation(n: int, name: str, seed: int = 0) -> np.ndarray:
+    """The order (n,) int64 in which :func:`shuffle_ood` puts an OOD set of ``n`` rows named ``name``: a
+    permutation drawn from a generator seeded by ``seed`` and the CRC-32 of the name's UTF-8 bytes (a
+    stable hash, the same in every process), never by the other sets."""
+    return np.random.default_rng((int(seed), 4000, zlib.crc32(str(name).encode("utf-8")))).permutation(int(n))
+
+
 def shuffle_ood(dataset: OODDataset, seed: int = 0) -> OODDataset:
-    """A copy of ``dataset`` whose every OOD set is in a random order fixed by ``seed`` (one permutation
-    per set, drawn in the order of ``dataset.ood``), so that the balanced protocol's "first n samples"
+    """A copy of ``dataset`` whose every OOD set is in a random order fixed by ``seed`` and the set's name
+    (:func:`ood_permutation`: the same set gets the same order whichever other sets the dataset holds, in
+    whatever order), so that the balanced protocol's "first n samples"
     (:func:`ebm_ood.metrics.balance`) is a uniform random subset: a class-sorted file (UCI Sensorless)
     or a set built half N(0, 1) then half U(-1, 1) would otherwise keep its first part only. The rows
     themselves and the ID splits are unchanged."""
-    rng = np.random.default_rng((int(seed), 4000))
-    ood = {k: OODSet(v.x[rng.permutation(len(v.x))], v.group) for k, v in dataset.ood.items()}
+    ood = {k: OODSet(v.x[ood_permutation(len(v.x), k, seed)], v.group) for k, v in dataset.ood.items()}
     return replace(dataset, ood=ood, meta={**dataset.meta, "ood_order": "shuffled", "ood_order_seed": int(seed)})

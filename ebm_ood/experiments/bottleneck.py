@@ -11,9 +11,9 @@ its unbottlenecked results), and 1.0 is reported as a control.
 * Table 4: % improvement in AUC-PR of factor 0.2 over none, averaged over natural / non-natural sets
   (the paper: natural improves for every method).
 
-SSM's default image energy is an MLP on pixels (smooth activations, see its module); the bottleneck
-lives in the conv net, so here SSM uses ``image_network="wrn"`` for all factors including none — the
-authors' setting, with LeakyReLU. Image datasets only.
+The bottleneck lives in the conv net: SSM's default image energy is that WRN (with its smooth LeakyReLU,
+see its module), and ``image_network="wrn"`` is set here for every factor, including none, so that an
+``image_network="mlp"`` default could not slip in. Image datasets only.
 
 Run: ``ebm-ood experiment bottleneck [--factors 0.05,0.1,0.2,1.0] [--quick]``.
 Writes ``bottleneck.md`` (Tables 4 and 7) and ``bottleneck.json``.

@@ -26,6 +26,8 @@ from ebm_ood.tables import METRIC_LABELS
 from ebm_ood.experiments.improvement import METRIC, improvement_by_group
 from ebm_ood.flags import add_run_arguments, check_run_arguments, dataset_source, log_stderr, preset_of
 from ebm_ood.data import NATURAL, NON_NATURAL, OODDataset, get_dataset
+from ebm_ood.presets import WARMUP_SHARE
+from ebm_ood.training import effective_warmup
 
 EBM_METHODS = ("CD", "SSM", "VERA")  # the benchmark's generative methods whose configs have a ``gamma`` field
 QUICK_STEPS = 30  # --quick: the methods' "quick" preset, at most this many training steps
@@ -126,7 +128,8 @@ def supports(method: str, option: str) -> bool:
 
 def method_config(method: str, settings: Settings, kind: str, **overrides):
     """``method``'s config for ``settings.preset`` and ``kind`` ("image" | "tabular") — the benchmark's —
-    with a progress bar (on stderr) unless the preset is quick, ``settings.steps`` applied, :data:`QUICK_OVERRIDES` for the quick preset,
+    with a progress bar (on stderr) unless the preset is quick, ``settings.steps`` applied (in place of the
+    preset's epochs too), :data:`QUICK_OVERRIDES` for the quick preset,
     and ``overrides`` (config fields) set."""
     _, make = _method(method)
     cfg = make(settings.preset, kind)
@@ -138,8 +141,8 @@ def method_config(method: str, settings: Settings, kind: str, **overrides):
     if settings.preset == "quick":
         overrides = {**{k: v for k, v in QUICK_OVERRIDES.get(method, {}).items() if k in known}, **overrides}
     if settings.steps is not None:
-        train = replace(train, steps=settings.steps, eval_every=min(train.eval_every, settings.steps),
-                        warmup=min(train.warmup, settings.steps // 4))
+        train = replace(train, steps=settings.steps, epochs=None, eval_every=min(train.eval_every, settings.steps),
+                        warmup=effective_warmup(train.warmup, settings.steps, WARMUP_SHARE))
     return replace(cfg, train=train, **overrides)
 
 

@@ -18,14 +18,15 @@ networks use LeakyReLU, whose second derivative is zero almost everywhere; with 
 ``tr ∇ₓs = tr Jᵀ(diag p - p pᵀ)J ≥ 0`` and the objective is minimised by a flat energy (the kinks'
 curvature is invisible to autograd). The authors' code trains exactly that (LeakyReLU MLP, one output).
 We default to a *smooth* LeakyReLU, ``a·x + (1-a)·softplus(x)`` (same slopes at ±∞), and
-keep ``activation="leaky_relu"`` as the code's option. For images the default energy network is the MLP
-on flattened pixels because :class:`~ebm_ood.nn.SmallWRN` hard-codes its LeakyReLU
-(``image_network="wrn"`` gives the paper's and the code's WRN-10-2).
+keep ``activation="leaky_relu"`` as the code's option. For images the energy network is the paper's
+WRN-10-2 (:class:`~ebm_ood.nn.SmallWRN`) with the same activation rule; ``image_network="mlp"`` gives the MLP
+on flattened pixels.
 
 **Projections.** The paper (App. B) and the authors' code (``SSM(noise_type="radermacher")``, never
 overridden in their configs) both draw Rademacher ``v``; ``projection="gaussian"`` is the option.
-**Input noise.** The paper adds none for SSM; the authors' image config adds N(0, 0.1²) to every training
-and validation batch (``sigma: 0.1``): ``data_noise_std=0.1`` does the same. **SSM-S weighting.** The
+**Input noise.** The paper states none for SSM; the authors' image config adds N(0, 0.1²) to every training
+and validation batch (``sigma: 0.1``), and so do the image presets (``data_noise_std=0.1``; 0 on tabular data):
+without noise the objective is unbounded below on images with constant pixels (``SSM_FULL``). **SSM-S weighting.** The
 paper adds ``γ·CE`` to the per-sample objective; the authors' image loss divides the SSM term by ``C·H``
 (:func:`ssm_reduction_divisor`), so their cross-entropy weighs 96× (3×32×32) more: ``ssm_reduction="last_axis"``. ``docs/paper_vs_code.md``
 lists every difference from the authors' code.
@@ -42,9 +43,9 @@ from torch.nn import functional as F
 
 from ebm_ood.detector import Detector, labels_for_gamma
 from ebm_ood.energy import JEMEnergy
-from ebm_ood.nn import MLP, build_network
+from ebm_ood.nn import MLP, SmallWRN
 from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train
-from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
+from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, derived_default, preset_config
 from ebm_ood.checks import check_positive
 
 PROJECTIONS = ("rademacher", "gaussian")
@@ -165,16 +166,19 @@ class SmoothLeakyReLU(nn.Module):
 
 
 def score_matching_network(input_shape: tuple[int, ...], out_dim: int, activation: str = "smooth_leaky_relu",
-                           image_network: str = "mlp", widen: int = 2, bottleneck: float | None = None,
+                           image_network: str = "wrn", widen: int = 2, bottleneck: float | None = None,
                            bottleneck_form: str = "expand") -> nn.Module:
-    """The logits network ``f`` for ``E(x) = -logsumexp f(x)``: the paper's 5-layer MLP (flattening images
-    when ``image_network="mlp"``) with ``activation``; ``image_network="wrn"`` uses the SmallWRN (LeakyReLU)."""
+    """The logits network ``f`` for ``E(x) = -logsumexp f(x)``: on vectors (D,) the paper's 5-layer MLP with
+    ``activation``; on images (C, H, W) the paper's WideResNet-10-2 (``image_network="wrn"``: SmallWRN of
+    widening ``widen`` with ``activation``) or, with ``image_network="mlp"``, the MLP on the flattened pixels
+    (C·H·W → 100×4 → ``out_dim``)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
     if len(input_shape) not in (1, 3):
         raise ValueError(f"input_shape: expected (D,) or (C, H, W), got {input_shape}")
     if len(input_shape) == 3 and image_network == "wrn":
-        return build_network(input_shape, out_dim, widen=widen, bottleneck=bottleneck, bottleneck_form=bottleneck_form)
+        return SmallWRN(input_shape[0], out_dim, width=widen, bottleneck=bottleneck, bottleneck_form=bottleneck_form,
+                        activation=activation)
     if len(input_shape) == 3 and image_network != "mlp":
         raise ValueError(f"image_network: expected 'mlp' or 'wrn', got {image_network!r}")
     mlp = MLP(int(np.prod(input_shape)), out_dim)
@@ -195,7 +199,7 @@ class SSMConfig:
     gamma: float = 0.0  # weight of γ·CrossEntropy(f(x), y) (the "-S" variants); 0 = unsupervised, y ignored
     num_outputs: int | None = None  # logits of f; default: num_classes when γ > 0, else 1 (the authors' code)
     activation: str = "smooth_leaky_relu"  # "leaky_relu" = the paper's / code's network
-    image_network: str = "mlp"  # "wrn": SmallWRN (LeakyReLU only)
+    image_network: str = "wrn"  # images: the paper's WideResNet-10-2 (SmallWRN); "mlp": the flattened-pixel MLP
     widen: int = 2
     bottleneck: float | None = None
     bottleneck_form: str = "expand"  # see ebm_ood.nn.wrn
@@ -206,30 +210,37 @@ class SSMConfig:
     #                                    (so γ·CE weighs C·H times more); see ssm_reduction_divisor
 
 
+SSM_FULL = {
+    "train": dict(
+        steps=FULL_STEPS,             # Elflein App. B: tabular 10,000 steps
+        epochs=FULL_EPOCHS,           # Elflein App. B: images 50 epochs (steps = 50 · ⌈N / batch⌉)
+        batch_size=FULL_BATCH_SIZE,   # configs/dataset/*.yaml: 32 CIFAR-10, 64 FMNIST, 512 tabular
+        lr=PerKind(tabular=1e-3, image=1e-4),  # not stated: the authors' fc_ssm.yaml / img_ssm.yaml
+        betas=(0.9, 0.999),  # Elflein App. B: Adam's defaults
+        warmup=2500,         # Elflein App. B: "across all models"
+        eval_every=250,      # ours: not stated
+    ),
+    "variance_reduction": True,  # Elflein App. B: SSM-VR
+    "projection": "rademacher",  # Elflein App. B: "multivariate Rademacher distribution"
+    "n_projections": 1,          # Elflein App. B: "a single projection vector"
+    # Without input noise the SSM objective has no lower bound on images with constant pixels (4 of the
+    # embedded digits' 64): on ID validation data it fell without end (seed 0: -13,566 after 50 epochs,
+    # ×1.4 per 125 steps, energies ~4·10⁵), where with it it levels off (-551).
+    "data_noise_std": PerKind(tabular=0.0, image=0.1),  # not stated: img_ssm.yaml (sigma 0.1); fc_ssm.yaml none
+}
+
 SSM_PRESETS = {
     "quick": {"train": dict(steps=60, batch_size=64, lr=1e-3, eval_every=20)},
-    "default": {},  # the SSMConfig defaults
-    "full": {
-        "train": dict(
-            steps=FULL_STEPS,             # Elflein App. B: tabular 10,000 steps
-            epochs=FULL_EPOCHS,           # Elflein App. B: images 50 epochs (steps = 50 · ⌈N / batch⌉)
-            batch_size=FULL_BATCH_SIZE,   # configs/dataset/*.yaml: 32 CIFAR-10, 64 FMNIST, 512 tabular
-            lr=PerKind(tabular=1e-3, image=1e-4),  # not stated: the authors' fc_ssm.yaml / img_ssm.yaml
-            betas=(0.9, 0.999),  # Elflein App. B: Adam's defaults
-            warmup=2500,         # Elflein App. B: "across all models"
-            eval_every=250,      # ours: not stated
-        ),
-        "variance_reduction": True,  # Elflein App. B: SSM-VR
-        "projection": "rademacher",  # Elflein App. B: "multivariate Rademacher distribution"
-        "n_projections": 1,          # Elflein App. B: "a single projection vector"
-    },
+    # Cost reduction: WRN-10-1 on images (as CD's), the SSM-VR step's double backward pass being its cost.
+    "default": derived_default(SSM_FULL, widen=1),
+    "full": SSM_FULL,
 }
 
 
 def ssm_config(preset: str = "default", kind: str = "image", dataset: str | None = None) -> SSMConfig:
     """The ``preset`` row of :data:`SSM_PRESETS` for ``kind``: ``quick`` (tests, seconds), ``default``
-    (≤ ~60 s per embedded dataset on 2 cores), ``full`` (Elflein App. B: SSM-VR with one Rademacher
-    projection, warm-up 2,500, 10,000 steps on tabular data). The paper states no learning rate: ``full``
+    (``full``'s schedule × ``presets.DEFAULT_FACTOR``, WRN-10-1 on images), ``full`` (Elflein App. B: SSM-VR with one Rademacher
+    projection, warm-up 2,500, 10,000 steps on tabular data; on images the paper's WRN-10-2). The paper states no learning rate: ``full``
     takes the authors' configs' (``fc_ssm.yaml`` 1e-3 on tabular data, ``img_ssm.yaml`` 1e-4 on images;
     their AdamW and StepLR decay are not reproduced).
     The paper trains images for 50 epochs: ``full`` counts them at the authors' batch sizes

@@ -21,9 +21,9 @@ warm-up, posterior lr 3e-5 and a BatchNorm MLP generator (a ResNet generator on 
 LeakyReLU(0.2) MLP generator without batch norm and a small transposed-conv generator. App. B's sentence on
 clamping to [0.01, 0.3] names η, but the code clamps the generator's σ (``min_sigma``/``max_sigma``) and
 initialises η at 0.1 without a clamp; and App. B states β = (0, 0.9) for the generator only, while the code
-passes that pair to every optimizer. ``form="code"`` (default) follows the code; ``form="paper"``
-(:data:`VERA_FORMS`) clamps η to [0.01, 0.3] as well and gives the EBM and posterior optimizers Adam's
-default β (their η is per latent dimension, ours one scalar).
+passes that pair to every optimizer. ``form="paper"`` (default, :data:`VERA_FORMS`) clamps η to
+[0.01, 0.3] as well and gives the EBM and posterior optimizers Adam's default β; ``form="code"`` follows
+the code (its η is per latent dimension, ours one scalar).
 **Gradient penalty.** The code differentiates the batch *mean* of the log density,
 ``∇ₓ mean_n log p(x_n) = ∇ₓ log p(x_n) / N``, so its weight 0.1 acts as 0.1/N² on the per-sample
 penalty; ``grad_penalty_form="batch_mean"`` reproduces that, ``"per_sample"`` (default) penalises each
@@ -45,7 +45,7 @@ from ebm_ood.detector import Detector, labels_for_gamma
 from ebm_ood.energy import JEMEnergy, energy_from_logits
 from ebm_ood.nn import MLP, build_network
 from ebm_ood.training import TrainConfig, to_tensor, train
-from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
+from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, derived_default, preset_config
 from ebm_ood.checks import check_positive
 
 
@@ -209,7 +209,7 @@ class VERAConfig:
     sigma_min: float = 0.01
     sigma_max: float = 0.3
     eta_init: float = 0.1
-    form: str = "code"  # "paper": Elflein App. B's η clamp and β pairs (see VERA_FORMS)
+    form: str = "paper"  # Elflein App. B's η clamp and β pairs; "code": the authors' code's (see VERA_FORMS)
     gamma: float = 0.0  # weight of γ·CrossEntropy(f(x), y) (VERA-S); 0 = unsupervised, y ignored
     num_outputs: int | None = None  # logits of f; default: num_classes when γ > 0, else 1 (the authors' code)
     gen_width: int = 100  # MLP generator (tabular)
@@ -229,54 +229,53 @@ VERA_FORMS = {
 }
 
 
+VERA_FULL = {
+    "train": dict(
+        steps=FULL_STEPS,             # Elflein App. B: tabular 10,000 steps
+        epochs=FULL_EPOCHS,           # Elflein App. B: images 50 epochs (steps = 50 · ⌈N / batch⌉)
+        batch_size=FULL_BATCH_SIZE,   # configs/dataset/*.yaml: 32 CIFAR-10, 64 FMNIST, 512 tabular
+        lr=3e-4,                       # Elflein App. B: the EBM's learning rate
+        betas=(0.0, 0.9),              # Elflein App. B, for the generator; the authors' code: both optimizers
+        warmup=2500,                   # Elflein App. B: "across all models"
+        eval_every=500,                # ours: not stated
+        lrs={"gen": 6e-4,              # Elflein App. B: the generator's learning rate
+             "post": 3e-5},            # not stated: the authors' fc_vera.yaml / img_vera.yaml (post_lr)
+    ),
+    "latent_dim": PerKind(tabular=16, image=128),  # Elflein App. B
+    "entropy_weight": 1e-4,            # Elflein App. B: λ from a grid over [1e-4, 1]
+    "eta_init": 0.1,                   # Elflein App. B
+    "sigma_min": 0.01,                 # Elflein App. B's clamp [0.01, 0.3], on σ as the authors' code (min_sigma)
+    "sigma_max": 0.3,                  # Elflein App. B's clamp [0.01, 0.3], on σ as the authors' code (max_sigma)
+    "n_importance": 20,                # Elflein App. B: Grathwohl et al.'s defaults; vera_utils.py
+    "grad_penalty": 0.1,               # Elflein App. B: Grathwohl et al.'s defaults; fc_vera.yaml
+    "gen_width": 100,                  # Elflein App. B: generator MLP "hidden dimension 100"
+    "widen": 2,                        # Elflein App. C: WideResNet-10-2
+}
+
 VERA_PRESETS = {
     "quick": {
         "train": dict(steps=100, batch_size=64, lr=2e-3, betas=(0.0, 0.9), eval_every=50,
                       lrs={"gen": 4e-3, "post": 1e-3}),
         "n_importance": 10, "widen": 1, "gen_channels": 16,
     },
-    "default": {
-        "train": dict(steps=PerKind(tabular=2000, image=800), batch_size=64, lr=1e-3, betas=(0.0, 0.9),
-                      warmup=PerKind(tabular=200, image=100), eval_every=PerKind(tabular=200, image=100),
-                      lrs={"gen": 2e-3, "post": 1e-3}),
-        # λ = 1 (the maximum-likelihood weight) and σ₀ = 0.1: within this budget the paper's λ = 1e-4, σ₀ = 0.01
-        # let the generator collapse (digits, seed 0: AUROC 40-65 % vs 79-100 % with λ = 1).
-        "entropy_weight": 1.0, "sigma_init": 0.1,
-    },
-    "full": {
-        "train": dict(
-            steps=FULL_STEPS,             # Elflein App. B: tabular 10,000 steps
-            epochs=FULL_EPOCHS,           # Elflein App. B: images 50 epochs (steps = 50 · ⌈N / batch⌉)
-            batch_size=FULL_BATCH_SIZE,   # configs/dataset/*.yaml: 32 CIFAR-10, 64 FMNIST, 512 tabular
-            lr=3e-4,                       # Elflein App. B: the EBM's learning rate
-            betas=(0.0, 0.9),              # Elflein App. B, for the generator; the authors' code: both optimizers
-            warmup=2500,                   # Elflein App. B: "across all models"
-            eval_every=500,                # ours: not stated
-            lrs={"gen": 6e-4,              # Elflein App. B: the generator's learning rate
-                 "post": 3e-5},            # not stated: the authors' fc_vera.yaml / img_vera.yaml (post_lr)
-        ),
-        "latent_dim": PerKind(tabular=16, image=128),  # Elflein App. B
-        "entropy_weight": 1e-4,            # Elflein App. B: λ from a grid over [1e-4, 1]
-        "eta_init": 0.1,                   # Elflein App. B
-        "sigma_min": 0.01,                 # Elflein App. B's clamp [0.01, 0.3], on σ as the authors' code (min_sigma)
-        "sigma_max": 0.3,                  # Elflein App. B's clamp [0.01, 0.3], on σ as the authors' code (max_sigma)
-        "n_importance": 20,                # Elflein App. B: Grathwohl et al.'s defaults; vera_utils.py
-        "grad_penalty": 0.1,               # Elflein App. B: Grathwohl et al.'s defaults; fc_vera.yaml
-        "gen_width": 100,                  # Elflein App. B: generator MLP "hidden dimension 100"
-        "widen": 2,                        # Elflein App. C: WideResNet-10-2
-    },
+    # λ = 1 (the maximum-likelihood weight) and σ₀ = 0.1: within this budget the paper's λ = 1e-4, σ₀ = 0.01
+    # let the generator collapse (digits, seed 0: AUROC 40-65 % vs 79-100 % with λ = 1).
+    # Cost reduction: WRN-10-1 on images (as CD's and SSM's).
+    "default": derived_default(VERA_FULL, entropy_weight=1.0, sigma_init=0.1, widen=1),
+    "full": VERA_FULL,
 }
 
 
 def vera_config(preset: str = "default", kind: str = "image", dataset: str | None = None) -> VERAConfig:
-    """The ``preset`` row of :data:`VERA_PRESETS` for ``kind``: ``quick`` (tests), ``default`` (≤ ~60 s per
-    embedded dataset on 2 cores; larger learning rates, λ = 1 and σ₀ = 0.1 so that it learns within budget),
+    """The ``preset`` row of :data:`VERA_PRESETS` for ``kind``: ``quick`` (tests), ``default`` (``full``'s
+    schedule × ``presets.DEFAULT_FACTOR``, with λ = 1 and σ₀ = 0.1 so that it learns within budget, and
+    WRN-10-1 on images),
     ``full`` (Elflein App. B: lr 3e-4 EBM / 6e-4 generator, Adam β = (0, 0.9), λ = 1e-4, η₀ = 0.1, latent
     dimension 16 (tabular) / 128 (images), warm-up 2,500, 10,000 steps on tabular data; from the authors'
     code, where the paper defers to Grathwohl et al.'s defaults: M = 20, gradient penalty 0.1, posterior
-    lr 3e-5). ``form="code"`` (every preset): β = (0, 0.9) for the EBM's optimizer too (App. B states it for
-    the generator only; the authors' code passes one β pair to both optimizers), and the [0.01, 0.3] clamp
-    on the generator's σ only (the authors' code); ``form="paper"`` gives App. B's β pairs and η clamp.
+    lr 3e-5). ``form="paper"`` (every preset): App. B's β pairs (β = (0, 0.9) for the generator, Adam's defaults
+    for the EBM and posterior optimizers) and its η clamp to [0.01, 0.3]; ``form="code"`` gives the authors'
+    code's: one β pair for every optimizer, η not clamped.
     The paper trains images for 50 epochs: ``full`` counts them at the authors' batch sizes
     (``presets.FULL_BATCH_SIZE``: 32 CIFAR-10, 64 FMNIST, 512 tabular; give ``dataset``), ``50 · ⌈N / batch⌉`` steps."""
     return preset_config(VERAConfig, VERA_PRESETS, preset, kind, dataset, train=TrainConfig)

@@ -47,36 +47,50 @@ def bottleneck_layer(channels: int, factor: float, form: str) -> tuple[nn.Module
     raise ValueError(f"bottleneck_form: expected one of {', '.join(BOTTLENECK_FORMS)}, got {form!r}")
 
 
+ACTIVATIONS = ("leaky_relu", "smooth_leaky_relu")
+
+
+def activate(x: torch.Tensor, slope: float, activation: str = "leaky_relu") -> torch.Tensor:
+    """``LeakyReLU(slope)`` or its smooth twin ``slope·x + (1 - slope)·softplus(x)`` (the same slopes at ±∞,
+    a non-zero second derivative: what score matching differentiates), elementwise on any shape."""
+    if activation == "leaky_relu":
+        return F.leaky_relu(x, slope)
+    return slope * x + (1 - slope) * F.softplus(x)
+
+
 class ResBlock(nn.Module):
     """Pre-activation residual block: x + conv(act(conv(act(x)))) with a 1x1 shortcut when shapes change."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, slope: float):
+    def __init__(self, c_in: int, c_out: int, stride: int, slope: float, activation: str = "leaky_relu"):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
         self.shortcut = nn.Conv2d(c_in, c_out, 1, stride) if (stride != 1 or c_in != c_out) else nn.Identity()
-        self.slope = slope
+        self.slope, self.activation = slope, activation
 
     def forward(self, x):
-        h = self.conv1(F.leaky_relu(x, self.slope))
-        h = self.conv2(F.leaky_relu(h, self.slope))
+        h = self.conv1(activate(x, self.slope, self.activation))
+        h = self.conv2(activate(h, self.slope, self.activation))
         return self.shortcut(x) + h
 
 
 class SmallWRN(nn.Module):
     """``forward(x: (N, C, H, W)) -> (N, out_dim)``; ``feature_map(x) -> (N, 64k, H', W')`` (the
-    bottleneck width with ``bottleneck_form="reduce"``)."""
+    bottleneck width with ``bottleneck_form="reduce"``). ``activation="smooth_leaky_relu"`` replaces every
+    LeakyReLU by its smooth twin (:func:`activate`)."""
 
     def __init__(self, in_channels: int, out_dim: int, width: int = 2, bottleneck: float | None = None, slope: float = 0.2,
-                 bottleneck_form: str = "expand"):
+                 bottleneck_form: str = "expand", activation: str = "leaky_relu"):
         super().__init__()
         if bottleneck_form not in BOTTLENECK_FORMS:
             raise ValueError(f"bottleneck_form: expected one of {', '.join(BOTTLENECK_FORMS)}, got {bottleneck_form!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {', '.join(ACTIVATIONS)}, got {activation!r}")
         widths = [16 * width, 32 * width, 64 * width]
         self.stem = nn.Conv2d(in_channels, 16, 3, 1, 1)
         blocks, necks, c = [], [], 16
         for w, s in zip(widths, (1, 2, 2)):
-            blocks.append(ResBlock(c, w, s, slope))
+            blocks.append(ResBlock(c, w, s, slope, activation))
             c = w
             if bottleneck is not None:
                 neck, c = bottleneck_layer(w, bottleneck, bottleneck_form)
@@ -86,12 +100,13 @@ class SmallWRN(nn.Module):
         self.blocks, self.necks = nn.ModuleList(blocks), nn.ModuleList(necks)
         self.head = nn.Linear(c, out_dim)
         self.feature_dim, self.slope, self.bottleneck, self.bottleneck_form = c, slope, bottleneck, bottleneck_form
+        self.activation = activation
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)
         for block, neck in zip(self.blocks, self.necks):
             h = neck(block(h))
-        return F.leaky_relu(h, self.slope)  # (N, C', H', W')
+        return activate(h, self.slope, self.activation)  # (N, C', H', W')
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.feature_map(x).mean(dim=(2, 3))  # (N, C') average-pooled
