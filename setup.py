@@ -74,7 +74,7 @@ setup(
         "plots": ["matplotlib"],
         "dist": ["distributed"],
     },
-    entry_points={"console_scripts": ["ebm-ood=ebm_ood.cli:main"]},
+    entry_points={"console_scripts": ["ebm-ood=ebm_ood.commands.cli:main"]},
     cmdclass=_CMDCLASS,
     **_EXT,
 )

@@ -1,8 +1,8 @@
 """Save and load a fitted detector without pickle: ``save(detector, path)`` / ``load(path)``.
 
-The file is a checkpoint-format file (:mod:`ebm_ood.checkpoint`: a SHA-256 header line, then the bytes of
+The file is a checkpoint-format file (:mod:`ebm_ood.plumbing.checkpoint`: a SHA-256 header line, then the bytes of
 ``torch.save``, written atomically), so any changed, truncated or inserted byte is a
-:class:`~ebm_ood.errors.CheckpointError`, and the payload is read with ``torch.load(weights_only=True)``,
+:class:`~ebm_ood.plumbing.errors.CheckpointError`, and the payload is read with ``torch.load(weights_only=True)``,
 which refuses anything but tensors and plain containers. The payload is one dict:
 
 * ``"format"``: :data:`FORMAT`;
@@ -17,7 +17,7 @@ configuration dataclasses, :class:`~ebm_ood.backbone.Backbone` or the SGLD repla
 ``nn.Module`` classes of ``torch.nn``; bound methods only ``forward`` or a public method that a network's
 own (non-torch) class defines. Such objects are rebuilt from their class and attributes (``cls.__new__``
 then the saved attributes, which may not replace a method or property of the class; no constructor
-runs). Every malformed or unexpected entry is a :class:`~ebm_ood.errors.CheckpointError`.
+runs). Every malformed or unexpected entry is a :class:`~ebm_ood.plumbing.errors.CheckpointError`.
 
 A file that passes the allow-lists is then checked for what it means (:func:`_check_detector`): every
 detector's recorded settings are passed through its class's own constructor (so a setting its constructor
@@ -49,10 +49,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ebm_ood.atomic import write_atomic
-from ebm_ood.checkpoint import decode_checkpoint, encode_checkpoint
+from ebm_ood.plumbing.atomic import write_atomic
+from ebm_ood.plumbing.checkpoint import decode_checkpoint, encode_checkpoint
 from ebm_ood.detector import Detector
-from ebm_ood.errors import CheckpointError, NonFiniteError
+from ebm_ood.plumbing.errors import CheckpointError, NonFiniteError
 
 FORMAT = "ebm_ood.detector/2"
 _SKIP = {"_memo"}                          # per-run caches (Backbone feature memo): not saved
@@ -433,7 +433,7 @@ def _check_module_state(attrs: dict, where: str) -> None:
 def load(path, modules: dict | None = None) -> Detector:
     """Read a detector written by :func:`save`. ``modules``: ``{"ClassName": factory}`` for networks whose
     class is not part of ebm_ood (your own model): a zero-argument callable returning a fresh instance.
-    A changed, truncated, crafted or foreign file raises :class:`~ebm_ood.errors.CheckpointError`."""
+    A changed, truncated, crafted or foreign file raises :class:`~ebm_ood.plumbing.errors.CheckpointError`."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"path: no saved detector at {path!r}")

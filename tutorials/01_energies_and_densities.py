@@ -35,7 +35,7 @@ from ebm_ood.energy import class_log_probabilities, energy_from_logits, joint_en
 from ebm_ood.methods.ce import CEClassifier, CEConfig
 from ebm_ood.nn import MLP
 from ebm_ood.training import TrainConfig
-from ebm_ood.tutorial import FAST, save_figure, setup
+from ebm_ood.plumbing.tutorial import FAST, save_figure, setup
 
 plt = setup(seed=0)   # tensors here are tiny (N x 2): thread hand-offs would cost more than the work
 

@@ -41,12 +41,12 @@ from dataclasses import replace
 import numpy as np
 
 from ebm_ood.data import get_dataset
-from ebm_ood.experiments import (bottleneck, density_vs_norm, embeddings, gamma_sweep, samples,
+from ebm_ood.commands.experiments import (bottleneck, density_vs_norm, embeddings, gamma_sweep, samples,
                                  smoothness)
-from ebm_ood.experiments.common import Settings
-from ebm_ood.experiments.improvement import improvement_by_group, improvement_table, percent_improvement
-from ebm_ood.experiments.output import save_figure
-from ebm_ood.tutorial import FAST, figures_dir, setup
+from ebm_ood.commands.experiments.common import Settings
+from ebm_ood.commands.experiments.improvement import improvement_by_group, improvement_table, percent_improvement
+from ebm_ood.commands.experiments.output import save_figure
+from ebm_ood.plumbing.tutorial import FAST, figures_dir, setup
 
 setup(seed=0)  # tiny networks: one thread is fastest, and reproducible
 FIGURES = str(figures_dir())

@@ -42,7 +42,7 @@ from ebm_ood.nn import build_network
 from ebm_ood.sampling import ReplayBuffer, class_conditional_energy, sgld
 from ebm_ood.training import TrainConfig, seed_everything, to_tensor, train
 from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
-from ebm_ood.checks import check_positive
+from ebm_ood.plumbing.checks import check_positive
 
 SELECT = ("val_loss", "last")
 FORMS = ("decoupled", "langevin")

@@ -45,7 +45,7 @@ from ebm_ood.energy import JEMEnergy
 from ebm_ood.nn import MLP, build_network
 from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train
 from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
-from ebm_ood.checks import check_positive
+from ebm_ood.plumbing.checks import check_positive
 
 PROJECTIONS = ("rademacher", "gaussian")
 ACTIVATIONS = ("smooth_leaky_relu", "leaky_relu")

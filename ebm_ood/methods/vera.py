@@ -46,7 +46,7 @@ from ebm_ood.energy import JEMEnergy, energy_from_logits
 from ebm_ood.nn import MLP, build_network
 from ebm_ood.training import TrainConfig, to_tensor, train
 from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
-from ebm_ood.checks import check_positive
+from ebm_ood.plumbing.checks import check_positive
 
 
 # ----------------------------------------------------------------------------- generators

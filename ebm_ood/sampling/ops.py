@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 
 from ebm_ood.sampling import philox
-from ebm_ood.sampling.build_flags import CXX_FLAGS, LD_FLAGS, NVCC_FLAGS  # shared with setup.py
-from ebm_ood.sampling.build_lock import build_lock
+from ebm_ood.plumbing.build_flags import CXX_FLAGS, LD_FLAGS, NVCC_FLAGS  # shared with setup.py
+from ebm_ood.plumbing.build_lock import build_lock
 
 _STATE: dict = {"backend": None}
 _SOURCES = ("philox.h", "sgld_update.h", "sgld_tile.h", "sgld_cpu.cpp")
