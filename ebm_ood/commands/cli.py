@@ -36,29 +36,6 @@ EXPERIMENTS = {
 }
 
 
-def _listing(kind: str, table: dict) -> str:
-    width = max(map(len, table))
-    return "\n".join([f"usage: ebm-ood {kind} NAME [options]", "", f"{kind.upper()} NAME:"]
-                     + [f"  {name:<{width}}  {mod.SUMMARY}" for name, mod in table.items()]
-                     + ["", f"`ebm-ood {kind} NAME --help` lists the options of one."])
-
-
-def _dispatch(table: dict, kind: str, argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_listing(kind, table), file=sys.stdout if argv else sys.stderr)
-        return 0 if argv else 2
-    name = argv[0]
-    if name not in table:
-        print(f"error: unknown {kind} {name!r}; valid: {', '.join(table)}", file=sys.stderr)
-        return 2
-    mod = table[name]
-    p = argparse.ArgumentParser(prog=f"ebm-ood {kind} {name}", description=mod.SUMMARY)
-    mod.add_arguments(p)
-    if kind == "experiment":  # its result files, checked before training; its cells, kept as they finish
-        p.set_defaults(outputs=tuple(f"{mod.NAME}.{ext}" for ext in ("json", "md", "png")), cells=f"{mod.NAME}.cells.jsonl")
-    return run_command(mod.run, p.parse_args(argv[1:]))
-
-
 def run_command(run, args) -> int:
     """``run(args)``, stopped cleanly by Ctrl-C or SIGTERM: one line saying where the finished cells are
     kept, exit code 130 (Ctrl-C) or 143 (SIGTERM), no traceback; exit code 1 when a cell of the run's
@@ -124,22 +101,37 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if isinstance(err, RunFailed) else 2
 
 
-def _main(argv: list[str]) -> int:
-    if argv and argv[0] in ("bench", "experiment"):
-        return _dispatch(BENCHES if argv[0] == "bench" else EXPERIMENTS, argv[0], argv[1:])
+def build_parser() -> argparse.ArgumentParser:
+    """The one parser of ``ebm-ood``: a subcommand per command, and under ``bench`` and ``experiment`` one per
+    entry of :data:`BENCHES` and :data:`EXPERIMENTS`. A parsed command carries the function that runs it
+    (``_run``); ``bench`` or ``experiment`` without a NAME carries its own parser (``_group``) to print."""
     parser = argparse.ArgumentParser(prog="ebm-ood", description="OOD detection with energy-based models: the papers' tables, experiments and speed benchmarks.")
-    sub = parser.add_subparsers(dest="command")
-    benchmark.add_arguments(sub.add_parser("benchmark", help=benchmark.SUMMARY, description=benchmark.SUMMARY))
-    sub.add_parser("bench", help=f"speed benchmarks: {', '.join(BENCHES)}", add_help=False)
-    sub.add_parser("experiment", help=f"the papers' experiments: {', '.join(EXPERIMENTS)}", add_help=False)
-    sub.add_parser("datasets", help="list datasets and their OOD sets")
+    sub = parser.add_subparsers(metavar="COMMAND")
+    p = sub.add_parser("benchmark", help=benchmark.SUMMARY, description=benchmark.SUMMARY)
+    benchmark.add_arguments(p)
+    p.set_defaults(command="benchmark", _run=benchmark.run)
+    for kind, table, what in (("bench", BENCHES, "speed benchmarks"), ("experiment", EXPERIMENTS, "the papers' experiments")):
+        group = sub.add_parser(kind, help=f"{what}: {', '.join(table)}", description=f"{what}; `ebm-ood {kind} NAME --help` lists the options of one")
+        group.set_defaults(_group=group)
+        names = group.add_subparsers(metavar="NAME", title=f"{kind.upper()} NAME")
+        for name, mod in table.items():
+            p = names.add_parser(name, prog=f"ebm-ood {kind} {name}", help=mod.SUMMARY, description=mod.SUMMARY)
+            mod.add_arguments(p)
+            p.set_defaults(_run=mod.run)
+            if kind == "experiment":  # its result files, checked before training; its cells, kept as they finish
+                p.set_defaults(outputs=tuple(f"{mod.NAME}.{ext}" for ext in ("json", "md", "png")), cells=f"{mod.NAME}.cells.jsonl")
+    sub.add_parser("datasets", help="list datasets and their OOD sets").set_defaults(_run=lambda args: list_datasets())
+    return parser
+
+
+def _main(argv: list[str]) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "benchmark":
-        return run_command(benchmark.run, args)
-    if args.command == "datasets":
-        return list_datasets()
-    parser.print_help()
-    return 2
+    run = getattr(args, "_run", None)
+    if run is None:  # `ebm-ood`, `ebm-ood bench` or `ebm-ood experiment` without a name
+        getattr(args, "_group", parser).print_help(sys.stderr)
+        return 2
+    return run_command(run, args)
 
 
 if __name__ == "__main__":
