@@ -402,13 +402,4 @@ def _magnitudes(x: np.ndarray) -> np.ndarray:
     return np.maximum(np.abs(flat.max(1).astype(np.float64)), np.abs(flat.min(1).astype(np.float64)))
 
 
-def labels_for_gamma(method: str, gamma: float, y):
-    """The labels a JEM-style EBM trains with under supervision weight ``gamma`` (Elflein §4.2):
-    ``gamma > 0`` (the "-S" variant) needs ``y``; ``gamma == 0`` drops them, so the model is the
-    unsupervised one bit for bit."""
-    if gamma > 0 and y is None:
-        raise ValueError(f"y: {method} with gamma > 0 (supervised {method}-S) needs class labels")
-    return y if gamma > 0 else None
-
-
 Detector.__signature__ = _init_signature(Detector)

@@ -29,11 +29,10 @@ from torch import nn
 
 from ebm_ood.plumbing.checks import check_positive
 from ebm_ood.plumbing.divergence_guard import check_losses, check_params, diverged
-from ebm_ood.plumbing.resume import (TrainingState, data_fingerprint, restore, resume_training, run_identity, save_training,
-                            snapshot)
+from ebm_ood.plumbing.resume import TrainingState, restore, resume_training, run_identity, save_training, snapshot
 
-__all__ = ["TrainConfig", "History", "train", "to_tensor", "batched_mean", "seed_everything", "data_fingerprint",
-           "run_identity", "steps_for_epochs"]
+__all__ = ["TrainConfig", "History", "train", "to_tensor", "batched_mean", "seed_everything",
+           "steps_for_epochs"]
 
 @dataclass
 class TrainConfig:

@@ -172,9 +172,8 @@ def add_threads_argument(p: argparse.ArgumentParser) -> None:
                         "fastest; raise it for real data)")
 
 
-def apply_threads(n: int) -> None:
-    """Set torch's intra-op thread count from ``--threads`` (before any training), as an explicit choice
-    that library calls keep (:func:`ebm_ood.plumbing.threads.set_num_threads`)."""
+def check_threads(n: int) -> None:
+    """Check ``--threads`` (and ``$EBM_OOD_THREADS``, which it overrides) without applying it."""
     if n < 1:
         raise SystemExit(f"error: --threads: expected a positive integer, got {n}")
     if n > MAX_THREADS:
@@ -185,13 +184,20 @@ def apply_threads(n: int) -> None:
         _env_threads()
     except ValueError as err:
         raise SystemExit(f"error: {err} (unset it, or set a positive integer; --threads decides the CLI's count)")
+
+
+def apply_threads(n: int) -> None:
+    """Set torch's intra-op thread count from ``--threads`` (before any training), once checked
+    (:func:`check_threads`), as an explicit choice that library calls keep
+    (:func:`ebm_ood.plumbing.threads.set_num_threads`)."""
+    check_threads(n)
     set_num_threads(n)
 
 
 def add_run_arguments(p: argparse.ArgumentParser, out: str, quick_help: str, full: bool = True,
                       seeds: int = 1) -> None:
     """``--seeds --quick [--full] --device --threads --out``: the flags of every command that trains
-    (``ebm-ood benchmark`` and ``ebm-ood experiment NAME``); check them with :func:`check_run_arguments`."""
+    (``ebm-ood benchmark`` and ``ebm-ood experiment NAME``); check them with :func:`check_run_arguments`, apply them with :func:`start_run`."""
     p.add_argument("--seeds", type=parse_seeds, default=list(range(seeds)),
                    help=f"a count (3: seeds 0,1,2; 0 or 1: seed 0) or a comma list of seeds (5,9 or 7,) "
                         f"(default: {seeds})")
@@ -210,11 +216,9 @@ def preset_of(args) -> str:
 
 
 def check_run_arguments(args) -> str:
-    """Check ``--device``, ``--out`` (and that none of ``args.outputs``, the command's result files, is a
-    folder) and ``--threads`` (before any training; each error names its flag) and apply ``--threads``.
-    With ``args.cells`` (a file name) set, make ``args.cell_log``: a :class:`~ebm_ood.commands.cell_log.CellLog`
-    in ``--out`` that keeps every finished cell, and take its lock on ``--out`` (a second run into the folder
-    is refused); it touches no file until the command starts it, after every other check. Returns the resolved device ("cpu", "cuda", ...)."""
+    """Check ``--device``, ``--out`` (and that none of ``args.outputs``, the command's result files, nor
+    ``args.cells``, is a folder) and ``--threads``, before any training; each error names its flag. It only
+    checks: :func:`start_run` then applies them. Returns the resolved device ("cpu", "cuda", ...)."""
     from ebm_ood.plumbing.checks import resolve_device
 
     try:
@@ -224,13 +228,23 @@ def check_run_arguments(args) -> str:
     cells = getattr(args, "cells", None)
     check_out_outside_data(args.out, getattr(args, "dataset", None))
     check_out_dir(args.out, tuple(getattr(args, "outputs", ())) + ((cells,) if cells else ()))
-    apply_threads(args.threads)
+    check_threads(args.threads)
+    return device
+
+
+def start_run(args) -> None:
+    """Apply the checked flags of a command that trains (after :func:`check_run_arguments`): set
+    ``--threads``; with ``args.cells`` (a file name) set, make ``args.cell_log``, a
+    :class:`~ebm_ood.commands.cell_log.CellLog` in ``--out`` that keeps every finished cell, and take its lock
+    on ``--out`` (a second run into the folder is refused); the log touches no file until the command starts
+    it."""
+    set_num_threads(args.threads)
+    cells = getattr(args, "cells", None)
     if cells:
         from ebm_ood.commands.cell_log import CellLog
 
         args.cell_log = CellLog(os.path.join(args.out, cells), run_header(args))
         lock_out(args.cell_log)
-    return device
 
 
 def lock_out(cell_log) -> None:

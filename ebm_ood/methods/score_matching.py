@@ -40,7 +40,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ebm_ood.detector import Detector, labels_for_gamma
+from ebm_ood.detector import Detector
+from ebm_ood.methods.labels import labels_for_gamma
 from ebm_ood.energy import JEMEnergy
 from ebm_ood.nn import MLP, build_network
 from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train

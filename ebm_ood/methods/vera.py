@@ -41,7 +41,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ebm_ood.detector import Detector, labels_for_gamma
+from ebm_ood.detector import Detector
+from ebm_ood.methods.labels import labels_for_gamma
 from ebm_ood.energy import JEMEnergy, energy_from_logits
 from ebm_ood.nn import MLP, build_network
 from ebm_ood.training import TrainConfig, to_tensor, train

@@ -2,7 +2,7 @@
 when it returns None, so every computation and check still runs without it.
 
 In a script, figures are drawn off-screen (Agg) and written as PNG files. In a Jupyter notebook the
-backend is left as the notebook set it, and :func:`save_figure` also shows each figure inline.
+backend is left as the notebook set it, and :func:`write_figure` also shows each figure inline.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | os.PathLike) -> str:
+def write_figure(fig, path: str | os.PathLike) -> str:
     """Write ``fig`` as PNG to ``path`` atomically (and, in a notebook, show it inline), close it,
     return the path."""
     try:

@@ -44,6 +44,6 @@ def setup(seed: int = 0, threads: int = 1):
 
 def save_figure(fig, name: str) -> Path:
     """Save ``fig`` as ``<figures>/<name>`` and say where."""
-    path = Path(plotting.save_figure(fig, figures_dir() / name))
+    path = Path(plotting.write_figure(fig, figures_dir() / name))
     print(f"figure saved to {path}")
     return path

@@ -38,7 +38,9 @@ def test_bad_flags_fail_before_training(tmp_path, capsys):
     blocker.write_text("x")
     with pytest.raises(SystemExit, match="not a writable folder"):
         main(["benchmark", "--quick", "--out", str(blocker / "sub")])
-    assert main(["bench", "nope"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "nope"])
+    assert stop.value.code == 2 and "invalid choice: 'nope' (choose from 'sampler'" in capsys.readouterr().err
 
 
 def test_parse_seeds():

@@ -206,7 +206,7 @@ def test_quick_command_writes_well_formed_outputs(name, tmp_path, monkeypatch):
 
 def test_without_matplotlib_the_data_is_written_and_the_hint_printed(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(plotting, "pyplot", lambda: None)
-    assert output.save_figure(lambda plt: None, str(tmp_path / "f.png")) is None
+    assert output.draw_figure(lambda plt: None, str(tmp_path / "f.png")) is None
     assert not (tmp_path / "f.png").exists()
     assert 'pip install -e ".[plots]"' in capsys.readouterr().err
 

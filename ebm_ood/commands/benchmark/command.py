@@ -19,7 +19,7 @@ from ebm_ood.commands.benchmark.runner import kept_results, run_benchmark
 from ebm_ood.tables import ELFLEIN_METRIC, METRIC_LABELS
 from ebm_ood.data import dataset_names, get_dataset
 from ebm_ood.data.folder import LAYOUT, is_data_folder
-from ebm_ood.commands.flags import (RunFailed, add_run_arguments, check_run_arguments, dataset_source, jobs_of, log_stderr, preset_of,
+from ebm_ood.commands.flags import (RunFailed, add_run_arguments, check_run_arguments, start_run, dataset_source, jobs_of, log_stderr, preset_of,
                            threads_note)
 
 SUMMARY = "train and evaluate every method; print the papers' tables"
@@ -163,6 +163,7 @@ def run(args) -> int:
     check_classifier(args, specs)
     check_executor(args)
     device = check_run_arguments(args)
+    start_run(args)
     datasets = load_datasets([dataset_source(n) for n in args.dataset] if args.dataset else list(DEFAULT_DATASETS))
     preset, jobs = preset_of(args), jobs_of(args)
     cell_log = args.cell_log

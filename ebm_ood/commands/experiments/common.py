@@ -24,7 +24,7 @@ from ebm_ood.commands.cell_log import RunLockedError
 from ebm_ood.commands.benchmark.runner import run_benchmark
 from ebm_ood.tables import METRIC_LABELS
 from ebm_ood.commands.experiments.improvement import METRIC, improvement_by_group
-from ebm_ood.commands.flags import add_run_arguments, check_run_arguments, dataset_source, log_stderr, preset_of
+from ebm_ood.commands.flags import add_run_arguments, check_run_arguments, start_run, dataset_source, log_stderr, preset_of
 from ebm_ood.data import NATURAL, NON_NATURAL, OODDataset, get_dataset
 
 EBM_METHODS = ("CD", "SSM", "VERA")  # the benchmark's generative methods whose configs have a ``gamma`` field
@@ -105,6 +105,7 @@ def settings_from_args(args, image_only: bool = False) -> Settings:
         raise SystemExit(f"error: --steps: expected a positive integer, got {args.steps}")
     dataset_from_args(args, image_only)
     device = check_run_arguments(args)
+    start_run(args)
     steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else None)
     return Settings(args.dataset, tuple(dict.fromkeys(methods)), tuple(args.seeds), preset_of(args), steps, device,
                     getattr(args, "metric", METRIC), cell_log=getattr(args, "cell_log", None))

@@ -12,7 +12,7 @@ import numpy as np
 
 from ebm_ood.commands.benchmark.registry import RunContext
 from ebm_ood.commands.benchmark.runner import evaluate_detector
-from ebm_ood.commands.flags import add_run_arguments, check_run_arguments
+from ebm_ood.commands.flags import add_run_arguments, check_run_arguments, start_run
 from ebm_ood.commands.experiments.common import dataset_from_args, groups_of
 from ebm_ood.metrics import all_metrics
 
@@ -30,6 +30,7 @@ def settings(args):
     if d.kind != "image":
         raise SystemExit(f"error: --dataset {args.dataset!r} is {d.kind}; HEAT needs std-pooled conv features (an image dataset)")
     device = check_run_arguments(args)
+    start_run(args)
     return d, list(args.seeds), ("quick" if args.quick else "default"), device
 
 
@@ -56,7 +57,7 @@ def evaluate_scores(s_id: np.ndarray, s_ood: dict[str, np.ndarray]) -> dict:
     return summarize({o: all_metrics(s_id, s) for o, s in s_ood.items()})
 
 
-def evaluate(det, d) -> dict:
+def summarize_detector(det, d) -> dict:
     """Score ID test and the natural + non-natural OOD sets with a fitted detector (:func:`summarize`)."""
     return summarize(evaluate_detector(det, d, ood_names(d)))
 

@@ -28,9 +28,9 @@ import torch
 from ebm_ood.commands.benchmark.registry import methods_for, priors_for, shared_backbone
 from ebm_ood.commands.benchmark.runner import fit_method
 from ebm_ood.commands.experiments.common import dataset_from_args
-from ebm_ood.commands.experiments.heat_common import context, evaluate, ood_names
+from ebm_ood.commands.experiments.heat_common import context, summarize_detector, ood_names
 from ebm_ood.commands.experiments.output import finish
-from ebm_ood.commands.flags import add_run_arguments, check_run_arguments, log_stderr, preset_of
+from ebm_ood.commands.flags import add_run_arguments, check_run_arguments, start_run, log_stderr, preset_of
 from ebm_ood.heat.build import _WHICH
 from ebm_ood.heat.hybrid import negative_chains
 
@@ -107,7 +107,7 @@ def run_experiment(d, seeds: list[int], preset: str, device: str, priors: list[s
         for p in priors:
             prior_spec, hybrid_spec = methods_for("heat", [p, f"HEAT-{p}"])
             prior_det, hybrid_det = fit_method(prior_spec, ctx), fit_method(hybrid_spec, ctx)
-            ev_p, ev_h = evaluate(prior_det, d), evaluate(hybrid_det, d)
+            ev_p, ev_h = summarize_detector(prior_det, d), summarize_detector(hybrid_det, d)
             which = _WHICH[p.split(" ")[0]]
             inner = hybrid_det.inner
             row = diagnose_hybrid(inner.hybrid_, inner.config, _features(ctx, d.x_train, which),
@@ -168,6 +168,7 @@ def run(args) -> int:
     if args.negatives < 2:
         raise SystemExit(f"error: --negatives: expected an integer >= 2, got {args.negatives}")
     device = check_run_arguments(args)
+    start_run(args)
     preset, seeds = preset_of(args), list(args.seeds)
     results = run_experiment(d, seeds, preset, device, priors, args.negatives, log=log_stderr)
     text = markdown(args.dataset, preset, seeds, results, ood_names(d))

@@ -7,7 +7,7 @@ from ebm_ood.commands.benchmark.runner import fit_method
 from ebm_ood.tables import mean_std
 from ebm_ood.commands.experiments.output import finish
 from ebm_ood.commands.flags import log_stderr
-from ebm_ood.commands.experiments.heat_common import add_arguments as _add, context, evaluate, mean_over_seeds, settings
+from ebm_ood.commands.experiments.heat_common import add_arguments as _add, context, summarize_detector, mean_over_seeds, settings
 from ebm_ood.heat.build import make_heat_detector
 
 NAME = "heat-lambda"
@@ -33,9 +33,9 @@ def run(args) -> int:
     gmm, heat = [], {lam: [] for lam in lambdas}
     for seed in seeds:
         ctx = context(d, seed, preset, device)
-        gmm.append(evaluate(fit_method(prior, ctx), d))
+        gmm.append(summarize_detector(fit_method(prior, ctx), d))
         for lam in lambdas:
-            heat[lam].append(evaluate(fit_method(specs[lam], ctx), d))
+            heat[lam].append(summarize_detector(fit_method(specs[lam], ctx), d))
             log_stderr(f"[seed {seed}] λ = {lam}: FPR95 {heat[lam][-1]['average']['fpr95']:.2f}")
     base = mean_over_seeds(gmm)
     rows = {lam: mean_over_seeds(r) for lam, r in heat.items()}

@@ -11,7 +11,7 @@ from ebm_ood.commands.benchmark.registry import MethodSpec, RunContext, shared_b
 from ebm_ood.commands.benchmark.runner import fit_method
 from ebm_ood.commands.experiments.output import finish
 from ebm_ood.commands.flags import log_stderr
-from ebm_ood.commands.experiments.heat_common import add_arguments as _add, context, evaluate, mean_over_seeds, settings
+from ebm_ood.commands.experiments.heat_common import add_arguments as _add, context, summarize_detector, mean_over_seeds, settings
 from ebm_ood.heat.build import make_heat_detector
 
 NAME = "heat-lowdata"
@@ -55,7 +55,7 @@ def run(args) -> int:
             sub = RunContext(dataset=replace(d, x_train=d.x_train[idx], y_train=d.y_train[idx]), seed=seed,
                              preset=preset, device=device, cache={"backbone": bb})
             for m, spec in specs.items():
-                res[m][f].append(evaluate(fit_method(spec, sub), d))
+                res[m][f].append(summarize_detector(fit_method(spec, sub), d))
                 log_stderr(f"[seed {seed}] {int(100 * f)} % {m}: AUROC {res[m][f][-1]['average']['auroc']:.2f}")
     rows = {m: {f: mean_over_seeds(r) for f, r in v.items()} for m, v in res.items()}
     lines = [f"HEAT Fig. 4 analog on {args.dataset} ({len(seeds)} seed(s), preset {preset}): average AUROC ↑ / FPR95 ↓.",

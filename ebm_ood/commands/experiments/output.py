@@ -40,7 +40,7 @@ def write_results(out: str, name: str, markdown: str, data: dict) -> tuple[str, 
     return md, js
 
 
-def save_figure(draw: Callable, path: str) -> str | None:
+def draw_figure(draw: Callable, path: str) -> str | None:
     """``draw(plt) -> figure``; saved as PNG at ``path`` (atomically) when matplotlib imports. Without it,
     print how to get the figure and return None (the data is in the JSON next to it)."""
     plt = plotting.pyplot()
@@ -48,7 +48,7 @@ def save_figure(draw: Callable, path: str) -> str | None:
         log_stderr(f"matplotlib is not installed: wrote the data only; for {os.path.basename(path)} run "
                    f"`pip install -e \".[plots]\"` and rerun")
         return None
-    return plotting.save_figure(draw(plt), path)
+    return plotting.write_figure(draw(plt), path)
 
 
 def finish(out: str, name: str, markdown: str, data: dict, draw: Callable | None = None) -> int:
@@ -56,7 +56,7 @@ def finish(out: str, name: str, markdown: str, data: dict, draw: Callable | None
     md, js = write_results(out, name, markdown, data)
     written = [md, js]
     if draw is not None:
-        png = save_figure(draw, os.path.join(out, f"{name}.png"))
+        png = draw_figure(draw, os.path.join(out, f"{name}.png"))
         if png:
             written.append(png)
     print(markdown)

@@ -27,6 +27,7 @@ from ebm_ood.commands.experiments.improvement import fmt
 from ebm_ood.commands.experiments.output import finish
 from ebm_ood.commands.flags import log_stderr
 from ebm_ood.sampling import sgld
+from ebm_ood.sampling.sgld import DEFAULT_STEP_SIZE
 from ebm_ood.tables import md_row
 
 NAME = "samples"
@@ -39,7 +40,7 @@ class SamplesConfig:
     gamma: float = 1.0  # the supervised model's CE weight
     n_images: int = 16  # ID test images to start from (spread over the classes)
     sgld_steps: int = 100  # descent steps (Elflein's CD: 100 SGLD steps)
-    step_size: float = 1.0  # α (Elflein's CD: 1)
+    step_size: float = DEFAULT_STEP_SIZE  # α (Elflein's CD: 1)
     noise_std: float = 0.0  # σ (0: gradient descent; Elflein's CD sampler: 0.01)
 
 
