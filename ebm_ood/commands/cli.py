@@ -101,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if isinstance(err, RunFailed) else 2
 
 
+def _listing(kind: str, table: dict) -> str:
+    """The NAMEs of ``ebm-ood bench`` or ``ebm-ood experiment``, one line each with its summary."""
+    width = max(map(len, table))
+    return "\n".join([f"{kind.upper()} NAME:"] + [f"  {name:<{width}}  {mod.SUMMARY}" for name, mod in table.items()]
+                     + ["", f"`ebm-ood {kind} NAME --help` lists the options of one."])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The one parser of ``ebm-ood``: a subcommand per command, and under ``bench`` and ``experiment`` one per
     entry of :data:`BENCHES` and :data:`EXPERIMENTS`. A parsed command carries the function that runs it
@@ -111,11 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_arguments(p)
     p.set_defaults(command="benchmark", _run=benchmark.run)
     for kind, table, what in (("bench", BENCHES, "speed benchmarks"), ("experiment", EXPERIMENTS, "the papers' experiments")):
-        group = sub.add_parser(kind, help=f"{what}: {', '.join(table)}", description=f"{what}; `ebm-ood {kind} NAME --help` lists the options of one")
+        group = sub.add_parser(kind, help=f"{what}: {', '.join(table)}", usage=f"ebm-ood {kind} NAME [options]",
+                               description=_listing(kind, table),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
         group.set_defaults(_group=group)
-        names = group.add_subparsers(metavar="NAME", title=f"{kind.upper()} NAME")
+        names = group.add_subparsers(metavar="NAME", help=argparse.SUPPRESS)
         for name, mod in table.items():
-            p = names.add_parser(name, prog=f"ebm-ood {kind} {name}", help=mod.SUMMARY, description=mod.SUMMARY)
+            p = names.add_parser(name, prog=f"ebm-ood {kind} {name}", description=mod.SUMMARY)
             mod.add_arguments(p)
             p.set_defaults(_run=mod.run)
             if kind == "experiment":  # its result files, checked before training; its cells, kept as they finish
@@ -126,10 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help: printed, a success
+        if stop.code == 0:
+            return 0
+        raise
     run = getattr(args, "_run", None)
     if run is None:  # `ebm-ood`, `ebm-ood bench` or `ebm-ood experiment` without a name
-        getattr(args, "_group", parser).print_help(sys.stderr)
+        group = getattr(args, "_group", None)
+        group.print_help(sys.stderr) if group is not None else parser.print_help()
         return 2
     return run_command(run, args)
 

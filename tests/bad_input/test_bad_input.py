@@ -1,15 +1,22 @@
 """Every method the benchmark knows, against the inputs students will feed it: each bad input is a clear
 ``ValueError``/``TypeError`` naming the argument (non-finite values: their count and first index), an
-unfitted detector raises :class:`NotFittedError`, and nothing the caller passed is modified."""
+unfitted detector raises :class:`NotFittedError`, and nothing the caller passed is modified; the CE
+baseline's own refusals on tabular data; iterables that are not batches and images handed to vector
+detectors (ebm_ood/plumbing/inputs.py)."""
 import re
 
 import numpy as np
 import pytest
 from sklearn.base import clone
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from ebm_ood.commands.benchmark.registry import RunContext, methods_for
 from ebm_ood.commands.benchmark.runner import fit_method
+from ebm_ood.backbone import Backbone, FeatureSpaceDetector
+from ebm_ood.methods.ce import CEClassifier, ce_config
+from ebm_ood.nn import build_network
+from ebm_ood.posthoc import KNN, MSP, Mahalanobis, ViM
 from ebm_ood.data import get_dataset
 from ebm_ood.plumbing.errors import NonFiniteError, NotFittedError
 
@@ -229,3 +236,103 @@ def test_a_batch_failing_at_once_names_its_first_bad_sample(n):
                     det.score(x)
         x = rng.normal(size=(n, 3)).astype(np.float32)
         np.testing.assert_allclose(det.score(x), (x.astype(np.float64) ** 2).sum(1), rtol=1e-5)
+
+
+# ------------------------------------------------------------------ the CE baseline on tabular data
+
+@pytest.fixture(scope="module")
+def ce_tabular():
+    d = get_dataset("tabular")
+    det = CEClassifier(ce_config("quick", "tabular"), device="cpu").fit(d.x_train, d.y_train, validation=(d.x_val, d.y_val))
+    return d, det
+
+
+def test_ce_on_tabular_data_refuses_bad_inputs(ce_tabular):
+    d, det = ce_tabular
+    with pytest.raises(NotFittedError):
+        CEClassifier().score(d.x_test)
+    with pytest.raises(ValueError, match="non-finite.*first at index \\(1, 2\\)"):
+        x = d.x_test.copy(); x[1, 2] = np.nan; det.score(x)
+    with pytest.raises(ValueError, match="shape"):
+        det.score(d.x_test[:, :5])
+    with pytest.raises(ValueError, match="x: expected shape"):
+        det.logits(d.x_test[:, :5])
+    with pytest.raises(ValueError, match="non-finite"):
+        x = d.x_test.copy(); x[0, 0] = np.inf; det.logits(x)
+    with pytest.raises(TypeError, match="floating point"):
+        det.score(d.x_test.astype(np.int64))
+    assert det.score(d.x_test[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="labels"):
+        CEClassifier(ce_config("quick")).fit(d.x_train, d.y_train[:-1])
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        CEClassifier(ce_config("quick")).fit(d.x_train, np.zeros(len(d.x_train), dtype=np.int64))
+    with pytest.raises(ValueError, match="needs class labels"):
+        CEClassifier(ce_config("quick")).fit(d.x_train)
+    with pytest.raises(ValueError, match="expected a non-empty"):
+        CEClassifier(ce_config("quick")).fit(d.x_train[:0], d.y_train[:0])
+    with pytest.raises(ValueError, match="score"):
+        CEClassifier(score="entropy")
+    with pytest.raises(ValueError, match="kind"):
+        ce_config("quick", "text")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        if not torch.cuda.is_available():
+            CEClassifier(device="cuda")
+        else:
+            raise ValueError("CUDA is not available (skipped: this machine has CUDA)")
+
+
+# ------------------------------------------------------------------ iterables and shapes of the wrong kind
+
+RNG = np.random.default_rng(0)
+Z = RNG.normal(size=(50, 4)).astype(np.float32)
+Y = np.arange(50) % 3
+
+
+def _loader(*arrays, batch_size=7):
+    return DataLoader(TensorDataset(*map(torch.as_tensor, arrays)), batch_size=batch_size, shuffle=False)
+
+
+def test_bad_iterables_say_what_they_hold():
+    strings = DataLoader(["a.png", "b.png", "c.png"], batch_size=2)
+    with pytest.raises(TypeError, match=r"x: expected an iterable of batches .*batch 0 is a list of 2 items \(str, str\)"):
+        KNN().fit(strings)
+    with pytest.raises(TypeError, match=r"x: .*batch 0 is a dict"):
+        KNN().fit(iter([{"x": torch.zeros(2, 3)}]))
+    with pytest.raises(TypeError, match=r"x: batch 1 has no labels, unlike batch 0"):
+        KNN().fit(iter([(torch.zeros(2, 3), torch.zeros(2)), torch.zeros(2, 3)]))
+    with pytest.raises(ValueError, match=r"y: given twice"):
+        Mahalanobis().fit(_loader(Z, Y), Y)
+    shuffled = DataLoader(TensorDataset(torch.as_tensor(Z)), batch_size=7, shuffle=True)
+    with pytest.raises(ValueError, match=r"y: x is a DataLoader with shuffle=True, so labels given separately"):
+        Mahalanobis().fit(shuffled, Y)
+    with pytest.raises(ValueError, match=r"validation y: given twice"):
+        Mahalanobis().fit(Z, Y, validation=(_loader(Z[:9], Y[:9]), Y[:9]))
+    with pytest.raises(ValueError, match=r"x: the iterable generator yielded no batches"):
+        KNN().fit(b for b in [])
+    with pytest.raises(ValueError, match=r"x: batch 1 has samples of shape \(5,\), batch 0 has \(4,\)"):
+        KNN().fit(iter([torch.zeros(3, 4), torch.zeros(3, 5)]))
+    with pytest.raises(TypeError, match=r"x: expected a numeric array, got dtype object$"):
+        KNN().fit(np.array([{"a": 1}], dtype=object))
+    with pytest.raises(TypeError, match=r"x: expected a numeric array, got dtype object \(from a list; pass an "
+                                        r"array, a tensor or an iterable of batches such as torch\.utils\.data"):
+        KNN().fit([{"a": 1}, {"b": 2}])
+
+
+def test_vector_detectors_handed_images_point_to_feature_space_detector():
+    images = np.zeros((5, 1, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"x: KNN works on features of shape \(N, D\), got raw inputs of shape "
+                                         r"\(5, 1, 8, 8\); wrap it as ebm_ood\.backbone\.FeatureSpaceDetector\("
+                                         r"backbone, KNN\(\.\.\.\)\)"):
+        KNN().fit(images)
+    with pytest.raises(ValueError, match=r"FeatureSpaceDetector\(backbone, MSP\(\.\.\.\), which=\"logits\"\)"):
+        MSP().fit(_loader(images))
+    fitted = ViM(np.eye(3, 4), np.zeros(3), dim=2).fit(Z)
+    with pytest.raises(ValueError, match=r"wrap it as ebm_ood\.backbone\.FeatureSpaceDetector\(backbone, ViM"):
+        fitted.score(torch.zeros(2, 3, 4, 4))
+    torch.manual_seed(0)
+    bb = Backbone(build_network((1, 8, 8), 3, widen=1))
+    x = RNG.uniform(-1, 1, size=(20, 1, 8, 8)).astype(np.float32)
+    wrapped = FeatureSpaceDetector(bb, KNN(k=3)).fit(_loader(x))      # the fix the message names works
+    np.testing.assert_allclose(wrapped.score(x), KNN(k=3).fit(bb.extract(x).z).score(bb.extract(x).z),
+                               rtol=1e-5, atol=1e-6, err_msg="features of batches of 7 vs one batch of 20: "
+                               "float32 rounding may differ with the batch shape")

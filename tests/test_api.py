@@ -247,7 +247,7 @@ def test_predict_flags_ood_at_the_id_quantile_threshold():
 
 # ----------------------------------------------------------------------------- the README's example
 def test_the_readme_your_own_model_example_runs_verbatim(tmp_path, monkeypatch, capsys):
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = text.split("<!-- your-own-model:start -->")[1].split("<!-- your-own-model:end -->")[0]
     code = section.split("```python\n")[1].split("```")[0]
     monkeypatch.chdir(tmp_path)
