@@ -23,7 +23,7 @@ def test_a_file_naming_a_class_by_its_old_module_loads_bit_identical(tmp_path, m
     monkeypatch.setattr(MinMaxScaled, "__module__", "ebm_ood.experiments.embeddings")   # the old module name
     save(det, tmp_path / "old.pt")
     monkeypatch.undo()
-    assert b"ebm_ood.experiments.embeddings:MinMaxScaled" in (tmp_path / "old.pt").read_bytes()
+    assert b"ebm_ood.experiments.embeddings:MinMaxScaled" in (tmp_path / "old.pt").read_bytes()   # old module name
     back = load(tmp_path / "old.pt")
     assert type(back) is MinMaxScaled
     np.testing.assert_array_equal(back.score(Z), det.score(Z))
@@ -31,10 +31,10 @@ def test_a_file_naming_a_class_by_its_old_module_loads_bit_identical(tmp_path, m
 
 def test_an_old_module_name_outside_the_table_is_still_refused(tmp_path, monkeypatch):
     det = MinMaxScaled(KNN(k=3)).fit(Z)
-    monkeypatch.setattr(MinMaxScaled, "__module__", "ebm_ood.tutorial")   # moved, but holds no such class
+    monkeypatch.setattr(MinMaxScaled, "__module__", "ebm_ood.tutorial")   # an old module name holding no such class
     save(det, tmp_path / "odd.pt")
     monkeypatch.undo()
-    with pytest.raises(CheckpointError, match="ebm_ood.tutorial:MinMaxScaled"):
+    with pytest.raises(CheckpointError, match="ebm_ood.tutorial:MinMaxScaled"):   # old module name
         load(tmp_path / "odd.pt")
 
 
