@@ -1,7 +1,9 @@
 """ebm_ood: out-of-distribution detection with energy-based models, from first principles.
 
-Data flows one way, and so do the imports (README, Layout; ``tests/repository/test_structure.py`` checks it):
-data -> networks / energies -> sampler -> training -> detectors -> metrics -> benchmark / experiments -> CLI.
+The top level holds the papers' concepts; ``plumbing/`` (below everything) and ``commands/`` (the ``ebm-ood``
+command, above everything) can be skipped. Imports flow one way through the layers of the table ``LAYERS`` in
+``tests/repository/test_structure.py``, which checks every import against it; the README's Layout is rendered
+from that table.
 
 The public API (every detector: ``fit(x, y=None)`` then ``score(x)``, one score per sample, higher = more
 OOD; ``x`` an array, a tensor or a DataLoader):
