@@ -76,3 +76,28 @@ def test_checking_the_run_flags_changes_nothing_until_the_run_starts(tmp_path, m
         assert threads == [2] and args.cell_log.path == str(out / "results.cells.jsonl")
     finally:
         args.cell_log.close()
+
+
+def _tree(root, *folders):
+    from ebm_ood.sampling import ops
+
+    for folder in folders:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in ops._SOURCES:
+            (root / folder / name).write_text("")
+    (root / "ebm_ood" / "sampling").mkdir(parents=True, exist_ok=True)
+    return str(root / "ebm_ood" / "sampling" / "ops.py")
+
+
+def test_the_op_sources_are_found_one_way(tmp_path, monkeypatch):
+    from ebm_ood.sampling import ops
+
+    checkout = tmp_path / "checkout"
+    monkeypatch.setattr(ops, "__file__", _tree(checkout, "csrc", "ebm_ood/csrc"))
+    (checkout / "setup.py").write_text("")
+    assert ops._csrc_dir() == checkout / "csrc"                     # a checkout: its csrc/, never a copy
+    site = tmp_path / "site-packages"                               # installed: the shipped copy, never a
+    monkeypatch.setattr(ops, "__file__", _tree(site, "csrc", "ebm_ood/csrc"))   # csrc/ that sits beside it
+    assert ops._csrc_dir() == site / "ebm_ood" / "csrc"
+    (site / "ebm_ood" / "csrc" / ops._SOURCES[0]).unlink()
+    assert ops._csrc_dir() is None

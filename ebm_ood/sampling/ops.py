@@ -41,12 +41,12 @@ _SOURCES = ("philox.h", "sgld_update.h", "sgld_tile.h", "sgld_cpu.cpp")
 
 
 def _csrc_dir() -> Path | None:
-    """``csrc/`` of a repository checkout (editable install), else the copy shipped in the package."""
+    """The op's sources, found one way: a package inside a repository checkout (``setup.py`` beside
+    ``ebm_ood/``: a clone or an editable install) reads the checkout's ``csrc/``; an installed package reads
+    the copy ``setup.py`` ships inside it (``ebm_ood/csrc``). None when that folder lacks a source."""
     here = Path(__file__).resolve().parent.parent            # ebm_ood/
-    for cand in (here.parent / "csrc", here / "csrc"):
-        if all((cand / s).is_file() for s in _SOURCES):
-            return cand
-    return None
+    src = here.parent / "csrc" if (here.parent / "setup.py").is_file() else here / "csrc"
+    return src if all((src / s).is_file() for s in _SOURCES) else None
 
 
 def build_name(src: Path, sources: list[Path], cflags: list[str]) -> str:

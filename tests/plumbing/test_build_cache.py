@@ -21,9 +21,11 @@ BUILD = ("import ebm_ood, sys; from ebm_ood.sampling import ops; "
 
 
 def _checkout(root: Path) -> Path:
-    """A clone of this repository as the op sees it: the package and csrc/ under ``root``. Returns its csrc/."""
+    """A clone of this repository as the op sees it: setup.py, the package and csrc/ under ``root``. Returns its
+    csrc/."""
     shutil.copytree(ROOT / "ebm_ood", root / "ebm_ood", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     shutil.copytree(CSRC, root / "csrc")
+    shutil.copy(ROOT / "setup.py", root / "setup.py")
     return root / "csrc"
 
 

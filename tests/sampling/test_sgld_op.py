@@ -202,7 +202,7 @@ def test_extension_matches_twin_bit_for_bit():
 @needs_ext
 def test_generic_kernel_matches_twin_bit_for_bit():
     """EBM_OOD_SGLD_GENERIC=1 selects the auto-vectorised kernel that other CPUs run: same bits."""
-    code = ("import sys; sys.path.insert(0, 'tests'); from test_sgld_op import _mismatches; "
+    code = ("import sys; sys.path.insert(0, 'tests/sampling'); from test_sgld_op import _mismatches; "
             "print(_mismatches(), _mismatches(num_threads=2))")
     r = _run_python(code, EBM_OOD_SGLD_GENERIC="1")
     assert r.returncode == 0, r.stderr

@@ -49,7 +49,7 @@ def test_forced_path_matches_twin_bit_for_bit(path):
     offsets, one and two threads (test_sgld_op._mismatches)."""
     if not _paths().get(path, False):
         pytest.skip(f"this CPU or build has no {path} kernel")
-    code = ("import sys, torch; sys.path.insert(0, 'tests'); from test_sgld_op import _mismatches; "
+    code = ("import sys, torch; sys.path.insert(0, 'tests/sampling'); from test_sgld_op import _mismatches; "
             "print(torch.ops.ebm_ood.sgld_cpu_paths().split()[0], _mismatches(), _mismatches(num_threads=2))")
     r = _run_python(code, EBM_OOD_SGLD_PATH=path)
     assert r.returncode == 0, r.stderr
