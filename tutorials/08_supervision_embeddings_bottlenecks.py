@@ -42,7 +42,7 @@ import numpy as np
 
 from ebm_ood.data import get_dataset
 from ebm_ood.commands.experiments import (bottleneck, density_vs_norm, embeddings, gamma_sweep, samples,
-                                 smoothness)
+                                          smoothness)
 from ebm_ood.commands.experiments.common import Settings
 from ebm_ood.commands.experiments.improvement import improvement_by_group, improvement_table, percent_improvement
 from ebm_ood.commands.experiments.output import draw_figure

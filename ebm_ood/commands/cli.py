@@ -18,7 +18,7 @@ from ebm_ood.commands.cell_log import CellLogError
 from ebm_ood.data import dataset_names, get_dataset
 from ebm_ood.commands.flags import RunFailed
 from ebm_ood.commands.experiments import (bottleneck, density_vs_norm, embeddings, gamma_sweep, heat_beta, heat_diagnose,
-                                 heat_lambda, heat_lowdata, samples, smoothness, supervision)
+                                          heat_lambda, heat_lowdata, samples, smoothness, supervision)
 from ebm_ood.commands.speed import detectors as speed_detectors
 from ebm_ood.commands.speed import sampler as speed_sampler
 from ebm_ood.commands.speed import thread_scaling as speed_threads

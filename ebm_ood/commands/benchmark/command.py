@@ -20,7 +20,7 @@ from ebm_ood.tables import ELFLEIN_METRIC, METRIC_LABELS
 from ebm_ood.data import dataset_names, get_dataset
 from ebm_ood.data.folder import LAYOUT, is_data_folder
 from ebm_ood.commands.flags import (RunFailed, add_run_arguments, check_run_arguments, start_run, dataset_source, jobs_of, log_stderr, preset_of,
-                           threads_note)
+                                    threads_note)
 
 SUMMARY = "train and evaluate every method; print the papers' tables"
 DEFAULT_DATASETS = ("tabular", "digits")

@@ -13,7 +13,7 @@ from ebm_ood.tables import md_row, mean_std
 from ebm_ood.commands.experiments.output import finish
 from ebm_ood.commands.flags import log_stderr
 from ebm_ood.commands.experiments.heat_common import (add_arguments as _add, context, evaluate_scores, mean_over_seeds,
-                                             ood_names, settings)
+                                                      ood_names, settings)
 from ebm_ood.heat.compose import CompositionDetector, compose_energies
 from ebm_ood.metrics import auroc, fpr_at_tpr
 
