@@ -57,22 +57,23 @@ from ebm_ood.plumbing.errors import CheckpointError, NonFiniteError
 FORMAT = "ebm_ood.detector/2"
 _SKIP = {"_memo"}                          # per-run caches (Backbone feature memo): not saved
 _PLAIN = {"ebm_ood.backbone:Backbone", "ebm_ood.sampling.replay_buffer:ReplayBuffer"}  # plain classes rebuilt
-# Modules that moved since files were written (old name -> new name): a file naming a class by its old module
-# still loads. Only modules defining classes a file may hold (detectors, networks, configuration dataclasses)
-# are listed; the class itself is still looked up among loaded modules, never imported on the file's word.
+# Modules that moved since files were written (old name -> new name, both under ``ebm_ood.``): a file naming a
+# class by its old module still loads. Only modules defining classes a file may hold (detectors, networks,
+# configuration dataclasses) are listed; the class is still looked up among loaded modules, never imported on
+# the file's word.
 MOVED_MODULES = {
-    "ebm_ood.resume": "ebm_ood.plumbing.resume",
-    "ebm_ood.benchmark.cell_log": "ebm_ood.commands.cell_log",
-    "ebm_ood.benchmark.methods": "ebm_ood.commands.benchmark.registry",
-    "ebm_ood.experiments.bottleneck": "ebm_ood.commands.experiments.bottleneck",
-    "ebm_ood.experiments.common": "ebm_ood.commands.experiments.common",
-    "ebm_ood.experiments.density_vs_norm": "ebm_ood.commands.experiments.density_vs_norm",
-    "ebm_ood.experiments.embeddings": "ebm_ood.commands.experiments.embeddings",
-    "ebm_ood.experiments.gamma_sweep": "ebm_ood.commands.experiments.gamma_sweep",
-    "ebm_ood.experiments.samples": "ebm_ood.commands.experiments.samples",
-    "ebm_ood.experiments.smoothness": "ebm_ood.commands.experiments.smoothness",
-    "ebm_ood.experiments.supervision": "ebm_ood.commands.experiments.supervision",
-    "ebm_ood.speed.detectors": "ebm_ood.commands.speed.detectors",
+    "resume": "plumbing.resume",
+    "benchmark.cell_log": "commands.cell_log",
+    "benchmark.methods": "commands.benchmark.registry",
+    "experiments.bottleneck": "commands.experiments.bottleneck",
+    "experiments.common": "commands.experiments.common",
+    "experiments.density_vs_norm": "commands.experiments.density_vs_norm",
+    "experiments.embeddings": "commands.experiments.embeddings",
+    "experiments.gamma_sweep": "commands.experiments.gamma_sweep",
+    "experiments.samples": "commands.experiments.samples",
+    "experiments.smoothness": "commands.experiments.smoothness",
+    "experiments.supervision": "commands.experiments.supervision",
+    "speed.detectors": "commands.speed.detectors",
 }
 _MAX_DEPTH = 200                           # nesting of the JSON description (real detectors: < 30)
 _TORCH_DTYPES = {str(d).removeprefix("torch."): d for d in vars(torch).values() if isinstance(d, torch.dtype)}
@@ -405,7 +406,8 @@ class _Reader:
         if not sep or not (mod == "ebm_ood" or mod.startswith(("ebm_ood.", "torch.nn."))):
             raise CheckpointError(f"path: {self.path} asks for class {path[:100]}, which is not part of ebm_ood or "
                                   "torch.nn; refusing to build it")
-        mod = MOVED_MODULES.get(mod, mod)   # a file written before its class's module moved
+        if mod.removeprefix("ebm_ood.") in MOVED_MODULES:   # a file written before its class's module moved
+            mod = "ebm_ood." + MOVED_MODULES[mod.removeprefix("ebm_ood.")]
         cls = sys.modules.get(mod)          # never imported on the file's word: importing runs a module's code
         for part in qual.split(".") if cls is not None else ():
             cls = inspect.getattr_static(cls, part, None)

@@ -40,8 +40,8 @@ def test_an_old_module_name_outside_the_table_is_still_refused(tmp_path, monkeyp
 
 @pytest.mark.parametrize("old", sorted(MOVED_MODULES))
 def test_the_moved_modules_table_names_gone_modules_and_their_new_homes(old):
-    new = MOVED_MODULES[old]
-    where = pathlib.Path(ebm_ood.__file__).parent.joinpath(*old.split(".")[1:])
+    new = "ebm_ood." + MOVED_MODULES[old]
+    where = pathlib.Path(ebm_ood.__file__).parent.joinpath(*old.split("."))
     assert not where.with_suffix(".py").exists() and not where.is_dir(), f"{old} still exists: it is not moved"
     module = importlib.import_module(new)
     held = [c for c in vars(module).values() if inspect.isclass(c) and c.__module__ == new and _rebuildable(c)]

@@ -136,3 +136,15 @@ def test_every_module_is_in_one_layer_and_every_layer_names_modules():
     for names, _ in LAYERS:
         for name in names:
             assert any(m == name or m.startswith(name + ".") for m in known), f"LAYERS names {name}, which does not exist"
+
+
+def test_no_two_top_level_units_import_each_other():
+    """A top-level module or folder of ``ebm_ood/`` (``plumbing``, ``commands``, ``heat``, ``energy``, ...)
+    never imports one that imports it back (README, Layout)."""
+    edges = set()
+    for path in PKG.rglob("*.py"):
+        me = module_name(path)
+        if me:
+            edges |= {(me.split(".")[0], o.split(".")[0]) for o in imports(ast.parse(path.read_text()))}
+    both = sorted({tuple(sorted(e)) for e in edges if e[0] != e[1] and (e[1], e[0]) in edges})
+    assert not both, f"top-level units importing each other: {both}"
