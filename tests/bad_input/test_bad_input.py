@@ -1,8 +1,7 @@
 """Every method the benchmark knows, against the inputs students will feed it: each bad input is a clear
 ``ValueError``/``TypeError`` naming the argument (non-finite values: their count and first index), an
 unfitted detector raises :class:`NotFittedError`, and nothing the caller passed is modified; the CE
-baseline's own refusals on tabular data; iterables that are not batches and images handed to vector
-detectors (ebm_ood/plumbing/inputs.py)."""
+baseline's own refusals on tabular data; iterables that are not batches (ebm_ood/plumbing/inputs.py)."""
 import re
 
 import numpy as np
@@ -13,10 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ebm_ood.commands.benchmark.registry import RunContext, methods_for
 from ebm_ood.commands.benchmark.runner import fit_method
-from ebm_ood.backbone import Backbone, FeatureSpaceDetector
 from ebm_ood.methods.ce import CEClassifier, ce_config
-from ebm_ood.nn import build_network
-from ebm_ood.posthoc import KNN, MSP, Mahalanobis, ViM
+from ebm_ood.posthoc import KNN, Mahalanobis
 from ebm_ood.data import get_dataset
 from ebm_ood.plumbing.errors import NonFiniteError, NotFittedError
 
@@ -316,23 +313,3 @@ def test_bad_iterables_say_what_they_hold():
     with pytest.raises(TypeError, match=r"x: expected a numeric array, got dtype object \(from a list; pass an "
                                         r"array, a tensor or an iterable of batches such as torch\.utils\.data"):
         KNN().fit([{"a": 1}, {"b": 2}])
-
-
-def test_vector_detectors_handed_images_point_to_feature_space_detector():
-    images = np.zeros((5, 1, 8, 8), np.float32)
-    with pytest.raises(ValueError, match=r"x: KNN works on features of shape \(N, D\), got raw inputs of shape "
-                                         r"\(5, 1, 8, 8\); wrap it as ebm_ood\.backbone\.FeatureSpaceDetector\("
-                                         r"backbone, KNN\(\.\.\.\)\)"):
-        KNN().fit(images)
-    with pytest.raises(ValueError, match=r"FeatureSpaceDetector\(backbone, MSP\(\.\.\.\), which=\"logits\"\)"):
-        MSP().fit(_loader(images))
-    fitted = ViM(np.eye(3, 4), np.zeros(3), dim=2).fit(Z)
-    with pytest.raises(ValueError, match=r"wrap it as ebm_ood\.backbone\.FeatureSpaceDetector\(backbone, ViM"):
-        fitted.score(torch.zeros(2, 3, 4, 4))
-    torch.manual_seed(0)
-    bb = Backbone(build_network((1, 8, 8), 3, widen=1))
-    x = RNG.uniform(-1, 1, size=(20, 1, 8, 8)).astype(np.float32)
-    wrapped = FeatureSpaceDetector(bb, KNN(k=3)).fit(_loader(x))      # the fix the message names works
-    np.testing.assert_allclose(wrapped.score(x), KNN(k=3).fit(bb.extract(x).z).score(bb.extract(x).z),
-                               rtol=1e-5, atol=1e-6, err_msg="features of batches of 7 vs one batch of 20: "
-                               "float32 rounding may differ with the batch shape")

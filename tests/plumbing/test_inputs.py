@@ -1,5 +1,6 @@
 """Data as arrays, tensors or iterables of batches (a DataLoader): the same results as one array, the labels
-read from (x, y) batches (ebm_ood/plumbing/inputs.py; the errors for anything else: tests/bad_input/)."""
+read from (x, y) batches, images handed to vector detectors pointed to FeatureSpaceDetector
+(ebm_ood/plumbing/inputs.py; the errors for other inputs: tests/bad_input/)."""
 import numpy as np
 import pytest
 import torch
@@ -63,6 +64,26 @@ def test_backbone_streams_a_dataloader_with_its_labels():
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(streamed.y, Y[:30])
     assert whole.y is None
+
+
+def test_vector_detectors_handed_images_point_to_feature_space_detector():
+    images = np.zeros((5, 1, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"x: KNN works on features of shape \(N, D\), got raw inputs of shape "
+                                         r"\(5, 1, 8, 8\); wrap it as ebm_ood\.backbone\.FeatureSpaceDetector\("
+                                         r"backbone, KNN\(\.\.\.\)\)"):
+        KNN().fit(images)
+    with pytest.raises(ValueError, match=r"FeatureSpaceDetector\(backbone, MSP\(\.\.\.\), which=\"logits\"\)"):
+        MSP().fit(_loader(images))
+    fitted = ViM(np.eye(3, 4), np.zeros(3), dim=2).fit(Z)
+    with pytest.raises(ValueError, match=r"wrap it as ebm_ood\.backbone\.FeatureSpaceDetector\(backbone, ViM"):
+        fitted.score(torch.zeros(2, 3, 4, 4))
+    torch.manual_seed(0)
+    bb = Backbone(build_network((1, 8, 8), 3, widen=1))
+    x = RNG.uniform(-1, 1, size=(20, 1, 8, 8)).astype(np.float32)
+    wrapped = FeatureSpaceDetector(bb, KNN(k=3)).fit(_loader(x))      # the fix the message names works
+    np.testing.assert_allclose(wrapped.score(x), KNN(k=3).fit(bb.extract(x).z).score(bb.extract(x).z),
+                               rtol=1e-5, atol=1e-6, err_msg="features of batches of 7 vs one batch of 20: "
+                               "float32 rounding may differ with the batch shape")
 
 
 def test_a_feature_space_detector_streams_a_dataloader_and_equals_the_array_fit(forbid_gathering):
