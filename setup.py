@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 CSRC = ("philox.h", "sgld_update.h", "sgld_tile.h", "sgld_cpu.cpp", "sgld_cuda.cu")
 # One list of compiler flags for both builds (read without importing torch or the package).
-_FLAGS = runpy.run_path(os.path.join(HERE, "ebm_ood", "sampling", "build_flags.py"))
+_FLAGS = runpy.run_path(os.path.join(HERE, "ebm_ood", "plumbing", "build_flags.py"))
 CXX_FLAGS, NVCC_FLAGS, LD_FLAGS = _FLAGS["CXX_FLAGS"], _FLAGS["NVCC_FLAGS"], _FLAGS["LD_FLAGS"]
 
 
@@ -74,7 +74,7 @@ setup(
         "plots": ["matplotlib"],
         "dist": ["distributed"],
     },
-    entry_points={"console_scripts": ["ebm-ood=ebm_ood.cli:main"]},
+    entry_points={"console_scripts": ["ebm-ood=ebm_ood.commands.cli:main"]},
     cmdclass=_CMDCLASS,
     **_EXT,
 )

@@ -7,7 +7,7 @@ without a recorded digest is discarded and downloaded again from the start. A ch
 deletes the ``.part`` (never a file the user put there) and raises :class:`ChecksumError`. When nothing can
 be downloaded, :class:`DownloadError` names every missing file, its URLs and the folder to put it in.
 Before a download, ``NAME`` and ``NAME.part`` must each be absent or a regular file (not a symbolic link,
-folder or FIFO): anything else is refused with :class:`~ebm_ood.errors.ForeignFilesError`, so nothing
+folder or FIFO): anything else is refused with :class:`~ebm_ood.plumbing.errors.ForeignFilesError`, so nothing
 we did not write is written through, replaced or deleted.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ebm_ood.errors import ForeignFilesError
+from ebm_ood.plumbing.errors import ForeignFilesError
 
 
 @dataclass(frozen=True)

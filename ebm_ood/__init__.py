@@ -1,7 +1,9 @@
 """ebm_ood: out-of-distribution detection with energy-based models, from first principles.
 
-Data flows one way, and so do the imports (README, Layout; ``tests/test_structure.py`` checks it):
-data -> networks / energies -> sampler -> training -> detectors -> metrics -> benchmark / experiments -> CLI.
+The top level holds the papers' concepts; ``plumbing/`` (below everything) and ``commands/`` (the ``ebm-ood``
+command, above everything) can be skipped. Imports flow one way through the layers of the table ``LAYERS`` in
+``tests/repository/test_structure.py``, which checks every import against it; the README's Layout is rendered
+from that table.
 
 The public API (every detector: ``fit(x, y=None)`` then ``score(x)``, one score per sample, higher = more
 OOD; ``x`` an array, a tensor or a DataLoader):
@@ -13,7 +15,7 @@ OOD; ``x`` an array, a tensor or a DataLoader):
 * the Elflein et al. (2021) EBMs: :class:`CEClassifier`, :class:`CDDetector`, :class:`SSMDetector`,
   :class:`VERADetector`, :class:`NormalizingFlowDetector`;
 * :func:`evaluate` (AUROC, AUPR, FPR95 per OOD set) → :class:`Evaluation`, :func:`save` / :func:`load` (no
-  pickle), :func:`set_num_threads` (the library runs on 1 thread unless you choose: ``ebm_ood/threads.py``).
+  pickle), :func:`set_num_threads` (the library runs on 1 thread unless you choose: ``ebm_ood/plumbing/threads.py``).
 """
 __version__ = "0.1.0"
 
@@ -29,7 +31,7 @@ from ebm_ood.methods.score_matching import SSMDetector
 from ebm_ood.methods.vera import VERADetector
 from ebm_ood.persist import load, save
 from ebm_ood.posthoc import DICE, KNN, MSP, Energy, ODIN, MaxLogit, Mahalanobis, ODINConfig, ReAct, SSDPlus, ViM
-from ebm_ood.threads import set_num_threads
+from ebm_ood.plumbing.threads import set_num_threads
 
 __all__ = [
     "__version__", "Backbone", "FeatureSpaceDetector", "Detector", "evaluate", "Evaluation", "save", "load",

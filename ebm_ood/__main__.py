@@ -1,4 +1,4 @@
 """``python -m ebm_ood`` is the same as the ``ebm-ood`` console script."""
-from ebm_ood.cli import main
+from ebm_ood.commands.cli import main
 
 raise SystemExit(main())

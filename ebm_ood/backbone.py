@@ -28,13 +28,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ebm_ood.atomic import write_atomic
+from ebm_ood.plumbing.atomic import write_atomic
 from ebm_ood.detector import Detector
-from ebm_ood.checks import check_array, check_int, check_labels, resolve_device, to_numpy
-from ebm_ood.fingerprint import callable_digest, referenced_modules
-from ebm_ood.inputs import check_separate_labels, is_batch_iterable, iter_batches, labels_given_once, warn_order
+from ebm_ood.plumbing.checks import check_array, check_int, check_labels, resolve_device, to_numpy
+from ebm_ood.plumbing.fingerprint import callable_digest, referenced_modules
+from ebm_ood.plumbing.inputs import check_separate_labels, is_batch_iterable, iter_batches, labels_given_once, warn_order
 from ebm_ood.nn.pooling import pooled_features
-from ebm_ood.threads import library_threads
+from ebm_ood.plumbing.threads import library_threads
 
 NEEDS = ("features", "feature_map", "head", "linear_head")
 
@@ -115,7 +115,7 @@ class Backbone:
     functions) must exist and hold the model.
 
     ``extract(x)`` is memoised per input array and per :attr:`hash` of what computes the features (the
-    weights, buffers, code and settings of every piece: :mod:`ebm_ood.fingerprint`), so changed weights
+    weights, buffers, code and settings of every piece: :mod:`ebm_ood.plumbing.fingerprint`), so changed weights
     are never served old features and every detector sharing one Backbone runs the network once per
     dataset (computing the key reads every weight once per call: a hash of their bytes, not a forward
     pass). The memo keeps the most recently used results up to ``memo_bytes`` bytes (default 256 MiB; 0
@@ -314,7 +314,7 @@ class Backbone:
     @property
     def hash(self) -> str | None:
         """sha256 (16 hex digits) of what computes the features: the piece that computes them and the head,
-        each with its weights, buffers, code and settings (:mod:`ebm_ood.fingerprint`); None when a piece
+        each with its weights, buffers, code and settings (:mod:`ebm_ood.plumbing.fingerprint`); None when a piece
         cannot be fingerprinted."""
         h = hashlib.sha256()
         for role, fn in (self._extractor_piece() or ("none", None), ("head", self.head)):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ebm_ood.checks import check_array, check_labels
+from ebm_ood.plumbing.checks import check_array, check_labels
 
 
 def _gram(a: torch.Tensor) -> torch.Tensor:

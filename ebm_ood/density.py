@@ -2,7 +2,7 @@
 
 ``Z`` is intractable in general — the reason the Elflein methods score OOD data with ``E(x)`` alone (the
 ``log Z`` term is one constant for all inputs, so rankings do not need it). In one to three dimensions it
-can be summed on a grid, which is what the tutorials use to draw normalised densities:
+can be summed on a grid (chapter 01 of the tutorials checks ``Z`` of ``½ x²`` with it):
 
 * :func:`grid_log_normalizer` — ``log Z ≈ log Σ_i exp(-E(x_i)) ΔV`` over the cell midpoints ``x_i`` of a
   regular grid on a box (midpoint rule; the box must hold almost all the mass);

@@ -3,7 +3,7 @@
 ``fit(x, y=None) -> self`` learns from in-distribution data only; ``score(x) -> np.ndarray (N,)`` returns
 one energy-like score per sample, **higher = more OOD**. Learned attributes end in ``_``. Inputs may be
 numpy arrays, torch tensors or an iterable of batches ``x`` / ``(x, y)`` such as a torch DataLoader
-(:mod:`ebm_ood.inputs`); scoring is batched and runs on ``self.device``.
+(:mod:`ebm_ood.plumbing.inputs`); scoring is batched and runs on ``self.device``.
 
 Why higher = more OOD: for the energy-based detectors a score is an energy, ``E(x) = -log p(x) + const``
 (the constant, ``log Z``, is the same for every x), so a large score means a low density under the ID
@@ -24,10 +24,10 @@ import inspect
 import numpy as np
 import torch
 
-from ebm_ood.errors import DivergenceError, NonFiniteError, NotFittedError
-from ebm_ood.checks import check_array, check_int, check_labels, resolve_device
-from ebm_ood.inputs import collect, is_batch_iterable, iter_batches, warn_order
-from ebm_ood.threads import library_threads
+from ebm_ood.plumbing.errors import DivergenceError, NonFiniteError, NotFittedError
+from ebm_ood.plumbing.checks import check_array, check_int, check_labels, resolve_device
+from ebm_ood.plumbing.inputs import collect, is_batch_iterable, iter_batches, warn_order
+from ebm_ood.plumbing.threads import library_threads
 
 
 class Detector:
@@ -174,7 +174,7 @@ class Detector:
         """One score per sample of ``x`` (array, tensor or iterable of batches), (N,) float64, higher =
         more OOD (for the energy-based detectors an energy: ``-log p(x)`` up to a constant). An iterable is
         scored batch by batch, never gathered whole, in the order it yields; a DataLoader that shuffles,
-        subsamples or drops samples warns (:class:`~ebm_ood.inputs.UnorderedScoresWarning`)."""
+        subsamples or drops samples warns (:class:`~ebm_ood.plumbing.inputs.UnorderedScoresWarning`)."""
         self.check_fitted()
         if is_batch_iterable(x):
             warn_order(x, "x")
@@ -400,15 +400,6 @@ def _magnitudes(x: np.ndarray) -> np.ndarray:
     """``max |x_n|`` per sample (N,), in float64."""
     flat = x.reshape(x.shape[0], -1)
     return np.maximum(np.abs(flat.max(1).astype(np.float64)), np.abs(flat.min(1).astype(np.float64)))
-
-
-def labels_for_gamma(method: str, gamma: float, y):
-    """The labels a JEM-style EBM trains with under supervision weight ``gamma`` (Elflein §4.2):
-    ``gamma > 0`` (the "-S" variant) needs ``y``; ``gamma == 0`` drops them, so the model is the
-    unsupervised one bit for bit."""
-    if gamma > 0 and y is None:
-        raise ValueError(f"y: {method} with gamma > 0 (supervised {method}-S) needs class labels")
-    return y if gamma > 0 else None
 
 
 Detector.__signature__ = _init_signature(Detector)

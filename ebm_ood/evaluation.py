@@ -29,8 +29,8 @@ import numpy as np
 
 from ebm_ood.tables import ELFLEIN_METRIC, elflein_table, heat_table, metric_caption
 from ebm_ood.data import NATURAL, NON_NATURAL
-from ebm_ood.errors import NonFiniteError, NotFittedError
-from ebm_ood.inputs import is_batch_iterable, iter_batches
+from ebm_ood.plumbing.errors import NonFiniteError, NotFittedError
+from ebm_ood.plumbing.inputs import is_batch_iterable, iter_batches
 from ebm_ood.metrics import all_metrics
 
 TABLES = ("elflein", "heat")

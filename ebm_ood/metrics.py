@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ebm_ood.checks import check_array
+from ebm_ood.plumbing.checks import check_array
 
 
 def _check_pair(score_id, score_ood) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,8 @@
 """Save and load a fitted detector without pickle: ``save(detector, path)`` / ``load(path)``.
 
-The file is a checkpoint-format file (:mod:`ebm_ood.checkpoint`: a SHA-256 header line, then the bytes of
+The file is a checkpoint-format file (:mod:`ebm_ood.plumbing.checkpoint`: a SHA-256 header line, then the bytes of
 ``torch.save``, written atomically), so any changed, truncated or inserted byte is a
-:class:`~ebm_ood.errors.CheckpointError`, and the payload is read with ``torch.load(weights_only=True)``,
+:class:`~ebm_ood.plumbing.errors.CheckpointError`, and the payload is read with ``torch.load(weights_only=True)``,
 which refuses anything but tensors and plain containers. The payload is one dict:
 
 * ``"format"``: :data:`FORMAT`;
@@ -17,7 +17,7 @@ configuration dataclasses, :class:`~ebm_ood.backbone.Backbone` or the SGLD repla
 ``nn.Module`` classes of ``torch.nn``; bound methods only ``forward`` or a public method that a network's
 own (non-torch) class defines. Such objects are rebuilt from their class and attributes (``cls.__new__``
 then the saved attributes, which may not replace a method or property of the class; no constructor
-runs). Every malformed or unexpected entry is a :class:`~ebm_ood.errors.CheckpointError`.
+runs). Every malformed or unexpected entry is a :class:`~ebm_ood.plumbing.errors.CheckpointError`.
 
 A file that passes the allow-lists is then checked for what it means (:func:`_check_detector`): every
 detector's recorded settings are passed through its class's own constructor (so a setting its constructor
@@ -49,14 +49,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from ebm_ood.atomic import write_atomic
-from ebm_ood.checkpoint import decode_checkpoint, encode_checkpoint
+from ebm_ood.plumbing.atomic import write_atomic
+from ebm_ood.plumbing.checkpoint import decode_checkpoint, encode_checkpoint
 from ebm_ood.detector import Detector
-from ebm_ood.errors import CheckpointError, NonFiniteError
+from ebm_ood.plumbing.errors import CheckpointError, NonFiniteError
 
 FORMAT = "ebm_ood.detector/2"
 _SKIP = {"_memo"}                          # per-run caches (Backbone feature memo): not saved
 _PLAIN = {"ebm_ood.backbone:Backbone", "ebm_ood.sampling.replay_buffer:ReplayBuffer"}  # plain classes rebuilt
+# Modules that moved since files were written (old name -> new name, both under ``ebm_ood.``): a file naming a
+# class by its old module still loads. Only modules defining classes a file may hold (detectors, networks,
+# configuration dataclasses) are listed; the class is still looked up among loaded modules, never imported on
+# the file's word.
+MOVED_MODULES = {
+    "resume": "plumbing.resume",
+    "benchmark.cell_log": "commands.cell_log",
+    "benchmark.methods": "commands.benchmark.registry",
+    "experiments.bottleneck": "commands.experiments.bottleneck",
+    "experiments.common": "commands.experiments.common",
+    "experiments.density_vs_norm": "commands.experiments.density_vs_norm",
+    "experiments.embeddings": "commands.experiments.embeddings",
+    "experiments.gamma_sweep": "commands.experiments.gamma_sweep",
+    "experiments.samples": "commands.experiments.samples",
+    "experiments.smoothness": "commands.experiments.smoothness",
+    "experiments.supervision": "commands.experiments.supervision",
+    "speed.detectors": "commands.speed.detectors",
+}
 _MAX_DEPTH = 200                           # nesting of the JSON description (real detectors: < 30)
 _TORCH_DTYPES = {str(d).removeprefix("torch."): d for d in vars(torch).values() if isinstance(d, torch.dtype)}
 _NUMPY_DTYPES = {np.dtype(t).str for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
@@ -388,13 +406,15 @@ class _Reader:
         if not sep or not (mod == "ebm_ood" or mod.startswith(("ebm_ood.", "torch.nn."))):
             raise CheckpointError(f"path: {self.path} asks for class {path[:100]}, which is not part of ebm_ood or "
                                   "torch.nn; refusing to build it")
+        if mod.removeprefix("ebm_ood.") in MOVED_MODULES:   # a file written before its class's module moved
+            mod = "ebm_ood." + MOVED_MODULES[mod.removeprefix("ebm_ood.")]
         cls = sys.modules.get(mod)          # never imported on the file's word: importing runs a module's code
         for part in qual.split(".") if cls is not None else ():
             cls = inspect.getattr_static(cls, part, None)
         if cls is None:
             raise CheckpointError(f"path: {self.path} needs class {path[:100]}, which this version of ebm_ood "
                                   "does not have (or whose module is not loaded by import ebm_ood)")
-        if not isinstance(cls, type) or _class_path(cls) != path or not _rebuildable(cls):
+        if not isinstance(cls, type) or _class_path(cls) != f"{mod}:{qual}" or not _rebuildable(cls):
             raise CheckpointError(f"path: {self.path} asks for {path[:100]}, which is not a class defined in ebm_ood "
                                   "or torch.nn that a detector file may hold (detectors, networks, settings); "
                                   "refusing to build it")
@@ -433,7 +453,7 @@ def _check_module_state(attrs: dict, where: str) -> None:
 def load(path, modules: dict | None = None) -> Detector:
     """Read a detector written by :func:`save`. ``modules``: ``{"ClassName": factory}`` for networks whose
     class is not part of ebm_ood (your own model): a zero-argument callable returning a fresh instance.
-    A changed, truncated, crafted or foreign file raises :class:`~ebm_ood.errors.CheckpointError`."""
+    A changed, truncated, crafted or foreign file raises :class:`~ebm_ood.plumbing.errors.CheckpointError`."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"path: no saved detector at {path!r}")

@@ -4,9 +4,9 @@ on ID validation data only, a divergence guard, resumable checkpoints and a prog
 :func:`train` reads top to bottom: set up the optimizers and their schedules, then for each step draw a
 batch, compute the losses, back-propagate, step the optimizers and check for divergence; every
 ``eval_every`` steps validate, keep the best snapshot and save a checkpoint; at the end restore the best.
-The divergence guard lives in :mod:`ebm_ood.divergence_guard` (losses and logged energies every step,
+The divergence guard lives in :mod:`ebm_ood.plumbing.divergence_guard` (losses and logged energies every step,
 parameters after every optimizer step, so the snapshot it restores is never an exploded one), what a
-checkpoint holds and when a run may resume from it in :mod:`ebm_ood.resume` (a checkpoint of another
+checkpoint holds and when a run may resume from it in :mod:`ebm_ood.plumbing.resume` (a checkpoint of another
 run is refused, naming what differs).
 
 A method supplies ``step_fn(xb, yb, step) -> (loss, logs)`` where ``loss`` is a scalar tensor, or a
@@ -27,13 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ebm_ood.checks import check_positive
-from ebm_ood.divergence_guard import check_losses, check_params, diverged
-from ebm_ood.resume import (TrainingState, data_fingerprint, restore, resume_training, run_identity, save_training,
-                            snapshot)
+from ebm_ood.plumbing.checks import check_positive
+from ebm_ood.plumbing.divergence_guard import check_losses, check_params, diverged
+from ebm_ood.plumbing.resume import TrainingState, restore, resume_training, run_identity, save_training, snapshot
 
-__all__ = ["TrainConfig", "History", "train", "to_tensor", "batched_mean", "seed_everything", "data_fingerprint",
-           "run_identity", "steps_for_epochs", "effective_warmup"]
+__all__ = ["TrainConfig", "History", "train", "to_tensor", "batched_mean", "seed_everything",
+           "steps_for_epochs", "effective_warmup"]
 
 @dataclass
 class TrainConfig:
@@ -192,7 +191,7 @@ def train(modules: dict[str, nn.Module], step_fn: Callable, x: torch.Tensor, y: 
     ``validate()`` returns a number where higher is better (ID validation only); the modules end with the
     weights of the best validation. ``stateful`` holds objects with ``state_dict``/``load_state_dict`` (a
     replay buffer) and ``identity`` what else defines the run (the method's config), for checkpoints
-    (:mod:`ebm_ood.resume`). On divergence the last validated weights are restored (:class:`DivergenceError`).
+    (:mod:`ebm_ood.plumbing.resume`). On divergence the last validated weights are restored (:class:`DivergenceError`).
     """
     groups, stateful, path = groups or {"main": list(modules)}, stateful or {}, config.checkpoint_path
     config = _check_inputs(modules, x, y, config, groups)  # with config.epochs: steps for len(x) samples

@@ -21,9 +21,10 @@ torch.set_num_threads(1)
 # The numeric tests: reference tests (a computation against an independent one, to a float tolerance) and
 # equivalence tests (two code paths, one answer). CI runs them a second time on torch's generic CPU kernels
 # (`ATEN_CPU_CAPABILITY=default pytest -q -m numeric tests`, README "Two commands"), as a CPU unlike ours
-# would compute them. tests/test_cpu_kinds.py checks that every name here is a test file.
+# would compute them. Names are file names, unique across the folders of tests/ (tests/commands/test_cpu_kinds.py
+# checks that every name here is a test file).
 NUMERIC_TESTS = (
-    "test_api.py", "test_baselines.py", "test_bottleneck_linear.py", "test_ce_and_api.py",
+    "test_api.py", "test_baselines.py", "test_bottleneck_linear.py", "test_ce.py",
     "test_class_gaussian.py", "test_contrastive_divergence.py", "test_divergence_guard.py", "test_energy.py",
     "test_evaluation.py", "test_exercises.py", "test_glow.py", "test_heat_compose.py", "test_heat_defaults.py",
     "test_heat_diagnose.py", "test_heat_fidelity.py", "test_heat_hybrid.py", "test_heat_mechanism.py",
@@ -67,7 +68,7 @@ def mixture_2d():
 def forbid_gathering(monkeypatch):
     """``forbid(*modules)``: their ``collect`` fails the test when handed an iterable of batches (raw inputs
     gathered whole) and otherwise behaves as before."""
-    from ebm_ood.inputs import is_batch_iterable
+    from ebm_ood.plumbing.inputs import is_batch_iterable
 
     def forbid(*modules):
         for module in modules:

@@ -1,5 +1,5 @@
 // A torch-free driver of the portable kernel (csrc/sgld_tile.h), for cross-compiled checks of other CPUs
-// (tests/test_sgld_paths.py builds it for ARM64 and runs it under qemu):
+// (tests/sampling/test_sgld_paths.py builds it for ARM64 and runs it under qemu):
 //   driver N SEED OFFSET < x.bin g.bin (float32, N each) > out.bin (float32, N)
 // with step 0.3, noise 0.7, clamp [-1.5, 2], the arguments of the tests' bit-for-bit comparisons.
 #include <cstdint>

@@ -15,7 +15,7 @@ from torch import nn
 
 import ebm_ood
 from ebm_ood.backbone import Backbone, FeatureSpaceDetector
-from ebm_ood.errors import NotFittedError
+from ebm_ood.plumbing.errors import NotFittedError
 from ebm_ood.metrics import fpr_at_tpr
 from ebm_ood.nn import build_network, pooled_features
 from ebm_ood.persist import load, save
@@ -87,7 +87,7 @@ def test_the_package_exports_its_api_and_stays_light():
     assert ebm_ood.save is save and ebm_ood.load is load
     reached = _import_closure(Path(ebm_ood.__file__).resolve().parents[1])
     assert {"ebm_ood.backbone", "ebm_ood.persist", "ebm_ood.evaluation", "torch"} <= reached
-    heavy = sorted(m for m in reached if m.startswith(("ebm_ood.cli", "ebm_ood.experiments", "matplotlib")))
+    heavy = sorted(m for m in reached if m.startswith(("ebm_ood.commands.cli", "ebm_ood.commands.experiments", "matplotlib")))
     assert heavy == [], f"import ebm_ood pulls in {heavy}"
 
 

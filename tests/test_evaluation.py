@@ -9,10 +9,10 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ebm_ood.benchmark.methods import MethodSpec
-from ebm_ood.benchmark.report import render_markdown
+from ebm_ood.commands.benchmark.registry import MethodSpec
+from ebm_ood.commands.benchmark.report import render_markdown
 from ebm_ood.tables import elflein_table, heat_table
-from ebm_ood.errors import NotFittedError
+from ebm_ood.plumbing.errors import NotFittedError
 from ebm_ood.evaluation import Evaluation, evaluate
 from ebm_ood.metrics import METRICS
 from ebm_ood.posthoc import KNN, Mahalanobis

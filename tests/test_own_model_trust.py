@@ -1,7 +1,7 @@
 """Your own model, trusted: features follow the model's current weights (memo and disk cache keyed by what
 computes them), the memo is bounded, pooling other than averaging is caught, labels beside a reordering
 DataLoader are refused, a refit drops the old threshold, loaders are streamed at score time, the Energy
-detector, and inputs follow the model's dtype and device (ebm_ood/backbone.py, ebm_ood/fingerprint.py)."""
+detector, and inputs follow the model's dtype and device (ebm_ood/backbone.py, ebm_ood/plumbing/fingerprint.py)."""
 import types
 import warnings
 
@@ -15,7 +15,7 @@ from torch.utils.data import (BatchSampler, DataLoader, IterableDataset, RandomS
 
 import ebm_ood
 from ebm_ood.backbone import Backbone, FeatureSpaceDetector, WeightsChangedWarning
-from ebm_ood.errors import NotFittedError
+from ebm_ood.plumbing.errors import NotFittedError
 from ebm_ood.posthoc import KNN, MSP, Energy, Mahalanobis, MaxLogit
 
 RNG = np.random.default_rng(0)
@@ -330,7 +330,7 @@ def test_a_refit_drops_the_threshold_of_the_old_fit():
 # ----------------------------------------------------------------------------- 7. streamed scoring
 def test_score_and_evaluate_stream_a_dataloader_without_gathering_it(forbid_gathering, monkeypatch):
     import ebm_ood.detector as detector_module
-    import ebm_ood.inputs as inputs_module
+    import ebm_ood.plumbing.inputs as inputs_module
 
     model, x, ood = _model(), _images(40), _images(20, seed=9) * 3
     bb = Backbone(model, feature_map=model.fmap, head=model.fc)

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from ebm_ood.backbone import Backbone, FeatureSpaceDetector
-from ebm_ood.checkpoint import decode_checkpoint, save_checkpoint
-from ebm_ood.errors import CheckpointError
+from ebm_ood.plumbing.checkpoint import decode_checkpoint, save_checkpoint
+from ebm_ood.plumbing.errors import CheckpointError
 from ebm_ood.heat.build import make_heat_detector
 from ebm_ood.heat.hybrid import heat_config
 from ebm_ood.methods.ce import CEClassifier, ce_config
@@ -155,7 +155,7 @@ def test_missing_corrupt_and_foreign_files_are_clear_errors(tmp_path):
     save_checkpoint({"format": FORMAT, "json": json.dumps(doc), "tensors": {}}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="os:system, which is not part of ebm_ood"):
         load(tmp_path / "evil.pt")
-    for reached in ("ebm_ood.persist:os.system", "ebm_ood.persist:importlib.import_module", "ebm_ood.atomic:os.PathLike"):
+    for reached in ("ebm_ood.persist:os.system", "ebm_ood.persist:importlib.import_module", "ebm_ood.plumbing.atomic:os.PathLike"):
         doc = {"__object__": reached, "id": 0, "attrs": {}, "reset": []}       # names an ebm_ood module imported, not defined
         save_checkpoint({"format": FORMAT, "json": json.dumps(doc), "tensors": {}}, tmp_path / "evil.pt")
         with pytest.raises(CheckpointError, match="not a class defined in ebm_ood or torch.nn|does not have"):

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from ebm_ood.backbone import Backbone, FeatureSpaceDetector
-from ebm_ood.checkpoint import decode_checkpoint, encode_checkpoint
+from ebm_ood.plumbing.checkpoint import decode_checkpoint, encode_checkpoint
 from ebm_ood.detector import Detector
-from ebm_ood.errors import CheckpointError
+from ebm_ood.plumbing.errors import CheckpointError
 from ebm_ood.methods.contrastive_divergence import CDDetector, cd_config
 from ebm_ood.nn import build_network
 from ebm_ood.persist import load, save
@@ -151,11 +151,11 @@ HOSTILE = [
     {"__object__": "os:abort", "id": 9999, "attrs": {}, "reset": []},
     {"__object__": "sys:exit", "id": 9999, "attrs": {}, "reset": []},
     {"__object__": "ebm_ood.persist:os.abort", "id": 9999, "attrs": {}, "reset": []},
-    {"__object__": "ebm_ood.atomic:write_atomic", "id": 9999, "attrs": {}, "reset": []},
-    {"__object__": "ebm_ood.sampling.build_lock:BuildLock", "id": 9999, "attrs": {}, "reset": []},
+    {"__object__": "ebm_ood.plumbing.atomic:write_atomic", "id": 9999, "attrs": {}, "reset": []},
+    {"__object__": "ebm_ood.plumbing.build_lock:BuildLock", "id": 9999, "attrs": {}, "reset": []},
     {"__object__": "ebm_ood.posthoc.knn:Nope", "id": 9999, "attrs": {}, "reset": []},
     {"__object__": "ebm_ood.__main__:main", "id": 9999, "attrs": {}, "reset": []},
-    {"__object__": "ebm_ood.experiments.samples:x", "id": 9999, "attrs": {}, "reset": []},
+    {"__object__": "ebm_ood.commands.experiments.samples:x", "id": 9999, "attrs": {}, "reset": []},
     {"__object__": "ebm_ood.posthoc.knn:KNN.__init__.__globals__", "id": 9999, "attrs": {}, "reset": []},
     {"__object__": "ebm_ood.posthoc.knn:KNN.__class__", "id": 9999, "attrs": {}, "reset": []},
     {"__user_module__": "nocolon", "id": 9999, "state": {}},

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from ebm_ood.errors import CheckpointError, DivergenceError
+from ebm_ood.plumbing.errors import CheckpointError, DivergenceError
 from ebm_ood.training import TrainConfig, batched_mean, train
 from ebm_ood.presets import check_preset
 
@@ -270,7 +270,7 @@ def test_checkpoint_past_the_step_budget_is_refused_and_equal_budget_reports_its
 
 
 def test_checkpoint_with_renamed_or_missing_entries_names_the_file(tmp_path):
-    from ebm_ood.checkpoint import load_checkpoint, save_checkpoint
+    from ebm_ood.plumbing.checkpoint import load_checkpoint, save_checkpoint
 
     path = tmp_path / "ck.pt"
     _ckpt_run(path)

@@ -31,11 +31,12 @@ import math
 import numpy as np
 import torch
 
+from ebm_ood.density import grid_log_normalizer
 from ebm_ood.energy import class_log_probabilities, energy_from_logits, joint_energy
 from ebm_ood.methods.ce import CEClassifier, CEConfig
 from ebm_ood.nn import MLP
 from ebm_ood.training import TrainConfig
-from ebm_ood.tutorial import FAST, save_figure, setup
+from ebm_ood.plumbing.tutorial import FAST, save_figure, setup
 
 plt = setup(seed=0)   # tensors here are tiny (N x 2): thread hand-offs would cost more than the work
 
@@ -66,6 +67,11 @@ print(f"Z by quadrature = {Z:.10f},  sqrt(2 pi) = {math.sqrt(2 * math.pi):.10f}"
 gauss = np.exp(-0.5 * xs**2) / math.sqrt(2 * math.pi)
 assert abs(Z - math.sqrt(2 * math.pi)) < 1e-8
 assert np.max(np.abs(density - gauss)) < 1e-9
+
+# the package's `grid_log_normalizer` (ebm_ood/density.py) sums exp(-E) on a grid the same way, in 1 to 3 D
+log_z = grid_log_normalizer(lambda x: 0.5 * (x**2).sum(1), [-12.0], [12.0], n=4000)
+print(f"log Z by grid_log_normalizer = {log_z:.10f},  log sqrt(2 pi) = {0.5 * math.log(2 * math.pi):.10f}")
+assert abs(log_z - 0.5 * math.log(2 * math.pi)) < 1e-8
 
 # %% [markdown]
 # ## 2. A classifier is an EBM (Elflein Eq. 2–3)

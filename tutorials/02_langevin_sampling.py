@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ebm_ood.sampling import ReplayBuffer, ops, sgld
-from ebm_ood.tutorial import FAST, save_figure, setup
+from ebm_ood.plumbing.tutorial import FAST, save_figure, setup
 
 plt = setup(seed=0)   # tensors here are tiny (N x 2): thread hand-offs would cost more than the work
 

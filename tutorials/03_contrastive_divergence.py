@@ -38,7 +38,7 @@ from ebm_ood.methods.contrastive_divergence import (
 )
 from ebm_ood.metrics import aupr_in, auroc
 from ebm_ood.nn import MLP
-from ebm_ood.tutorial import FAST, save_figure, setup
+from ebm_ood.plumbing.tutorial import FAST, save_figure, setup
 
 plt = setup(seed=0)  # seed 0; one thread (fastest on small tensors); pyplot or None
 

@@ -38,7 +38,7 @@ from torch import nn
 from ebm_ood.methods.score_matching import (
     SmoothLeakyReLU, SSMDetector, exact_score_matching_loss, sliced_score_matching_loss, ssm_config,
 )
-from ebm_ood.tutorial import FAST, save_figure, setup
+from ebm_ood.plumbing.tutorial import FAST, save_figure, setup
 
 plt = setup(seed=0)   # tiny tensors: thread hand-offs would cost more than the work
 

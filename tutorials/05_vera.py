@@ -37,7 +37,7 @@ from torch import nn
 from ebm_ood.methods.vera import (
     Generator, PosteriorProposal, VERADetector, entropy_surrogate, importance_score, vera_config,
 )
-from ebm_ood.tutorial import FAST, save_figure, setup
+from ebm_ood.plumbing.tutorial import FAST, save_figure, setup
 
 plt = setup(seed=0)   # tiny tensors: thread hand-offs would cost more than the work
 

@@ -42,8 +42,8 @@ from ebm_ood.data import get_dataset
 from ebm_ood.methods.ce import CEClassifier, ce_config
 from ebm_ood.methods.flows import NormalizingFlowDetector, flow_config
 from ebm_ood.metrics import aupr_in, auroc
-from ebm_ood.plotting import ecdf_axes
-from ebm_ood.tutorial import FAST, save_figure, setup
+from ebm_ood.plumbing.plotting import ecdf_axes
+from ebm_ood.plumbing.tutorial import FAST, save_figure, setup
 
 plt = setup(seed=0)   # small tensors (8x8 images, batches of 64): thread hand-offs cost more than the work
 

@@ -32,7 +32,7 @@ import numpy as np
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from ebm_ood.metrics import all_metrics, aupr, aupr_in, aupr_out, auroc, fpr_at_tpr
-from ebm_ood.tutorial import FAST, save_figure, setup
+from ebm_ood.plumbing.tutorial import FAST, save_figure, setup
 
 plt = setup(seed=0)  # seed 0; one thread (fastest on small tensors); pyplot or None
 

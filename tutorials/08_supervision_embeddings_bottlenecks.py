@@ -46,12 +46,12 @@ from dataclasses import replace
 import numpy as np
 
 from ebm_ood.data import get_dataset
-from ebm_ood.experiments import (bottleneck, density_vs_norm, embeddings, gamma_sweep, samples,
-                                 smoothness)
-from ebm_ood.experiments.common import Settings
-from ebm_ood.experiments.improvement import improvement_by_group, improvement_table, percent_improvement
-from ebm_ood.experiments.output import save_figure
-from ebm_ood.tutorial import FAST, figures_dir, setup
+from ebm_ood.commands.experiments import (bottleneck, density_vs_norm, embeddings, gamma_sweep, samples,
+                                          smoothness)
+from ebm_ood.commands.experiments.common import Settings
+from ebm_ood.commands.experiments.improvement import improvement_by_group, improvement_table, percent_improvement
+from ebm_ood.commands.experiments.output import draw_figure
+from ebm_ood.plumbing.tutorial import FAST, figures_dir, setup
 
 setup(seed=0)  # tiny networks: one thread is fastest, and reproducible
 FIGURES = str(figures_dir())
@@ -92,7 +92,7 @@ print(gamma_sweep.render(sweep))
 res = sweep["results"]
 table2 = {"SSM": improvement_by_group(res[gamma_sweep.label("SSM", 1.0)], res[gamma_sweep.label("SSM", 0.0)], GROUPS)}
 print(improvement_table(table2, "digits"))
-save_figure(gamma_sweep.draw(sweep), os.path.join(FIGURES, "08_gamma_sweep.png"))
+draw_figure(gamma_sweep.draw(sweep), os.path.join(FIGURES, "08_gamma_sweep.png"))
 
 # %% [markdown]
 # **What we measured with the commands** (not this live run; digits, seed 0, the methods' default presets
@@ -136,7 +136,7 @@ if not FAST:  # the sentences above, at the default size
 dens = density_vs_norm.run_experiment(density_vs_norm.DensityConfig(
     SETTINGS, gammas=(0.0, 10.0) if FAST else (0.0, 1.0, 10.0), alphas=(1.0, 4.0, 16.0), n_inputs=100))
 print(density_vs_norm.render(dens))
-save_figure(density_vs_norm.draw(dens), os.path.join(FIGURES, "08_density_vs_norm.png"))
+draw_figure(density_vs_norm.draw(dens), os.path.join(FIGURES, "08_density_vs_norm.png"))
 
 # %% [markdown]
 # **Measured** (`density-vs-norm --methods CD,SSM --steps 200`, digits, seed 0): `log p̃(αx) - log p̃(x)`
@@ -246,7 +246,7 @@ def few_ticks(draw, nbins: int = 4):
     return make
 
 
-save_figure(few_ticks(smoothness.draw(smo)), os.path.join(FIGURES, "08_smoothness.png"))
+draw_figure(few_ticks(smoothness.draw(smo)), os.path.join(FIGURES, "08_smoothness.png"))
 
 # %% [markdown]
 # **Measured** (not this live run; `ebm-ood experiment smoothness --methods CD --steps 200`, digits,
@@ -271,7 +271,7 @@ save_figure(few_ticks(smoothness.draw(smo)), os.path.join(FIGURES, "08_smoothnes
 # %%
 smp = samples.run_experiment(samples.SamplesConfig(SETTINGS_CD, n_images=8, sgld_steps=10 if FAST else 50))
 print(samples.render(smp))
-save_figure(samples.draw(smp), os.path.join(FIGURES, "08_samples.png"))
+draw_figure(samples.draw(smp), os.path.join(FIGURES, "08_samples.png"))
 
 # %% [markdown]
 # **Measured** (`samples --methods CD --steps 200`, 100 descent steps of size 1, digits, seed 0): the CE

@@ -39,9 +39,9 @@ from ebm_ood.heat.hybrid import HEATDetector, heat_config, negative_chains
 from ebm_ood.heat.priors import ELPrior, GMMPrior
 from ebm_ood.methods.ce import CEClassifier, ce_config
 from ebm_ood.metrics import auroc, fpr_at_tpr
-from ebm_ood.plotting import ecdf_axes
+from ebm_ood.plumbing.plotting import ecdf_axes
 from ebm_ood.training import TrainConfig
-from ebm_ood.tutorial import FAST, save_figure, setup
+from ebm_ood.plumbing.tutorial import FAST, save_figure, setup
 
 plt = setup(seed=0)   # small tensors: thread hand-offs would cost more than the work
 

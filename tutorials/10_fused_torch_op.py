@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ebm_ood.sampling import ops, philox
-from ebm_ood.tutorial import FAST, save_figure, setup
+from ebm_ood.plumbing.tutorial import FAST, save_figure, setup
 
 plt = setup(seed=0, threads=min(2, torch.get_num_threads()))  # two threads: the op parallelises, compare it
 

@@ -33,7 +33,7 @@ from torch import nn
 
 import ebm_ood
 from ebm_ood.data import get_dataset
-from ebm_ood.tutorial import FAST, save_figure, setup
+from ebm_ood.plumbing.tutorial import FAST, save_figure, setup
 
 plt = setup(seed=0)
 

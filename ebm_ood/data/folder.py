@@ -10,7 +10,7 @@ Layout (every file holds plain arrays; loading uses ``allow_pickle=False``)::
       ood/NAME.npz       x: one OOD test set per file, named NAME in the tables; optional ``group``:
                          "natural" (default) or "non-natural"
 
-Rules (each broken rule is a :class:`~ebm_ood.errors.FormatError` naming the file and array key):
+Rules (each broken rule is a :class:`~ebm_ood.plumbing.errors.FormatError` naming the file and array key):
 
 * Every file is a regular file holding an ``.npz`` of plain arrays; each array's header is checked before
   it is read (no object arrays, no header claiming more data than the file holds; ``ebm_ood/data/npz.py``).
@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from ebm_ood.checks import check_array
+from ebm_ood.plumbing.checks import check_array
 from ebm_ood.data.dataset import NATURAL, NON_NATURAL, OODDataset, OODSet
 from ebm_ood.data.npz import member_names, read_npz
 from ebm_ood.data.prepared import to_unit_range
-from ebm_ood.errors import FormatError
+from ebm_ood.plumbing.errors import FormatError
 
 LAYOUT = "train.npz (x, y), test.npz (x), ood/NAME.npz (x) and optionally val.npz (x, y)"
 CHANNELS = (1, 3)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ebm_ood.errors import FormatError  # noqa: F401  (raised here; importable from this module too)
+from ebm_ood.plumbing.errors import FormatError  # noqa: F401  (raised here; importable from this module too)
 
 
 # Statlog class codes 1..7 in this order; the UCI CSV spells the same names in upper case.

@@ -1,5 +1,5 @@
 """Reading ``.npz`` files that someone else may have written: each array's header is checked before any
-memory is allocated, and every failure is a :class:`~ebm_ood.errors.FormatError` naming the file and key.
+memory is allocated, and every failure is a :class:`~ebm_ood.plumbing.errors.FormatError` naming the file and key.
 
 An ``.npz`` is a zip archive of ``.npy`` members (``numpy.savez``). For each requested key the ``.npy``
 header is read first and refused when its dtype holds Python objects (nothing is ever unpickled) or when it
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ebm_ood.errors import FormatError
+from ebm_ood.plumbing.errors import FormatError
 
 MAX_DEFLATE_RATIO = 1032  # the most that deflate can expand: 258 bytes from each 2-bit code, about 1032:1
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}

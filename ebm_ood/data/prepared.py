@@ -32,7 +32,7 @@ from ebm_ood.data.embedded import SMOOTHNESS, minmax_fit, stratified_split
 from ebm_ood.data.nonnatural import constant_set, noise_set, smoothness_set
 from ebm_ood.data.dataset import NATURAL, NON_NATURAL, OODDataset, OODSet
 from ebm_ood.data.store import data_root, dataset_dir, is_prepared, load_split
-from ebm_ood.errors import FormatError
+from ebm_ood.plumbing.errors import FormatError
 
 
 class DatasetNotPreparedError(FileNotFoundError):

@@ -12,7 +12,7 @@ Only what we wrote is ever removed. A dataset folder counts as ours when its ``M
 object naming the dataset and its splits, each split a plain name (letters, digits, ``_``, ``-``); the
 files we wrote are then exactly ``MANIFEST.json`` and ``<split>.npz`` for each split, as regular files
 (not links). :func:`write_dataset` replaces an existing folder only when it is empty or holds nothing
-else; otherwise it raises :class:`~ebm_ood.errors.ForeignFilesError` naming the entries and touches nothing.
+else; otherwise it raises :class:`~ebm_ood.plumbing.errors.ForeignFilesError` naming the entries and touches nothing.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ebm_ood.data.npz import read_npz
-from ebm_ood.errors import ForeignFilesError, FormatError
+from ebm_ood.plumbing.errors import ForeignFilesError, FormatError
 
 ENV_VAR = "EBM_OOD_DATA"
 MANIFEST = "MANIFEST.json"

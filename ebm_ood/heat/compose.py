@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from ebm_ood.detector import Detector
-from ebm_ood.checks import check_array
+from ebm_ood.plumbing.checks import check_array
 
 _SMALL = 1e-4  # |β| · spread below which the second-order expansion is used (error < 1e-12 · spread)
 

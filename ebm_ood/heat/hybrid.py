@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ebm_ood.checks import check_bool
+from ebm_ood.plumbing.checks import check_bool
 from ebm_ood.class_gaussian import DegenerateCovarianceWarning
 from ebm_ood.detector import Detector
 from ebm_ood.sampling import sgld

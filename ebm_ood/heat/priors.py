@@ -50,8 +50,8 @@ from torch import nn
 
 from ebm_ood.class_gaussian import ClassGaussian, DegenerateCovarianceWarning, fit_class_gaussian
 from ebm_ood.energy import energy_from_logits
-from ebm_ood.errors import NotFittedError
-from ebm_ood.checks import check_array, check_bool, check_positive
+from ebm_ood.plumbing.errors import NotFittedError
+from ebm_ood.plumbing.checks import check_array, check_bool, check_positive
 
 DOMAINS = ("auto", "nonneg", "real")
 _GAUSSIAN_FIELDS = ("means", "cov", "chol", "whiten", "precision", "counts", "log_weights", "logdet")

@@ -22,7 +22,7 @@ from ebm_ood.energy import energy_from_logits, max_softmax
 from ebm_ood.nn import build_network
 from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train
 from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, preset_config
-from ebm_ood.checks import check_array
+from ebm_ood.plumbing.checks import check_array
 
 SCORES = ("energy", "msp", "maxlogit")
 

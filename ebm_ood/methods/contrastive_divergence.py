@@ -39,16 +39,17 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ebm_ood.detector import Detector, labels_for_gamma
+from ebm_ood.detector import Detector
+from ebm_ood.methods.labels import labels_for_gamma
 from ebm_ood.energy import JEMEnergy, energy_from_logits
 from ebm_ood.nn import build_network
 from ebm_ood.sampling import ReplayBuffer, class_conditional_energy, sgld
+from ebm_ood.sampling.sgld import DEFAULT_STEP_SIZE, FORMS
 from ebm_ood.training import TrainConfig, seed_everything, to_tensor, train
 from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, derived_default, preset_config
-from ebm_ood.checks import check_positive
+from ebm_ood.plumbing.checks import check_positive
 
 SELECT = ("val_loss", "last")
-FORMS = ("decoupled", "langevin")
 
 
 # ----------------------------------------------------------------------------------------- equations
@@ -102,7 +103,7 @@ def cd_objective(model: JEMEnergy, x_pos: torch.Tensor, x_neg: torch.Tensor, y_p
 class CDConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, batch_size=64, lr=1e-3, warmup=100, eval_every=100))
     sgld_steps: int = 20  # SGLD steps per negative batch (paper: 100)
-    step_size: float = 1.0  # α (decoupled) or η (langevin)
+    step_size: float = DEFAULT_STEP_SIZE  # α (decoupled) or η (langevin)
     noise_std: float = 0.01  # σ of the decoupled form (code: 0.01); ignored by the Langevin form
     sgld_form: str = "decoupled"  # "decoupled" (code) | "langevin"
     clamp: tuple[float, float] | None = None  # code: no clamping

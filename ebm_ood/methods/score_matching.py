@@ -41,12 +41,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ebm_ood.detector import Detector, labels_for_gamma
+from ebm_ood.detector import Detector
+from ebm_ood.methods.labels import labels_for_gamma
 from ebm_ood.energy import JEMEnergy
 from ebm_ood.nn import MLP, SmallWRN
 from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train
 from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, derived_default, preset_config
-from ebm_ood.checks import check_positive
+from ebm_ood.plumbing.checks import check_positive
 
 PROJECTIONS = ("rademacher", "gaussian")
 ACTIVATIONS = ("smooth_leaky_relu", "leaky_relu")

@@ -8,14 +8,14 @@ of queries, ``torch.topk`` finds the k-th nearest, and its distance is recompute
 form ``2 - 2 q·t`` loses all digits for near neighbours). The float32 ranking can only misorder training
 points whose squared distances agree to float32 resolution (~1e-7 of ‖q‖‖t‖), so the score equals an exact
 float64 search whenever the k-th neighbour stands apart by more than that, and differs from it by at most
-that resolution when points tie (``tests/test_baselines.py`` checks both against brute force).
+that resolution when points tie (``tests/posthoc/test_baselines.py`` checks both against brute force).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ebm_ood.checks import check_bool, check_int
+from ebm_ood.plumbing.checks import check_bool, check_int
 from ebm_ood.detector import Detector
 
 

@@ -11,7 +11,7 @@ import torch
 
 from ebm_ood.detector import Detector
 from ebm_ood.energy import energy_from_logits
-from ebm_ood.checks import check_array
+from ebm_ood.plumbing.checks import check_array
 
 
 def check_head(weight, bias) -> tuple[np.ndarray, np.ndarray]:

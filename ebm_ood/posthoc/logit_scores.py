@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ebm_ood.checks import check_positive
+from ebm_ood.plumbing.checks import check_positive
 from ebm_ood.detector import Detector
 from ebm_ood.energy import energy_from_logits, max_softmax
 

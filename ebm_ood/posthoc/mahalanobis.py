@@ -13,7 +13,7 @@ instead, with a :class:`~ebm_ood.class_gaussian.DegenerateCovarianceWarning`; al
 """
 from __future__ import annotations
 
-from ebm_ood.checks import check_positive
+from ebm_ood.plumbing.checks import check_positive
 from ebm_ood.class_gaussian import fit_class_gaussian
 from ebm_ood.detector import Detector
 from ebm_ood.posthoc.knn import l2_normalize

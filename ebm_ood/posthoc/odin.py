@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ebm_ood.detector import Detector
-from ebm_ood.checks import check_positive
+from ebm_ood.plumbing.checks import check_positive
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ebm_ood.checks import check_int
+from ebm_ood.plumbing.checks import check_int
 from ebm_ood.posthoc.linear_head import HeadDetector, energy_score, logits_of
 
 

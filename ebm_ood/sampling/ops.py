@@ -33,20 +33,20 @@ from pathlib import Path
 import torch
 
 from ebm_ood.sampling import philox
-from ebm_ood.sampling.build_flags import CXX_FLAGS, LD_FLAGS, NVCC_FLAGS  # shared with setup.py
-from ebm_ood.sampling.build_lock import build_lock
+from ebm_ood.plumbing.build_flags import CXX_FLAGS, LD_FLAGS, NVCC_FLAGS  # shared with setup.py
+from ebm_ood.plumbing.build_lock import build_lock
 
 _STATE: dict = {"backend": None}
 _SOURCES = ("philox.h", "sgld_update.h", "sgld_tile.h", "sgld_cpu.cpp")
 
 
 def _csrc_dir() -> Path | None:
-    """``csrc/`` of a repository checkout (editable install), else the copy shipped in the package."""
+    """The op's sources, found one way: a package inside a repository checkout (``setup.py`` beside
+    ``ebm_ood/``: a clone or an editable install) reads the checkout's ``csrc/``; an installed package reads
+    the copy ``setup.py`` ships inside it (``ebm_ood/csrc``). None when that folder lacks a source."""
     here = Path(__file__).resolve().parent.parent            # ebm_ood/
-    for cand in (here.parent / "csrc", here / "csrc"):
-        if all((cand / s).is_file() for s in _SOURCES):
-            return cand
-    return None
+    src = here.parent / "csrc" if (here.parent / "setup.py").is_file() else here / "csrc"
+    return src if all((src / s).is_file() for s in _SOURCES) else None
 
 
 def build_name(src: Path, sources: list[Path], cflags: list[str]) -> str:

@@ -23,7 +23,8 @@ import torch
 from ebm_ood.energy import joint_energy
 from ebm_ood.sampling import ops
 
-_FORMS = ("decoupled", "langevin")
+FORMS = ("decoupled", "langevin")
+DEFAULT_STEP_SIZE = 1.0  # α (decoupled: Elflein's CD) or η (langevin)
 _SCHEDULES = ("constant", "linear", "poly")
 
 
@@ -35,6 +36,11 @@ def schedule_value(start: float, end: float | None, t: int, n_steps: int, schedu
     """
     if schedule not in _SCHEDULES:
         raise ValueError(f"schedule: expected one of {_SCHEDULES}, got {schedule!r}")
+    return _scheduled(start, end, t, n_steps, schedule)
+
+
+def _scheduled(start: float, end: float | None, t: int, n_steps: int, schedule: str) -> float:
+    """:func:`schedule_value` of a ``schedule`` already checked."""
     if schedule == "constant" or end is None:
         return float(start)
     if schedule == "linear":
@@ -81,8 +87,8 @@ def _restore(saved) -> None:
 def _check_arguments(x0, n_steps, form, schedule, step_size, noise_std, step_end, noise_end,
                      clamp) -> tuple[float, float]:
     """Refuse bad arguments of :func:`sgld`, naming them; returns the clamp bounds ``(lo, hi)`` (±inf for none)."""
-    if form not in _FORMS:
-        raise ValueError(f"form: expected one of {_FORMS}, got {form!r}")
+    if form not in FORMS:
+        raise ValueError(f"form: expected one of {FORMS}, got {form!r}")
     if schedule not in _SCHEDULES:
         raise ValueError(f"schedule: expected one of {_SCHEDULES}, got {schedule!r}")
     if not isinstance(x0, torch.Tensor) or x0.dtype not in (torch.float32, torch.float64):
@@ -107,15 +113,15 @@ def _coefficients(form, step_size, step_end, noise_std, noise_end, n_steps, sche
     once before the chain runs."""
     updates = []
     for t in range(int(n_steps)):
-        a = schedule_value(step_size, step_end, t, n_steps, schedule)
+        a = _scheduled(step_size, step_end, t, n_steps, schedule)
         if form == "langevin":           # HEAT Eq. 4: z <- z - η/2 ∇E + sqrt(η) w
             updates.append((a / 2.0, math.sqrt(a)))
         else:                            # Elflein code: x <- x - α ∇E + σ w
-            updates.append((a, schedule_value(noise_std, noise_end, t, n_steps, schedule)))
+            updates.append((a, _scheduled(noise_std, noise_end, t, n_steps, schedule)))
     return updates
 
 
-def sgld(energy, x0, *, n_steps, step_size=1.0, noise_std=0.01, form="decoupled", step_end=None, noise_end=None,
+def sgld(energy, x0, *, n_steps, step_size=DEFAULT_STEP_SIZE, noise_std=0.01, form="decoupled", step_end=None, noise_end=None,
          schedule="constant", clamp=None, project=None, module=None, eval_mode=True, return_chain=False,
          generator=None):
     """Run ``n_steps`` of SGLD from ``x0`` on ``energy`` (HEAT Eq. 4/12; Elflein App. B code form).

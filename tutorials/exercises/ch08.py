@@ -26,7 +26,7 @@ def check_exercise_1(answer) -> bool:
         got = as_float(answer[g], f"answer[{g!r}]", ex)
         if abs(got - of_means) < 1e-6 and abs(want - of_means) > 1e-6:
             fail(ex, f"{g}: {got:.3f} % is the improvement of the mean; the paper averages per-set improvements")
-        from ebm_ood.experiments.improvement import improvement_by_group
+        from ebm_ood.commands.experiments.improvement import improvement_by_group
         wrap = lambda d: {k: {"aupr": v} for k, v in d.items()}          # noqa: E731
         if abs(improvement_by_group(wrap(NEW), wrap(BASE), GROUPS, metric="aupr")[g] - want) > 1e-9:
             fail(ex, "internal: the library's improvement_by_group disagrees with the per-set mean")

@@ -27,7 +27,7 @@ from ebm_ood.methods.flows.glow import Glow, GlowConfig, max_levels
 from ebm_ood.methods.flows.radial import RadialFlow
 from ebm_ood.training import TrainConfig, batched_mean, to_tensor, train
 from ebm_ood.presets import FULL_BATCH_SIZE, FULL_EPOCHS, FULL_STEPS, PerKind, derived_default, preset_config
-from ebm_ood.checks import check_array
+from ebm_ood.plumbing.checks import check_array
 
 
 @dataclass

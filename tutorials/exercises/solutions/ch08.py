@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from scipy import stats
 
-from ebm_ood.experiments.improvement import improvement_by_group
+from ebm_ood.commands.experiments.improvement import improvement_by_group
 from exercises.ch08 import BASE, GROUPS, NEW, SEEDS_BASE, SEEDS_NEW, X, homogeneous_net
 
 
