@@ -78,3 +78,13 @@ def forbid_gathering(monkeypatch):
                 return _original(data, *a, **k)
             monkeypatch.setattr(module, "collect", guarded)
     return forbid
+
+
+@pytest.fixture(scope="session")
+def ce_tabular():
+    """The dataset `tabular` and a CE classifier fitted on it with the quick preset (read-only)."""
+    from ebm_ood.data import get_dataset
+    from ebm_ood.methods.ce import CEClassifier, ce_config
+    d = get_dataset("tabular")
+    det = CEClassifier(ce_config("quick", "tabular"), device="cpu").fit(d.x_train, d.y_train, validation=(d.x_val, d.y_val))
+    return d, det

@@ -237,13 +237,6 @@ def test_a_batch_failing_at_once_names_its_first_bad_sample(n):
 
 # ------------------------------------------------------------------ the CE baseline on tabular data
 
-@pytest.fixture(scope="module")
-def ce_tabular():
-    d = get_dataset("tabular")
-    det = CEClassifier(ce_config("quick", "tabular"), device="cpu").fit(d.x_train, d.y_train, validation=(d.x_val, d.y_val))
-    return d, det
-
-
 def test_ce_on_tabular_data_refuses_bad_inputs(ce_tabular):
     d, det = ce_tabular
     with pytest.raises(NotFittedError):
@@ -280,13 +273,7 @@ def test_ce_on_tabular_data_refuses_bad_inputs(ce_tabular):
 
 # ------------------------------------------------------------------ iterables and shapes of the wrong kind
 
-RNG = np.random.default_rng(0)
-Z = RNG.normal(size=(50, 4)).astype(np.float32)
-Y = np.arange(50) % 3
-
-
-def _loader(*arrays, batch_size=7):
-    return DataLoader(TensorDataset(*map(torch.as_tensor, arrays)), batch_size=batch_size, shuffle=False)
+from tests.plumbing.test_inputs import Y, Z, _loader  # noqa: E402  the same 50 samples and loader
 
 
 def test_bad_iterables_say_what_they_hold():
