@@ -15,6 +15,12 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ["benchmark", "--quick", "--methods", "CE,MSP,CD", "--dataset", "tabular", "--seeds", "0,1,2", "--jobs", "2"]
+# The same cells at the default presets: CD's units then run for a minute or more, so a signal sent when the first
+# cell lands (the CE unit's) finds work still running; with --quick every unit ends within ~0.3 s of the first.
+RUN_LONG = [a for a in RUN if a != "--quick"]
+# Six seeds: twelve quick units, so work is still queued for a while after the first cell lands.
+SEEDS_MORE = "0,1,2,3,4,5"
+RUN_MORE = [SEEDS_MORE if a == "0,1,2" else a for a in RUN]
 
 
 def _children(pid: int) -> list[int]:
@@ -43,12 +49,12 @@ def _alive(pids) -> list[int]:
     return alive
 
 
-def _start(out: Path) -> subprocess.Popen:
+def _start(out: Path, run: list = RUN) -> subprocess.Popen:
     """The run, its output in files (a pipe would keep a reader waiting on any process left holding it)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out.mkdir(parents=True, exist_ok=True)
     with open(out.parent / "stdout.txt", "w") as so, open(out.parent / "stderr.txt", "w") as se:
-        return subprocess.Popen([sys.executable, "-m", "ebm_ood", *RUN, "--out", str(out)], env=env, cwd=ROOT,
+        return subprocess.Popen([sys.executable, "-m", "ebm_ood", *run, "--out", str(out)], env=env, cwd=ROOT,
                                 stdout=so, stderr=se, start_new_session=True)
 
 
@@ -102,7 +108,7 @@ def test_workers_die_with_a_killed_parent(tmp_path):
 @pytest.mark.parametrize("how, code, said", [("SIGTERM", 143, "SIGTERM"), ("Ctrl-C", 130, "Ctrl-C")])
 def test_sigterm_or_ctrl_c_ends_the_run_with_one_line_and_keeps_the_cells(tmp_path, how, code, said):
     out = tmp_path / "out"
-    proc = _start(out)
+    proc = _start(out, RUN_LONG)
     try:
         _wait_for(lambda: len(_cells(out)) >= 1)
         helpers = _children(proc.pid)
@@ -121,7 +127,7 @@ def test_sigterm_or_ctrl_c_ends_the_run_with_one_line_and_keeps_the_cells(tmp_pa
 
 def test_a_killed_worker_fails_its_cells_and_the_run_finishes(tmp_path):
     out = tmp_path / "out"
-    proc = _start(out)
+    proc = _start(out, RUN_MORE)
     try:
         _wait_for(lambda: len(_cells(out)) >= 1)       # both workers busy: units are still queued
         os.kill(_workers(proc)[0], signal.SIGKILL)
@@ -130,4 +136,5 @@ def test_a_killed_worker_fails_its_cells_and_the_run_finishes(tmp_path):
     cells = _cells(out)
     died = [c for c in cells if c["error"] and c["error"].startswith("WorkerDied")]
     assert proc.returncode == 1 and died, err
-    assert len(cells) == 3 * 3 and sum(c["error"] is None for c in cells) >= 9 - 2   # a unit holds <= 2 cells
+    n = 3 * len(SEEDS_MORE.split(","))
+    assert len(cells) == n and sum(c["error"] is None for c in cells) >= n - 2   # a unit holds <= 2 cells
