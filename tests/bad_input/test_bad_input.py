@@ -273,7 +273,13 @@ def test_ce_on_tabular_data_refuses_bad_inputs(ce_tabular):
 
 # ------------------------------------------------------------------ iterables and shapes of the wrong kind
 
-from tests.plumbing.test_inputs import Y, Z, _loader  # noqa: E402  the same 50 samples and loader
+RNG = np.random.default_rng(0)
+Z = RNG.normal(size=(50, 4)).astype(np.float32)
+Y = np.arange(50) % 3
+
+
+def _loader(*arrays, batch_size=7):
+    return DataLoader(TensorDataset(*map(torch.as_tensor, arrays)), batch_size=batch_size, shuffle=False)
 
 
 def test_bad_iterables_say_what_they_hold():
