@@ -49,13 +49,20 @@ def _alive(pids) -> list[int]:
     return alive
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default action, as in a terminal. A test run started in the background
+    by a non-interactive shell inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(out: Path, run: list = RUN) -> subprocess.Popen:
     """The run, its output in files (a pipe would keep a reader waiting on any process left holding it)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out.mkdir(parents=True, exist_ok=True)
     with open(out.parent / "stdout.txt", "w") as so, open(out.parent / "stderr.txt", "w") as se:
         return subprocess.Popen([sys.executable, "-m", "ebm_ood", *run, "--out", str(out)], env=env, cwd=ROOT,
-                                stdout=so, stderr=se, start_new_session=True)
+                                stdout=so, stderr=se, start_new_session=True,
+                                preexec_fn=_default_sigint)
 
 
 def _finish(proc, timeout: float) -> str:
