@@ -27,7 +27,6 @@ from ebm_ood.commands.experiments.improvement import METRIC, improvement_by_grou
 from ebm_ood.commands.flags import add_run_arguments, check_run_arguments, start_run, dataset_source, log_stderr, preset_of
 from ebm_ood.data import NATURAL, NON_NATURAL, OODDataset, get_dataset
 from ebm_ood.presets import WARMUP_SHARE
-from ebm_ood.training import effective_warmup
 
 EBM_METHODS = ("CD", "SSM", "VERA")  # the benchmark's generative methods whose configs have a ``gamma`` field
 QUICK_STEPS = 30  # --quick: the methods' "quick" preset, at most this many training steps
@@ -143,7 +142,7 @@ def method_config(method: str, settings: Settings, kind: str, **overrides):
         overrides = {**{k: v for k, v in QUICK_OVERRIDES.get(method, {}).items() if k in known}, **overrides}
     if settings.steps is not None:
         train = replace(train, steps=settings.steps, epochs=None, eval_every=min(train.eval_every, settings.steps),
-                        warmup=effective_warmup(train.warmup, settings.steps, WARMUP_SHARE))
+                        warmup_share=WARMUP_SHARE)  # the trainer caps the warm-up (training.effective_warmup)
     return replace(cfg, train=train, **overrides)
 
 
