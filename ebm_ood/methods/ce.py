@@ -8,6 +8,12 @@ Scores (higher = more OOD):
 Training (Elflein App. B): Adam, lr 1e-3 (tabular) / 1e-4 (images, ``full`` preset), weight decay 5e-4,
 model selection by ID validation accuracy (never by OOD data). The ``default`` preset uses lr 1e-3 on
 images too, so the small digits network converges within the benchmark's budget.
+
+Speed, not method: on images the network this module builds trains in ``torch.channels_last`` memory
+format (``CEConfig.channels_last``; the convolutions run about 0.8x the time on CPU) and is put back in the
+default format when training ends, so scoring, feature extraction and saved files see an ordinary network.
+The two formats round the convolutions' sums differently, so the trained weights differ in their bits, not
+in their accuracy. A network you pass (``net=``) is trained in the format it has.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ class CEConfig:
     bottleneck: float | None = None  # 1x1-conv bottleneck factor (images)
     score: str = "energy"
     temperature: float = 1.0
+    channels_last: bool = True  # images: train the network we build in channels-last memory format (speed only)
 
 
 CE_PRESETS = {
@@ -66,8 +73,11 @@ def ce_config(preset: str = "default", kind: str = "image", dataset: str | None 
     return preset_config(CEConfig, CE_PRESETS, preset, kind, dataset, train=TrainConfig)
 
 
+VALIDATION_BATCH = 64  # samples per forward pass of the validation: the activations stay in cache (`bench units`)
+
+
 @torch.no_grad()
-def classification_accuracy(net, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+def classification_accuracy(net, x: torch.Tensor, y: torch.Tensor, batch_size: int = VALIDATION_BATCH) -> float:
     """Fraction of ``x`` (N, *shape) whose arg-max logit equals ``y`` (N,); ``net`` is put in eval mode."""
     net.eval()
     return batched_mean(lambda xb, yb: net(xb).argmax(1) == yb, x, y, batch_size=batch_size)
@@ -118,6 +128,7 @@ class CEClassifier(Detector):
             raise ValueError("validation: CE needs labelled validation data (x_val, y_val)")
         net = self.net or build_network(self.input_shape_, self.num_classes_, widen=self.config.widen, bottleneck=self.config.bottleneck)
         self.net_ = net.to(self.device)
+        channels_last = self.net is None and self.config.channels_last and len(self.input_shape_) == 3
         xt, yt = to_tensor(x_tr, self.device), to_tensor(y_tr, self.device, torch.long)
         xv, yv = to_tensor(x_va, self.device), to_tensor(y_va, self.device, torch.long)
 
@@ -126,8 +137,14 @@ class CEClassifier(Detector):
             return loss, {"ce": loss.item()}
 
         cfg = replace(self.config.train, seed=self.seed)
-        self.history_ = train({"net": self.net_}, step, xt, yt, cfg, name="CE",
-                              validate=lambda: classification_accuracy(self.net_, xv, yv), identity=self.config)
+        if channels_last:
+            self.net_.to(memory_format=torch.channels_last)     # 4-D weights; activations follow them
+        try:
+            self.history_ = train({"net": self.net_}, step, xt, yt, cfg, name="CE",
+                                  validate=lambda: classification_accuracy(self.net_, xv, yv), identity=self.config)
+        finally:
+            if channels_last:
+                self.net_.to(memory_format=torch.contiguous_format)
         self.val_accuracy_ = self.history_.best_value
 
     def logits(self, x) -> np.ndarray:

@@ -10,12 +10,13 @@ def test_bench_units_times_every_call_on_image_data(capsys):
     assert main(["bench", "units", "--rounds", "2", "--calls", "1", "--heat-steps", "1", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     rows = {r["call"]: r for r in got["rows"]}
-    assert list(rows) == ["CE step", "CE step, channels-last", "CE step, batch 128", "CE validation",
+    assert list(rows) == ["CE step", "CE step, contiguous", "CE step, batch 128", "CE validation", "CE validation, batch 1024",
                           "features (train split)", "features (train split), batch 64", "GMM prior fit",
                           "HEAT-GMM fit"]
     assert isinstance(rows["features (train split), batch 64"]["same_numbers"], bool)
+    assert isinstance(rows["CE validation, batch 1024"]["same_numbers"], bool)
     assert rows["CE step"]["same_numbers"] is True and rows["CE step, batch 128"]["same_numbers"] is False
-    assert isinstance(rows["CE step, channels-last"]["same_numbers"], bool)
+    assert isinstance(rows["CE step, contiguous"]["same_numbers"], bool)
     assert all(r["ms"] > 0 and r["unit_s"] > 0 for r in rows.values()) and got["threads"] == 1
 
 

@@ -7,10 +7,13 @@ Run: ``ebm-ood bench units [--dataset digits|PATH | --synthetic N] [--rounds 5] 
 Timed calls (each exactly what the benchmark's default preset runs, on ``--dataset``'s images):
 
 * ``CE step``: one training step of :class:`~ebm_ood.methods.ce.CEClassifier` (SmallWRN widen 2, batch 64:
-  forward, cross-entropy, backward, Adam with weight decay), and two settings that change the numbers and
-  are therefore measured only, never the default: the same step with the network and batch in
-  ``torch.channels_last`` memory format, and at batch 128 (compared per sample);
-* ``CE validation``: the validation accuracy on the ID validation split (every ``eval_every`` steps);
+  forward, cross-entropy, backward, Adam with weight decay; the network in ``torch.channels_last`` memory
+  format, ``CEConfig.channels_last``), the same step in the default (contiguous) memory format
+  (``channels_last=False``), and at batch 128 (compared per sample), a setting that changes the training
+  and is therefore measured only;
+* ``CE validation``: the validation accuracy on the ID validation split (every ``eval_every`` steps), on the
+  network as it trains, at :data:`~ebm_ood.methods.ce.VALIDATION_BATCH` images per pass and at 1,024, with
+  whether the two give bit-identical logits;
 * ``features``: a fresh :class:`~ebm_ood.backbone.Backbone` extracting the training split's features
   (once per seed in the benchmark: every post-hoc and HEAT method of the seed reuses them), at Backbone's
   default batch (512) and at the benchmark's :data:`~ebm_ood.commands.benchmark.registry.FEATURE_BATCH`, with
@@ -61,12 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 class _CEStep:
     """One CE training step as :func:`ebm_ood.training.train` runs it for CEClassifier, on a fixed batch."""
 
-    def __init__(self, net, config, x: torch.Tensor, y: torch.Tensor, channels_last: bool = False):
+    def __init__(self, net, config, x: torch.Tensor, y: torch.Tensor, channels_last: bool | None = None):
         self.net = copy.deepcopy(net)
         self.x, self.y = x, y
-        if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
-            self.x = x.contiguous(memory_format=torch.channels_last)
+        if config.channels_last if channels_last is None else channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)     # as CEClassifier trains it
         t = config.train
         self.params = list(self.net.parameters())
         self.opt = torch.optim.Adam(self.params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
@@ -83,6 +85,13 @@ class _CEStep:
 def _same_features(a, b) -> bool:
     """Whether two :class:`~ebm_ood.backbone.Features` hold bit-identical arrays."""
     return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("z", "z_std", "logits"))
+
+
+@torch.no_grad()
+def _same_logits(net, x: torch.Tensor, a: int, b: int) -> bool:
+    """Whether ``net`` gives bit-identical logits on ``x`` evaluated ``a`` and ``b`` samples per pass."""
+    net.eval()
+    return torch.equal(torch.cat([net(c) for c in x.split(a)]), torch.cat([net(c) for c in x.split(b)]))
 
 
 def _same_after_one_step(a: _CEStep, b: _CEStep) -> bool:
@@ -118,7 +127,7 @@ def setup(dataset, heat_steps: int) -> tuple[dict, dict, dict, dict]:
     from ebm_ood.data import get_dataset
     from ebm_ood.heat.hybrid import HEATDetector, heat_config
     from ebm_ood.heat.priors import GMMPrior
-    from ebm_ood.methods.ce import CEClassifier, ce_config, classification_accuracy
+    from ebm_ood.methods.ce import VALIDATION_BATCH, CEClassifier, ce_config, classification_accuracy
 
     d = get_dataset(dataset) if isinstance(dataset, str) else dataset
     if d.kind != "image":
@@ -131,13 +140,17 @@ def setup(dataset, heat_steps: int) -> tuple[dict, dict, dict, dict]:
     x, y = torch.as_tensor(d.x_train, dtype=torch.float32), torch.as_tensor(d.y_train, dtype=torch.long)
     xv, yv = torch.as_tensor(d.x_val, dtype=torch.float32), torch.as_tensor(d.y_val, dtype=torch.long)
     bs = cfg.train.batch_size
+    training_net = copy.deepcopy(net)
+    if cfg.channels_last:
+        training_net.to(memory_format=torch.channels_last)     # as CEClassifier validates it while training
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     b1, b2 = idx[:bs], idx[:2 * bs]
     calls = {
         "CE step": _CEStep(net, cfg, x[b1], y[b1]),
-        "CE step, channels-last": _CEStep(net, cfg, x[b1], y[b1], channels_last=True),
+        "CE step, contiguous": _CEStep(net, cfg, x[b1], y[b1], channels_last=False),
         f"CE step, batch {2 * bs}": _CEStep(net, cfg, x[b2], y[b2]),
-        "CE validation": lambda: classification_accuracy(net, xv, yv),
+        "CE validation": lambda: classification_accuracy(training_net, xv, yv),
+        "CE validation, batch 1024": lambda: classification_accuracy(training_net, xv, yv, batch_size=1024),
         "features (train split)": lambda: Backbone(net).extract(d.x_train),
         f"features (train split), batch {FEATURE_BATCH}": lambda: Backbone(net, batch_size=FEATURE_BATCH).extract(d.x_train),
     }
@@ -147,15 +160,17 @@ def setup(dataset, heat_steps: int) -> tuple[dict, dict, dict, dict]:
     hcfg = replace(hcfg, train=replace(hcfg.train, steps=heat_steps, eval_every=heat_steps, progress=False))
     calls["GMM prior fit"] = lambda: HEATDetector(GMMPrior(), hcfg, residual=False).fit(z, d.y_train)
     calls["HEAT-GMM fit"] = lambda: HEATDetector(GMMPrior(), hcfg).fit(z, d.y_train)
-    per_sample = {"CE step": bs, "CE step, channels-last": bs, f"CE step, batch {2 * bs}": 2 * bs}
+    per_sample = {"CE step": bs, "CE step, contiguous": bs, f"CE step, batch {2 * bs}": 2 * bs}
     steps, heat_default = cfg.train.steps, heat_config("default").train.steps
-    per_unit = {"CE step": steps, "CE step, channels-last": steps, f"CE step, batch {2 * bs}": steps / 2,
-                "CE validation": steps // cfg.train.eval_every, "features (train split)": 1,
+    per_unit = {"CE step": steps, "CE step, contiguous": steps, f"CE step, batch {2 * bs}": steps / 2,
+                "CE validation": steps // cfg.train.eval_every, "CE validation, batch 1024": steps // cfg.train.eval_every,
+                "features (train split)": 1,
                 f"features (train split), batch {FEATURE_BATCH}": 1,
                 "GMM prior fit": 1, "HEAT-GMM fit": heat_default / heat_steps}
-    same = {"CE step, channels-last": _same_after_one_step(_CEStep(net, cfg, x[b1], y[b1]),
-                                                           _CEStep(net, cfg, x[b1], y[b1], channels_last=True)),
+    same = {"CE step, contiguous": _same_after_one_step(_CEStep(net, cfg, x[b1], y[b1]),
+                                                        _CEStep(net, cfg, x[b1], y[b1], channels_last=False)),
             f"CE step, batch {2 * bs}": False,
+            "CE validation, batch 1024": _same_logits(training_net, xv, VALIDATION_BATCH, 1024),
             f"features (train split), batch {FEATURE_BATCH}": _same_features(features, features_small)}
     return calls, per_sample, per_unit, same
 
