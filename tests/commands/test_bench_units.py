@@ -36,3 +36,27 @@ def test_synthetic_images_are_seeded_mnist_sized_classes():
     assert (a.x_train == b.x_train).all()
     with pytest.raises(SystemExit, match="--synthetic: expected at least 10 images"):
         main(["bench", "units", "--synthetic", "5"])
+
+
+def test_accuracy_rows_train_each_memory_format_as_the_detector_does(monkeypatch):
+    """``--seeds``: per seed, the default CE classifier in each memory format; its numbers are those of a
+    CEClassifier fitted directly with the same settings (here the quick preset, so that the test is short)."""
+    from dataclasses import replace
+
+    import ebm_ood.methods.ce as ce_module
+    from ebm_ood.commands.speed import units
+    from ebm_ood.data import get_dataset
+
+    quick = ce_module.ce_config("quick", "image")
+    monkeypatch.setattr(ce_module, "ce_config", lambda *a, **k: quick)
+    rows = units.accuracy_rows("digits", [0])
+    assert [r["format"] for r in rows] == ["channels-last", "contiguous"]
+    d = get_dataset("digits")
+    for r in rows:
+        cfg = replace(quick, channels_last=r["format"] == "channels-last",
+                      train=replace(quick.train, progress=False))
+        det = ce_module.CEClassifier(cfg, seed=0).fit(d.x_train, d.y_train, validation=(d.x_val, d.y_val))
+        assert r["val_accuracy"] == det.val_accuracy_ and r["steps"] == det.history_.steps_done
+        assert r["ms_per_step"] == pytest.approx(1e3 * r["cpu_s"] / r["steps"])
+    text = units.accuracy_markdown(rows)
+    assert f"| 0 | channels-last | {100 * rows[0]['val_accuracy']:.2f} |" in text and "Mean ID validation accuracy" in text

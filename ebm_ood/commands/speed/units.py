@@ -25,7 +25,9 @@ Timed calls (each exactly what the benchmark's default preset runs, on ``--datas
 Per unit = the preset's step count times the per-step time (CE: ``steps`` and ``steps / eval_every``
 validations; HEAT-GMM: the prior fit once plus ``steps`` residual steps); early stopping can end a unit sooner. Each variant's column
 ``same numbers`` says whether one step from the same weights and batch gives bit-identical weights.
-``--profile`` prints torch's profiler table (the ops by self CPU time) of three default CE steps and of a
+``--seeds S`` also trains the default preset's CE classifier to the end (early stopping included) for each
+seed, once in each memory format, and reports its ID validation accuracy, steps and CPU time: the cost of
+channels-last at equal accuracy. ``--profile`` prints torch's profiler table (the ops by self CPU time) of three default CE steps and of a
 HEAT-GMM fit of ``--heat-steps`` steps. Timing: :mod:`ebm_ood.commands.speed.timing` (interleaved rounds, medians).
 """
 from __future__ import annotations
@@ -34,12 +36,13 @@ import argparse
 import copy
 import json
 import statistics
+import time
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ebm_ood.commands.flags import add_threads_argument, apply_threads
+from ebm_ood.commands.flags import add_threads_argument, apply_threads, parse_seeds
 from ebm_ood.commands.speed.timing import count_error, interleaved, ratio_summary, round_times
 
 TRAINED_STEPS = 100  # CE steps trained before timing (features for HEAT's prior)
@@ -57,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heat-steps", type=int, default=10, help="training steps of the timed HEAT-GMM fit (default 10)")
     p.add_argument("--profile", action="store_true", help="also print torch's profiler table of the CE step and "
                                                           "the HEAT fit")
+    p.add_argument("--seeds", type=parse_seeds, metavar="S",
+                   help="also train the default CE classifier to the end in each memory format for these seeds "
+                        "(a count or a comma list) and compare ID validation accuracy and time per step")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     add_threads_argument(p)
 
@@ -124,14 +130,11 @@ def setup(dataset, heat_steps: int) -> tuple[dict, dict, dict, dict]:
 
     from ebm_ood.backbone import Backbone
     from ebm_ood.commands.benchmark.registry import FEATURE_BATCH
-    from ebm_ood.data import get_dataset
     from ebm_ood.heat.hybrid import HEATDetector, heat_config
     from ebm_ood.heat.priors import GMMPrior
     from ebm_ood.methods.ce import VALIDATION_BATCH, CEClassifier, ce_config, classification_accuracy
 
-    d = get_dataset(dataset) if isinstance(dataset, str) else dataset
-    if d.kind != "image":
-        raise SystemExit(f"error: --dataset {dataset}: expected image data (N, C, H, W), got {d.kind} data")
+    d = _image_dataset(dataset)
     cfg = ce_config("default", "image", d.name)
     # the default preset's network trained for TRAINED_STEPS steps, so that HEAT's prior sees a trained
     # classifier's features (a step's cost does not depend on the weights)
@@ -175,6 +178,52 @@ def setup(dataset, heat_steps: int) -> tuple[dict, dict, dict, dict]:
     return calls, per_sample, per_unit, same
 
 
+def _image_dataset(dataset):
+    from ebm_ood.data import get_dataset
+
+    d = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    if d.kind != "image":
+        raise SystemExit(f"error: --dataset {dataset}: expected image data (N, C, H, W), got {d.kind} data")
+    return d
+
+
+def accuracy_rows(dataset, seeds: list[int]) -> list[dict]:
+    """Per seed, then per memory format (channels-last, contiguous): the default preset's CEClassifier
+    trained to the end on ``dataset``, its ID validation accuracy (the model selection's best), the steps
+    it ran before early stopping, and its CPU seconds."""
+    from dataclasses import replace
+
+    from ebm_ood.methods.ce import CEClassifier, ce_config
+
+    d = _image_dataset(dataset)
+    cfg = ce_config("default", "image", d.name)
+    cfg = replace(cfg, train=replace(cfg.train, progress=False))
+    rows = []
+    for seed in seeds:
+        for channels_last in (True, False):
+            t0 = time.process_time()
+            det = CEClassifier(replace(cfg, channels_last=channels_last), seed=seed)
+            det.fit(d.x_train, d.y_train, validation=(d.x_val, d.y_val))
+            cpu = time.process_time() - t0
+            rows.append({"seed": seed, "format": "channels-last" if channels_last else "contiguous",
+                         "val_accuracy": det.val_accuracy_, "steps": det.history_.steps_done, "cpu_s": cpu,
+                         "ms_per_step": 1e3 * cpu / max(det.history_.steps_done, 1)})
+    return rows
+
+
+def accuracy_markdown(rows: list[dict]) -> str:
+    out = ["| seed | memory format | ID validation accuracy (%) | steps run | CPU s | CPU ms per step |",
+           "|---|---|---|---|---|---|"]
+    out += [f"| {r['seed']} | {r['format']} | {100 * r['val_accuracy']:.2f} | {r['steps']} | {r['cpu_s']:.1f} | "
+            f"{r['ms_per_step']:.1f} |" for r in rows]
+    mean = {f: statistics.mean(r["val_accuracy"] for r in rows if r["format"] == f) for f in ("channels-last", "contiguous")}
+    per_step = [a["ms_per_step"] / b["ms_per_step"] for a, b in zip(rows[::2], rows[1::2])]
+    out += ["", f"Mean ID validation accuracy: channels-last {100 * mean['channels-last']:.2f} %, contiguous "
+                f"{100 * mean['contiguous']:.2f} %; CPU time per step, channels-last / contiguous: median over seeds "
+                f"{statistics.median(per_step):.2f}x."]
+    return "\n".join(out)
+
+
 def profile(calls: dict) -> str:
     """torch's profiler table (top 12 ops by self CPU time) of three CE steps and one HEAT-GMM fit."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
@@ -204,6 +253,7 @@ def run(args) -> int:
         calls, per_sample, per_unit, same = setup(data, args.heat_steps)
         samples = interleaved(calls, args.rounds, args.calls)
         prof = profile(calls) if args.profile else ""
+        accuracy = accuracy_rows(data, args.seeds) if args.seeds else []
     rows = []
     base = samples["CE step"]
     median = {name: statistics.median(round_times(r)) for name, r in samples.items()}
@@ -223,7 +273,7 @@ def run(args) -> int:
         rows.append(row)
     if args.json:
         print(json.dumps({"dataset": label, "threads": torch.get_num_threads(), "rounds": args.rounds,
-                          "rows": rows}, indent=2))
+                          "rows": rows, "accuracy": accuracy}, indent=2))
     else:
         print(f"# Unit costs on {label} (torch threads: {torch.get_num_threads()}; {args.rounds} interleaved "
               "rounds, medians)\n")
@@ -235,6 +285,9 @@ def run(args) -> int:
             same_txt = "-" if "same_numbers" not in r else ("yes" if r["same_numbers"] else "no")
             print(f"| {r['call']} | {r['ms']:.1f} | {r.get('ms_per_sample', float('nan')):.2f} | {ratio} | {same_txt} "
                   f"| {r['unit_s']:.1f} |".replace("| nan |", "| - |"))
+        if accuracy:
+            print(f"\n## The default CE classifier trained to the end in each memory format ({label})\n")
+            print(accuracy_markdown(accuracy))
         if prof:
             print("\n" + prof)
     return 0
