@@ -29,11 +29,9 @@
 # (CD, the method of the measured tables) for Experiments 4–6. The tables quoted in the text come from the
 # commands at larger budgets (stated each time; they are not this live run); after each one, a sentence says
 # how the live output at the default size (120 steps) compares.
-# They were measured with settings that are options today: SSM's flattened-pixel MLP
-# (`image_network="mlp"`), VERA's `form="code"`, the OOD sets in their stored order (`ood_order="stored"`)
-# and `default` presets at batch 64 (the measured runs' `--steps 200` cut them to 200 steps). The commands as
-# printed run the current defaults (SSM's WRN, VERA's paper form, shuffled OOD sets, `default` derived from
-# `full` in `ebm_ood/presets.py`) and print other numbers; the live cells below run the current defaults.
+# They were measured with the current defaults (SSM's WRN energy, VERA's paper form, shuffled OOD sets,
+# `default` presets derived from `full` in `ebm_ood/presets.py`, which `--steps 200` cuts to 200 steps), as
+# the live cells below are.
 #
 # Every AUC-PR here is the paper's, as the authors' code computes it (chapter 07, §5): the ID test set and
 # the OOD set are truncated to the same length and OOD is the positive class, so random scores give
@@ -101,17 +99,18 @@ draw_figure(gamma_sweep.draw(sweep), os.path.join(FIGURES, "08_gamma_sweep.png")
 #
 # | Model | Natural (%) | Non-natural (%) | AUC-PR (%) per set, M → M-S |
 # |---|---|---|---|
-# | CD | −22.34 | +26.19 | digits-89 59.7 → 45.1, patches 98.0 → 78.1; noise 100 → 99.9, constant 97.4 → 87.9, oodomain 53.1 → 100 |
-# | SSM | −29.17 | −44.63 | digits-89 68.2 → 69.4, patches 90.1 → 35.9; noise 100 → 33.1, constant 81.5 → 33.2, oodomain 100 → 92.2 |
-# | VERA | −34.87 | −17.70 | digits-89 66.2 → 52.8, patches 98.0 → 49.4; noise 100 → 89.7, constant 98.6 → 56.4, oodomain stays 100 |
+# | CD | −34.64 | −3.83 | digits-89 79.1 → 39.5, patches 100 → 80.8; noise 100 → 99.8, constant 100 → 88.9, oodomain 100 → 99.9 |
+# | SSM | −8.37 | −28.21 | digits-89 38.2 → 38.5, patches 49.6 → 41.0; noise 80.1 → 39.1, constant 57.4 → 38.2, oodomain stays 100 |
+# | VERA | +7.32 | −1.97 | digits-89 47.0 → 44.8, patches 82.6 → 98.5; noise 95.5 → 99.4, constant 89.3 → 98.5, oodomain 38.6 → 30.8 |
 #
-# The SSM sweep: mean non-natural AUC-PR 93.8 (γ = 0), 92.9 (0.01), 92.1 (0.1), 52.9 (1), 43.8 (10),
-# 43.2 (100); mean natural 79.1, 77.0, 74.5, 52.6, 45.4, 45.7 — from γ = 1 on, most sets fall to or below
-# the chance level; only the near-OOD set digits-89 gains at γ = 1 (68.2 → 69.4).
+# The SSM sweep: mean non-natural AUC-PR 79.2 (γ = 0), 77.0 (0.01), 75.1 (0.1), 59.1 (1), 66.2 (10),
+# 69.2 (100); mean natural 43.9, 42.7, 41.8, 39.8, 43.0, 45.9. At 200 steps the input-space SSM is itself
+# below chance on the natural sets, so only its non-natural column says something: it falls at every γ, most
+# at γ = 1 (`noise` 80.1 → 39.1 and `constant` 57.4 → 38.2, below chance).
 #
 # The live sweep (120 steps, SSM's WRN energy) does not show that collapse: at γ = 1 every set scores at
 # least its γ = 0 AUC-PR (to the printed 0.1 point), so supervision raises both groups in its Table-2 row (natural +23.9 %,
-# non-natural +5.0 %), and digits-89 gains at γ = 1 (54.8 → 64.9) as in the 200-step run; γ = 0.1 and 10
+# non-natural +5.0 %), and digits-89 gains at γ = 1 (54.8 → 64.9; 38.2 → 38.5 in the 200-step run); γ = 0.1 and 10
 # lower some sets (constant 80.8 → 73.9 and 70.9).
 
 # %%
@@ -144,11 +143,12 @@ draw_figure(density_vs_norm.draw(dens), os.path.join(FIGURES, "08_density_vs_nor
 #
 # | γ | 0 | 0.1 | 1 | 10 |
 # |---|---|---|---|---|
-# | CD | +12.75 | −10.78 | −20.11 | −16.22 |
-# | SSM | −8870 | −6887 | −52.8 | +2.60 |
+# | CD | −12.77 | −12.98 | −13.84 | −15.75 |
+# | SSM | −7320 | −5474 | −2.28 | +0.52 |
 #
-# The paper's picture (density growing away from the data as γ grows) appears only for SSM at γ = 10;
-# our unsupervised CD is the model whose density grows along the ray, and supervision makes CD's fall. The
+# The paper's picture (density growing away from the data as γ grows) appears only for SSM at γ = 10, and
+# barely (+0.52 nats at 32 times the data's norm); supervision flattens SSM's fall by four orders of
+# magnitude, while CD's density falls along the ray at every γ, a little faster as γ grows. The
 # live SSM table (SSM's WRN energy, 120 steps) has the density falling along the ray at every γ, less steeply
 # as γ grows (α = 16: about −12,000 nats at γ = 0, −2,400 at γ = 1, −230 at γ = 10): in this budget
 # supervision flattens the fall, but never turns it into growth.
@@ -177,15 +177,17 @@ print(embeddings.render(emb))
 #
 # | Model | Natural (%) | Non-natural (%) | avg AUC-PR natural / non-natural, M → M-E |
 # |---|---|---|---|
-# | CD | −2.47 | +23.44 | 78.9 → 76.6 / 83.5 → 93.1 (oodomain 53.1 → 100, noise 100 → 80.8) |
-# | SSM | −59.06 | −41.15 | 79.1 → 31.7 / 93.8 → 56.5 |
-# | VERA | −59.82 | −43.46 | 82.1 → 31.7 / 99.5 → 56.4 |
+# | CD | +7.31 | −0.33 | 89.6 → 95.3 / 100.0 → 99.7 (digits-89 79.1 → 90.8) |
+# | SSM | +20.79 | −9.08 | 43.9 → 52.0 / 79.2 → 71.7 |
+# | VERA | −48.09 | +9.13 | 64.8 → 31.1 / 74.5 → 54.4 (oodomain 38.6 → 100) |
 #
-# SSM-E and VERA-E score 31–39 % on four of five sets: close to the floor `1 - ln 2` ≈ 30.7 %, far below
-# chance (50.5 %) — they rank those OOD features as *more* likely than ID features. With their tabular
-# configurations cut to 200 steps they have not learned a useful density of the features — a budget/tuning
-# gap on our side, not evidence about the paper's claim. CD-E, which did train, gains only on the
-# non-natural sets. The live SSM-E (120 steps) also loses on both groups, though less than at 200 steps.
+# CD-E gains on the near-OOD digits 8–9 and keeps the non-natural sets: the direction the paper reports.
+# SSM-E gains on natural OOD too, but from an input-space SSM that is itself below chance there at 200
+# steps (43.9 %), so that gain says little. VERA-E scores 30.9–32.2 % on four of five sets: at the floor
+# `1 - ln 2` ≈ 30.7 %, far below chance (50.5 %) — it ranks those OOD features as *more* likely than ID
+# features. With its tabular configuration cut to 200 steps it has not learned a useful density of the
+# features — a budget/tuning gap on our side, not evidence about the paper's claim. The live SSM-E (120
+# steps, the `quick` preset) loses on both groups.
 #
 # The paper: +53.65 % natural, +10.98 % non-natural on average (images).
 #
@@ -212,13 +214,14 @@ print(bottleneck.render(bn))
 #
 # | factor | 0.05 | 0.1 | 0.2 | 1.0 |
 # |---|---|---|---|---|
-# | CD | −5.23 / −4.82 | −13.06 / −12.74 | −9.00 / +28.68 | −13.43 / −13.11 |
-# | VERA | −23.45 / −14.06 | −19.08 / −1.27 | −6.07 / −3.10 | −41.66 / −22.96 |
+# | CD | −15.06 / −3.17 | +2.56 / −7.76 | −9.78 / −23.08 | −4.13 / −14.65 |
+# | VERA | +7.18 / −4.53 | −2.33 / +3.46 | −5.74 / −12.04 | −0.64 / +9.96 |
 #
-# Every factor lowers natural AUC-PR, mostly through the near-OOD digits 8–9 (CD 59.7 → 42–53, VERA 66.2 →
-# 44–66). CD's +28.7 % non-natural at 0.2 is one set: the unnormalised `oodomain` images, 53.1 → 98.9.
+# No factor helps consistently: the signs change from factor to factor, mostly through the near-OOD digits
+# 8–9 (CD 79.1 → 55.3–85.6, VERA 47.0 → 38.7–48.3) and the unnormalised `oodomain` images (CD 100 → 30.8 at
+# 0.2, VERA 38.6 → 30.8–47.6).
 # Factor 1.0 has the same function class as no bottleneck, so its row measures the noise of a
-# re-parametrisation — here as large as the effects we look for (VERA's natural −41.7 %). The live CD run
+# re-parametrisation — here as large as the effects we look for (CD's non-natural −14.7 %). The live CD run
 # (120 steps) shows the same noise: factor 0.2 lowers the natural AUC-PR (−4.4 %) and the factor-1.0 control
 # raises it (+2.2 %), and both lower the non-natural average by the same −16.9 %, all of it the unnormalised
 # `oodomain` images (63.8 → 30.8 with either neck).
@@ -250,11 +253,11 @@ draw_figure(few_ticks(smoothness.draw(smo)), os.path.join(FIGURES, "08_smoothnes
 
 # %% [markdown]
 # **Measured** (not this live run; `ebm-ood experiment smoothness --methods CD --steps 200`, digits,
-# seed 0): Δ log p̃ / AUROC (%) for k = 1, 2, 4 — unsupervised −0.47 / 100, −0.47 / 100, −0.48 / 100;
-# supervised −0.64 / 99.6, −0.56 / 99.2, −0.55 / 99.8; bottleneck 0.2: −0.63, −0.67, −0.70, AUROC 100 for
+# seed 0): Δ log p̃ / AUROC (%) for k = 1, 2, 4 — unsupervised −1.13 / 100, −1.20 / 100, −1.30 / 100;
+# supervised −0.76 / 99.5, −0.75 / 99.5, −0.76 / 99.7; bottleneck 0.2: −0.66, −0.67, −0.70, AUROC 100 for
 # all k. All three CD models find every smoothness set less likely than ID data and separate it almost
-# perfectly; the unsupervised one does not prefer smoother noise, and the bottlenecked one finds smoother
-# noise slightly *less* likely. The live CD run (120 steps) shows the same pattern: every Δ is negative,
+# perfectly; neither the unsupervised nor the bottlenecked one prefers smoother noise (both find it
+# slightly *less* likely). The live CD run (120 steps) shows the same pattern: every Δ is negative,
 # every AUROC 100 %, no preference for smoother noise, and the bottlenecked model finds it slightly less
 # likely. On 8×8 images a pooling window of 4 leaves 2×2 blocks — far from digit
 # strokes; the prepared 32×32 datasets carry the paper's pools 2, 3, 4 and 16, the 28×28 ones (FMNIST,
@@ -276,7 +279,7 @@ draw_figure(samples.draw(smp), os.path.join(FIGURES, "08_samples.png"))
 # %% [markdown]
 # **Measured** (`samples --methods CD --steps 200`, 100 descent steps of size 1, digits, seed 0): the CE
 # classifier still recognises 93.8 % of the images descended under the unsupervised CD (mean L2 moved
-# 2.95, energy drop 0.12) and only 25.0 % under the supervised CD (moved 4.52, energy drop 0.74).
+# 2.23, energy drop 0.07) and only 31.2 % under the supervised CD (moved 4.29, energy drop 0.64).
 # The live run (120 training steps, 8 images, 50 descent steps) points the same way: the unsupervised
 # model keeps the class of 6 of the 8 images, the supervised one of 3 (moved 2.49 vs 3.65). With 8 images
 # one image is 12.5 points, so this cell illustrates the procedure, not the finding.
@@ -285,19 +288,19 @@ draw_figure(samples.draw(smp), os.path.join(FIGURES, "08_samples.png"))
 #
 # On the embedded digits data, one seed and CPU-sized budgets (the measured tables above, not the live cells):
 #
-# * **Supervision hurts non-natural OOD** — *agrees* for SSM (−44.6 %; in the sweep the non-natural AUC-PR
-#   falls from 93.8 to 52.9 at γ = 1, about chance) and VERA (−17.7 %), *disagrees* for CD (+26.2 %, all of
-#   it from the unnormalised `oodomain` images, 53.1 → 100; `constant` falls 97.4 → 87.9 for CD).
-# * **Supervision helps natural OOD** — *disagrees*: every method loses on average (CD −22.3 %, SSM
-#   −29.2 %, VERA −34.9 %), mostly on the photo patches (SSM 90.1 → 35.9, VERA 98.0 → 49.4); only SSM's
-#   near-OOD digits 8–9 gain a little (68.2 → 69.4).
-# * **Density grows far from the data under supervision (Fig. 2)** — only SSM at γ = 10; *disagrees* for CD.
-# * **Embeddings help natural OOD** — *disagrees* for CD (−2.5 % natural, +23.4 % non-natural); SSM-E and
-#   VERA-E did not train to a useful density in the budget (near the `1 - ln 2` floor), so they say nothing
-#   either way.
-# * **Bottlenecks help natural OOD** — *disagrees* at every factor for CD and VERA (0.2: −9.0 % and
-#   −6.1 %), and the factor-1.0 control moves results as much as the real bottlenecks, so one seed cannot
-#   tell an effect from noise.
+# * **Supervision hurts non-natural OOD** — *agrees* for SSM (−28.2 %; in the sweep the non-natural AUC-PR
+#   falls from 79.2 to 59.1 at γ = 1, `noise` and `constant` below chance) and, mildly, for CD (−3.8 %,
+#   `constant` 100 → 88.9); VERA is level (−2.0 %: `noise` and `constant` up, `oodomain` 38.6 → 30.8).
+# * **Supervision helps natural OOD** — *disagrees* for CD (−34.6 %: digits 8–9 79.1 → 39.5, patches
+#   100 → 80.8) and SSM (−8.4 %, from a below-chance start); *agrees* only for VERA (+7.3 %, all of it the
+#   photo patches, 82.6 → 98.5; digits 8–9 fall a little, 47.0 → 44.8).
+# * **Density grows far from the data under supervision (Fig. 2)** — only SSM at γ = 10, barely; *disagrees* for CD.
+# * **Embeddings help natural OOD** — *agrees* for CD (+7.3 % natural, −0.3 % non-natural); SSM's +20.8 %
+#   starts from a below-chance input-space model, and VERA-E did not train to a useful density in the
+#   budget (near the `1 - ln 2` floor), so neither says much either way.
+# * **Bottlenecks help natural OOD** — *disagrees* at factor 0.2 for CD and VERA (−9.8 % and −5.7 %); other
+#   factors move either way (CD +2.6 % at 0.1, VERA +7.2 % at 0.05), and the factor-1.0 control moves
+#   results as much as the real bottlenecks, so one seed cannot tell an effect from noise.
 # * **Unsupervised EBMs prefer smooth noise; supervised ones keep class semantics (Figs. 4, 5)** —
 #   *disagree* here: CD rejects every smoothness set (AUROC ≥ 99 %), and the unsupervised CD keeps the
 #   digits' classes better than the supervised one.
