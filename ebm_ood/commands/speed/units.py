@@ -68,13 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 class _CEStep:
-    """One CE training step as :func:`ebm_ood.training.train` runs it for CEClassifier, on a fixed batch."""
+    """One CE training step as :func:`ebm_ood.training.train` runs it for CEClassifier, on a fixed batch, on a
+    copy of ``net`` (in the memory format ``net`` has)."""
 
-    def __init__(self, net, config, x: torch.Tensor, y: torch.Tensor, channels_last: bool | None = None):
+    def __init__(self, net, config, x: torch.Tensor, y: torch.Tensor):
         self.net = copy.deepcopy(net)
         self.x, self.y = x, y
-        if config.channels_last if channels_last is None else channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)     # as CEClassifier trains it
         t = config.train
         self.params = list(self.net.parameters())
         self.opt = torch.optim.Adam(self.params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
@@ -143,15 +142,15 @@ def setup(dataset, heat_steps: int) -> tuple[dict, dict, dict, dict]:
     x, y = torch.as_tensor(d.x_train, dtype=torch.float32), torch.as_tensor(d.y_train, dtype=torch.long)
     xv, yv = torch.as_tensor(d.x_val, dtype=torch.float32), torch.as_tensor(d.y_val, dtype=torch.long)
     bs = cfg.train.batch_size
-    training_net = copy.deepcopy(net)
+    training_net = copy.deepcopy(net)      # the network in the format CEClassifier trains and validates it in
     if cfg.channels_last:
-        training_net.to(memory_format=torch.channels_last)     # as CEClassifier validates it while training
+        training_net.to(memory_format=torch.channels_last)
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     b1, b2 = idx[:bs], idx[:2 * bs]
     calls = {
-        "CE step": _CEStep(net, cfg, x[b1], y[b1]),
-        "CE step, contiguous": _CEStep(net, cfg, x[b1], y[b1], channels_last=False),
-        f"CE step, batch {2 * bs}": _CEStep(net, cfg, x[b2], y[b2]),
+        "CE step": _CEStep(training_net, cfg, x[b1], y[b1]),
+        "CE step, contiguous": _CEStep(net, cfg, x[b1], y[b1]),
+        f"CE step, batch {2 * bs}": _CEStep(training_net, cfg, x[b2], y[b2]),
         "CE validation": lambda: classification_accuracy(training_net, xv, yv),
         "CE validation, batch 1024": lambda: classification_accuracy(training_net, xv, yv, batch_size=1024),
         "features (train split)": lambda: Backbone(net).extract(d.x_train),
@@ -170,8 +169,8 @@ def setup(dataset, heat_steps: int) -> tuple[dict, dict, dict, dict]:
                 "features (train split)": 1,
                 f"features (train split), batch {FEATURE_BATCH}": 1,
                 "GMM prior fit": 1, "HEAT-GMM fit": heat_default / heat_steps}
-    same = {"CE step, contiguous": _same_after_one_step(_CEStep(net, cfg, x[b1], y[b1]),
-                                                        _CEStep(net, cfg, x[b1], y[b1], channels_last=False)),
+    same = {"CE step, contiguous": _same_after_one_step(_CEStep(training_net, cfg, x[b1], y[b1]),
+                                                        _CEStep(net, cfg, x[b1], y[b1])),
             f"CE step, batch {2 * bs}": False,
             "CE validation, batch 1024": _same_logits(training_net, xv, VALIDATION_BATCH, 1024),
             f"features (train split), batch {FEATURE_BATCH}": _same_features(features, features_small)}
