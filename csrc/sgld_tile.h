@@ -22,7 +22,9 @@
 //     in the lane order (lane_block) that makes step 2's output come out in element order from one
 //     in-segment zip (unpcklps / unpckhps, zip1 / zip2) per vector.
 //  2. Box–Muller (philox.h) over the group's pairs, a flat loop the compiler vectorises: every floating-point
-//     operation of the scalar definition in the same order, so the bits are those of the twin.
+//     operation of the scalar definition in the same order, so the bits are those of the twin. Each iteration
+//     takes two pairs kLanes apart, so a vector iteration holds two independent chains (ln's polynomial is a
+//     chain of 18 dependent operations) that the scheduling pass (sgld_cpu.cpp) interleaves.
 //  3. The update (sgld_update.h) in element order, whole vectors (update_full; a tile's last partial group
 //     runs the scalar definition): the same operations, with the two selects as x86's max / min, which
 //     compilers do not find themselves (GCC 12 emits compare-and-blend sequences).
@@ -280,7 +282,10 @@ inline __attribute__((always_inline)) void tile(T* __restrict x, const T* __rest
     alignas(64) uint32_t wa[2 * kLanes], wb[2 * kLanes];
     alignas(64) float c[2 * kLanes], sn[2 * kLanes], n[4 * kLanes];
     philox_group(static_cast<uint32_t>(b0) + static_cast<uint32_t>(i / 4), t, wa, wb);
-    for (int j = 0; j < 2 * kLanes; ++j) box_muller(wa[j], wb[j], c[j], sn[j]);
+    for (int j = 0; j < kLanes; ++j) {  // two independent chains per vector iteration (step 2 above)
+      box_muller(wa[j], wb[j], c[j], sn[j]);
+      box_muller(wa[j + kLanes], wb[j + kLanes], c[j + kLanes], sn[j + kLanes]);
+    }
     for (int q = 0; q < 2 * kLanes; q += kW) {  // element order
       VecF32 cv, sv, lo, hi;
       std::memcpy(&cv, c + q, sizeof(cv));
