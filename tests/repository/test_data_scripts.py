@@ -20,6 +20,7 @@ from data_scripts import download as dl  # noqa: E402
 from data_scripts.prepare import main as prepare_main, prepare  # noqa: E402
 from ebm_ood.data import formats  # noqa: E402
 from ebm_ood.data.store import load_split, read_manifest  # noqa: E402
+from idx_files import idx_bytes, write_idx_set  # noqa: E402
 
 SEG_COLUMNS = ["REGION-CENTROID-COL", "REGION-CENTROID-ROW", "REGION-PIXEL-COUNT", "SHORT-LINE-DENSITY-5",
                "SHORT-LINE-DENSITY-2", "VEDGE-MEAN", "VEDGE-SD", "HEDGE-MEAN", "HEDGE-SD", "INTENSITY-MEAN",
@@ -48,22 +49,6 @@ def write_uci_csv(path, rows):
 
 def write_statlog(path, rows):
     path.write_text("".join(" ".join(f"{x:.6f}" for x in v) + f" {CLASSES.index(c) + 1}\n" for c, v in rows))
-
-
-def idx_bytes(arr, magic):
-    return struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in arr.shape) + arr.astype(np.uint8).tobytes()
-
-
-def write_idx_set(folder, rng, n_train=30, n_test=20):
-    folder.mkdir(parents=True, exist_ok=True)
-    data = {}
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        x = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        y = np.arange(n, dtype=np.uint8) % 10
-        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(x, 2051)))
-        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(y, 2049)))
-        data[prefix] = (x, y)
-    return data
 
 
 def cifar_bytes(labels, pixels):

@@ -8,7 +8,7 @@ import pytest
 
 from data_scripts import idx
 from data_scripts.prepare import prepare
-from tests.repository.test_data_scripts import write_idx_set
+from idx_files import write_idx_set
 
 
 def _lanczos_matrix(n_in, n_out, a=3):
