@@ -138,29 +138,6 @@ struct PhiloxK {
   __m512i c0[K], c1[K], c2[K], c3[K];
 };
 
-// The per-tile constants: the round keys, and the words that do not depend on the block index (the counter
-// words c1 = b >> 32, c2, c3 are the same for every block of a tile, so round 1's M1 * c2 and round 2's
-// M0 * c0 are scalars).
-struct TileKeys {
-  uint32_t k0[10], k1[10];
-  uint32_t r1_c2x;                           // round 1: c3 ^ k1, xor-ed into hi(M0 c0)
-  uint32_t r2_c2x, r2_c0x, r2_c3;            // round 2: hi(M0 c0) ^ k1, c1 ^ k0, lo(M0 c0)
-};
-
-inline TileKeys tile_keys(uint32_t cw1, const Params& p) {
-  TileKeys t;
-  philox_round_keys(p.k0, p.k1, t.k0, t.k1);
-  const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * p.o0;
-  const uint32_t r1_c0 = static_cast<uint32_t>(p1 >> 32) ^ cw1 ^ t.k0[0];
-  const uint32_t r1_c1 = static_cast<uint32_t>(p1);
-  t.r1_c2x = p.o1 ^ t.k1[0];
-  const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * r1_c0;
-  t.r2_c2x = static_cast<uint32_t>(p0 >> 32) ^ t.k1[1];
-  t.r2_c0x = r1_c1 ^ t.k0[1];
-  t.r2_c3 = static_cast<uint32_t>(p0);
-  return t;
-}
-
 EBM_AVX512 __m512i hi_to_lo(__m512i v) { return _mm512_srli_epi64(v, 32); }
 EBM_AVX512 __m512i xor3(__m512i a, __m512i b, __m512i c) { return _mm512_ternarylogic_epi32(a, b, c, 0x96); }
 EBM_AVX512 __m512i bcast(uint32_t v) { return _mm512_set1_epi32(static_cast<int>(v)); }

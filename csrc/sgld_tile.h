@@ -5,7 +5,7 @@
 //   EBM_TILE_VBYTES  the vector width in bytes (16: SSE2 / NEON, 32: AVX2, 64: AVX-512),
 //   EBM_TILE_MUL     how mul_even is done: 0 plain C++, 1 SSE2, 2 AVX2, 3 AVX-512F (pmuludq), 4 NEON (umull),
 // and, for x86 widths above SSE2, inside a `#pragma GCC target` region, so the compiler may use the wider
-// instructions in this copy only. philox.h and sgld_update.h (the per-element definitions) must come first.
+// instructions in this copy only. sgld_update.h (the per-element update) must come first; philox.h is included here.
 //
 // Per group of kLanes Philox blocks (4 kLanes elements), nothing leaves registers and L1:
 //  1. Philox4x32-10 in structure-of-arrays form: each counter word of the group is an array of GCC/Clang
@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include "philox.h"
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #elif defined(__aarch64__) && defined(__ARM_NEON)
@@ -44,6 +45,27 @@ struct TileParams {
   uint32_t k0, k1, o0, o1;                   // Philox key (seed) and counter high words (offset)
   double step_size, noise_std, lo, hi;
 };
+
+// The per-tile Philox constants: round keys and the words that do not depend on the block's low counter
+// word (c1 = b >> 32, c2, c3 = offset), so that round 1's M1 c2 and round 2's M0 c0 are scalars.
+struct TileKeys {
+  uint32_t k0[10], k1[10];
+  uint32_t r1_c2x;                  // round 1: c2 = hi(M0 c0) ^ r1_c2x
+  uint32_t r2_c0x, r2_c2x, r2_c3;   // round 2: c0 = hi(M1 c2) ^ r2_c0x, c2 = c3 ^ r2_c2x, c3 = r2_c3
+};
+
+inline TileKeys tile_keys(uint32_t cw1, const TileParams& p) {
+  TileKeys t;
+  philox_round_keys(p.k0, p.k1, t.k0, t.k1);
+  const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * p.o0;            // round 1, M1 c2
+  const uint32_t r1_c0 = static_cast<uint32_t>(p1 >> 32) ^ cw1 ^ t.k0[0];
+  t.r1_c2x = p.o1 ^ t.k1[0];
+  const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * r1_c0;           // round 2, M0 c0
+  t.r2_c0x = static_cast<uint32_t>(p1) ^ t.k0[1];
+  t.r2_c2x = static_cast<uint32_t>(p0 >> 32) ^ t.k1[1];
+  t.r2_c3 = static_cast<uint32_t>(p0);
+  return t;
+}
 }  // namespace ebm_ood
 #endif
 
@@ -110,27 +132,6 @@ inline __attribute__((always_inline)) VecU64 mul_even(VecU64 a, VecU64 m) {
 #else
   return (a & 0xFFFFFFFFull) * (m & 0xFFFFFFFFull);
 #endif
-}
-
-// The per-tile Philox constants: round keys and the words that do not depend on the block's low counter
-// word (c1 = b >> 32, c2, c3 = offset), so that round 1's M1 c2 and round 2's M0 c0 are scalars.
-struct TileKeys {
-  uint32_t k0[10], k1[10];
-  uint32_t r1_c2x;                  // round 1: c2 = hi(M0 c0) ^ r1_c2x
-  uint32_t r2_c0x, r2_c2x, r2_c3;   // round 2: c0 = hi(M1 c2) ^ r2_c0x, c2 = c3 ^ r2_c2x, c3 = r2_c3
-};
-
-inline TileKeys tile_keys(uint32_t cw1, const TileParams& p) {
-  TileKeys t;
-  philox_round_keys(p.k0, p.k1, t.k0, t.k1);
-  const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * p.o0;            // round 1, M1 c2
-  const uint32_t r1_c0 = static_cast<uint32_t>(p1 >> 32) ^ cw1 ^ t.k0[0];
-  t.r1_c2x = p.o1 ^ t.k1[0];
-  const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * r1_c0;           // round 2, M0 c0
-  t.r2_c0x = static_cast<uint32_t>(p1) ^ t.k0[1];
-  t.r2_c2x = static_cast<uint32_t>(p0 >> 32) ^ t.k1[1];
-  t.r2_c3 = static_cast<uint32_t>(p0);
-  return t;
 }
 
 // Philox4x32-10 of the kLanes blocks whose low counter words are bl .. bl + kLanes - 1 (same b >> 32,

@@ -199,7 +199,7 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
+def read_image_file(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
     """One image centre-cropped to a square, resized to ``size`` (bilinear): (C, size, size) uint8.
 
     A file Pillow cannot decode (corrupt, truncated, or a decompression bomb: more pixels than Pillow's
@@ -250,7 +250,7 @@ def read_image_folder(folder: Path, size: int, mode: str = "RGB", labelled: bool
     xs, ys, skipped = [], [], []
     for p in files:
         try:
-            xs.append(load_image(p, size, mode))
+            xs.append(read_image_file(p, size, mode))
         except FormatError:
             if not skip_unreadable:
                 raise

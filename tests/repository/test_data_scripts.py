@@ -559,7 +559,7 @@ def test_decompression_bombs_and_undecodable_images_are_named(tmp_path, monkeypa
         formats.read_image_folder(tmp_path / "imgs", 8)
     for name, why in (("large.png", "decompression bomb"), ("trunc.png", "unreadable image")):
         with pytest.raises(formats.FormatError, match=f"{name}: .*{why}"):
-            formats.load_image(tmp_path / "imgs" / "A" / name, 8)
+            formats.read_image_file(tmp_path / "imgs" / "A" / name, 8)
     x, _, _, skipped = formats.read_image_folder(tmp_path / "imgs", 8, labelled=True, skip_unreadable=True)
     assert len(x) == 1 and sorted(skipped) == [os.path.join("A", n) for n in ("bomb.png", "large.png", "trunc.png")]
     rc = prepare_main(["textures", "--raw-dir", str(tmp_path / "imgs"), "--data-root", str(tmp_path / "root")])
