@@ -13,7 +13,7 @@
 //    instruction set: "baseline" (SSE2 on x86-64, NEON on ARM64, plain C++ elsewhere) and, with GCC on
 //    x86-64, "avx2" and "avx512" copies in `#pragma GCC target` regions, so the JIT-built library runs on
 //    any CPU.
-//  * "avx512-intrinsics" (below): hand-written AVX-512F, about 6 % faster than the portable avx512 copy.
+//  * "avx512-intrinsics" (below): hand-written AVX-512F, 3-6 % faster than the portable avx512 copy.
 // The op takes the first path of kPaths the CPU supports (__builtin_cpu_supports); EBM_OOD_SGLD_PATH=<name>
 // forces one, EBM_OOD_SGLD_GENERIC=1 skips the intrinsics (both read once); sgld_cpu_paths() says which.
 // The AVX-512 intrinsics (tile_f32_avx512 / tile_f64_avx512, GCC/Clang on x86-64) are target("avx512f")
@@ -138,6 +138,7 @@ struct PhiloxK {
   __m512i c0[K], c1[K], c2[K], c3[K];
 };
 
+// The per-tile constants (TileKeys, tile_keys) are the portable kernel's, from sgld_tile.h.
 EBM_AVX512 __m512i hi_to_lo(__m512i v) { return _mm512_srli_epi64(v, 32); }
 EBM_AVX512 __m512i xor3(__m512i a, __m512i b, __m512i c) { return _mm512_ternarylogic_epi32(a, b, c, 0x96); }
 EBM_AVX512 __m512i bcast(uint32_t v) { return _mm512_set1_epi32(static_cast<int>(v)); }
